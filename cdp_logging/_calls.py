@@ -1,0 +1,278 @@
+"""From a log record (or a structlog event dict, or client keywords) to wire bytes.
+
+Everything here runs in the application's thread, at the logging call, on purpose:
+serialising now means a dict the application changes after the call cannot change what
+was tracked, and a message that can never be delivered (a track with no event, one over
+32,000 bytes) is refused at once with a reason, instead of failing a whole batch later.
+Nothing here raises out of ``build``: failures come back as ``DeliveryError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import itertools
+import json
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from . import _json
+from ._errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
+from ._protocol import CALL_TYPES, MAX_MESSAGE_BYTES, message_problems
+from ._version import __version__
+
+__all__ = [
+    "CALL_TYPE_SET",
+    "EVENT_DICT_FLAT_KEYS",
+    "FLAT_KEYS",
+    "PAYLOAD_KEYS",
+    "build",
+    "decode",
+    "fields_from_event_dict",
+    "fields_from_record",
+    "iso_timestamp",
+    "new_message_id",
+]
+
+CALL_TYPE_SET: Final = frozenset(CALL_TYPES)
+
+# Accepted spelling -> wire key. snake_case for Python callers, camelCase because
+# people paste payloads from the Segment docs.
+_WIRE_KEYS: Final = {
+    "user_id": "userId",
+    "userId": "userId",
+    "anonymous_id": "anonymousId",
+    "anonymousId": "anonymousId",
+    "previous_id": "previousId",
+    "previousId": "previousId",
+    "group_id": "groupId",
+    "groupId": "groupId",
+    "message_id": "messageId",
+    "messageId": "messageId",
+    "event": "event",
+    "event_name": "event",
+    "name": "name",
+    "category": "category",
+    "properties": "properties",
+    "traits": "traits",
+    "context": "context",
+    "integrations": "integrations",
+    "timestamp": "timestamp",
+}
+PAYLOAD_KEYS: Final = frozenset(_WIRE_KEYS)
+# `name` is a LogRecord attribute (the logger's name), so it cannot travel flat in
+# `extra`; reading it there would send the logger name as the page name.
+FLAT_KEYS: Final = tuple(sorted(PAYLOAD_KEYS - {"name"}))
+# In a structlog event dict, `event` is the log message (here: the call type) and
+# `timestamp` belongs to structlog's TimeStamper, in whatever format it was given;
+# the track name travels as `event_name`, a backfilled time in the `cdp` form.
+EVENT_DICT_FLAT_KEYS: Final = tuple(sorted(PAYLOAD_KEYS - {"event", "timestamp"}))
+
+_ID_KEYS: Final = ("userId", "anonymousId", "previousId", "groupId")
+_TEXT_KEYS: Final = ("event", "name", "category", "messageId")
+_OBJECT_KEYS: Final = ("properties", "traits", "context", "integrations")
+_LIBRARY: Final = {"name": "cdp_logging", "version": __version__}
+_UTC: Final = dt.timezone.utc
+
+
+class _MessageIds:
+    """Unique ids at a fraction of uuid4's cost: a random per-process prefix and a counter.
+
+    The prefix is drawn again in a forked child; otherwise parent and child would hand
+    out the same ids and the server, which de-duplicates on messageId, would drop one.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self._prefix = uuid.uuid4().hex
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+_ids = _MessageIds()
+os.register_at_fork(after_in_child=_ids.reseed)
+
+
+def new_message_id() -> str:
+    return _ids.next()
+
+
+def iso_timestamp(created: float) -> str:
+    return dt.datetime.fromtimestamp(created, _UTC).isoformat(timespec="milliseconds")
+
+
+def _text(value: object) -> object:
+    # A (str, Enum) event name is still the string it stands for.
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, str):
+        return str.__str__(value)
+    return value  # left for message_problems to name
+
+
+def _identifier(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (int, uuid.UUID)) and not isinstance(value, bool):
+        return str(value)
+    return value  # left for message_problems to name
+
+
+def _timestamp(value: object) -> object:
+    """Datetimes and epoch seconds become ISO 8601; text is checked by _timestamp_problem."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return _json.to_jsonable(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return iso_timestamp(float(value))
+        except (OverflowError, OSError, ValueError):
+            return value
+    return value
+
+
+def _timestamp_problem(message: Mapping[str, Any]) -> str | None:
+    value = message.get("timestamp")
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return f"timestamp {value[:40]!r} is not ISO 8601"
+    if parsed.tzinfo is None:
+        return f"timestamp {value[:40]!r} has no time zone"
+    return None
+
+
+def _invalid(reason: str, message: Mapping[str, Any]) -> DeliveryError:
+    return DeliveryError(INVALID_MESSAGE, reason, messages=[_json.to_jsonable(dict(message))])
+
+
+def build(
+    call_type: object,
+    fields: Mapping[str, Any],
+    created: float,
+    *,
+    strict: bool = True,
+) -> bytes | DeliveryError:
+    """Turn one call's fields into the serialised wire message, or say why not.
+
+    Args:
+        call_type: One of the six call types.
+        fields: Payload keys in either spelling (see ``PAYLOAD_KEYS``).
+        created: When the thing happened (the log record's creation time); the
+            message's ``timestamp`` unless the fields carry one.
+        strict: Refuse keys that are not payload keys. True for the ``cdp`` mapping,
+            where an unknown key is a typo that would silently lose data; False for
+            the flat form, where the app's other ``extra`` keys are expected.
+    """
+    message: dict[str, Any] = {}
+    unknown = []
+    for key, value in fields.items():
+        wire = _WIRE_KEYS.get(key)
+        if wire is None:
+            if strict and key != "type":
+                unknown.append(key)
+            continue
+        if value is not None:
+            message[wire] = value
+    if call_type not in CALL_TYPE_SET:
+        message["type"] = _json.to_jsonable(call_type)
+        return _invalid(
+            f"unknown call type {call_type!r}: give one of {', '.join(CALL_TYPES)} "
+            "as the log message or as cdp['type']",
+            message,
+        )
+    message["type"] = call_type
+    if unknown:
+        return _invalid(
+            f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
+            f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
+            message,
+        )
+    for key in _ID_KEYS:
+        if key in message:
+            message[key] = _identifier(message[key])
+    for key in _TEXT_KEYS:
+        if key in message:
+            message[key] = _text(message[key])
+    for key in _OBJECT_KEYS:
+        value = message.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            return _invalid(
+                f"{call_type}: {key} must be a mapping (a dict), got {type(value).__name__}",
+                message,
+            )
+    context = message.get("context")
+    message["context"] = {**context, "library": _LIBRARY} if context else {"library": _LIBRARY}
+    message["timestamp"] = (
+        _timestamp(message["timestamp"]) if "timestamp" in message else (iso_timestamp(created))
+    )
+    message.setdefault("messageId", new_message_id())
+    problems = message_problems(message)
+    stamp = _timestamp_problem(message)
+    if stamp:
+        problems.append(stamp)
+    if problems:
+        return _invalid(f"{call_type}: {'; '.join(problems)}", message)
+    data = _json.dumps(message)
+    if len(data) > MAX_MESSAGE_BYTES:
+        return DeliveryError(
+            MESSAGE_TOO_LARGE,
+            f"{call_type} message is {len(data):,} bytes serialised; the limit is "
+            f"{MAX_MESSAGE_BYTES:,}: send less in properties/traits/context",
+            messages=[_json.to_jsonable(message)],
+        )
+    return data
+
+
+def fields_from_record(record: logging.LogRecord) -> tuple[object, Mapping[str, Any], bool] | None:
+    """Find the analytics payload a log record carries, if any.
+
+    Returns ``(call_type, fields, strict)`` or None for an ordinary log record. Only
+    named keys are read (never "all extras"), so framework attributes on the record
+    cannot leak into the message.
+    """
+    attrs = record.__dict__
+    payload = attrs.get("cdp")
+    msg = record.msg
+    if type(msg) is dict and payload is None:
+        # structlog's ProcessorFormatter route: the event dict itself is the message.
+        return fields_from_event_dict(msg)
+    if isinstance(payload, Mapping):
+        call_type = payload.get("type") or msg
+        return call_type, payload, True
+    if type(msg) is str and msg in CALL_TYPE_SET:
+        flat = {key: attrs[key] for key in FLAT_KEYS if key in attrs}
+        if flat:
+            return msg, flat, False
+    return None
+
+
+def fields_from_event_dict(
+    event_dict: Mapping[str, Any],
+) -> tuple[object, Mapping[str, Any], bool] | None:
+    """The structlog twin of ``fields_from_record``: same forms, structlog's key names."""
+    payload = event_dict.get("cdp")
+    event = event_dict.get("event")
+    if isinstance(payload, Mapping):
+        return payload.get("type") or event, payload, True
+    if type(event) is str and event in CALL_TYPE_SET:
+        flat = {key: event_dict[key] for key in EVENT_DICT_FLAT_KEYS if key in event_dict}
+        if flat:
+            return event, flat, False
+    return None
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """The wire message back as a dict, for callbacks and errors (never on the hot path)."""
+    message: dict[str, Any] = json.loads(data)
+    return message

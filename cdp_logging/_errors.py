@@ -1,0 +1,76 @@
+"""DeliveryError: the one exception type a user ever handles.
+
+It is never raised into the application by a logging call; it reaches the app through
+``on_error``, a call's Future, or a call's callback. Every instance names what happened
+(``code``) and what a person can do about it (``reason``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = [
+    "CLOSED",
+    "HTTP_STATUS",
+    "INVALID_MESSAGE",
+    "MESSAGE_TOO_LARGE",
+    "NETWORK",
+    "QUEUE_FULL",
+    "SHUTDOWN_TIMEOUT",
+    "DeliveryError",
+]
+
+QUEUE_FULL: Final = "queue_full"
+MESSAGE_TOO_LARGE: Final = "message_too_large"
+INVALID_MESSAGE: Final = "invalid_message"
+HTTP_STATUS: Final = "http_status"
+NETWORK: Final = "network"
+CLOSED: Final = "closed"
+# Distinct from CLOSED: the message was accepted, but close() or interpreter exit ran
+# out of time before the server took it. The fix differs (raise shutdown_timeout,
+# look at the network) from CLOSED's (stop logging after close()).
+SHUTDOWN_TIMEOUT: Final = "shutdown_timeout"
+
+
+class DeliveryError(Exception):
+    """Messages that were not delivered, and why.
+
+    Args:
+        code: A short, stable string to branch on, such as ``queue_full``.
+        reason: A sentence a person can act on. It never contains the write key.
+        status: The HTTP status the server answered, when there was one.
+        messages: The wire messages affected, as dicts.
+
+    .. versionadded:: 0.1.0
+    """
+
+    code: str
+    reason: str
+    status: int | None
+    messages: list[dict[str, Any]]
+
+    def __init__(
+        self,
+        code: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        messages: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+        self.status = status
+        self.messages = messages if messages is not None else []
+
+    def __str__(self) -> str:
+        count = len(self.messages)
+        noun = "message" if count == 1 else "messages"
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{self.code}{status}: {self.reason} [{count} {noun}]"
+
+    def __repr__(self) -> str:
+        return (
+            f"DeliveryError(code={self.code!r}, reason={self.reason!r}, "
+            f"status={self.status!r}, messages=<{len(self.messages)}>)"
+        )

@@ -1,0 +1,192 @@
+"""The total JSON rule: every Python value becomes valid JSON, and nothing raises.
+
+Applications log whatever they hold: Decimals from an ORM, UUID primary keys, numpy
+scalars from a model, datetimes, sets. The reference SDK drops some of these silently,
+raises on others out of ``track()``, and writes NaN as bare ``NaN`` so that the server
+rejects the whole batch. Here each value has one documented conversion:
+
+=====================================  ==============================================
+value                                  JSON
+=====================================  ==============================================
+NaN, +inf, -inf (float or Decimal)     ``null``
+aware ``datetime``                     ISO 8601 string with its offset
+naive ``datetime``                     taken as local time (as ``datetime.astimezone``
+                                       does), ISO 8601 with that offset
+``date``                               midnight UTC, ``"2024-05-01T00:00:00+00:00"``
+``time``                               ``time.isoformat()``
+``timedelta``                          total seconds, a number
+``Decimal``                            a number when a float holds it exactly, else a
+                                       string with every digit (no precision is lost)
+``UUID``, ``pathlib.Path``             ``str(value)``
+``Enum``                               its ``.value``, converted by these same rules
+``set``, ``frozenset``                 a list, sorted when the items can be sorted
+``tuple`` and other sequences          a list
+``bytes``, ``bytearray``, memoryview   UTF-8 text, undecodable bytes as ``\\xNN``
+any other Mapping                      an object; non-string keys become ``str(key)``
+dataclass instance                     an object of its fields
+numpy scalar / array (or anything      ``value.tolist()``
+with ``tolist()``)
+a container inside itself              the string ``"[Circular]"``
+nesting deeper than 64 levels          the string ``"[Too deep]"`` at that depth
+anything else                          ``str(value)``, or ``"<unserializable T>"`` when
+                                       ``str`` itself fails
+=====================================  ==============================================
+
+The fast path is the C encoder with a ``default`` hook; only when that meets NaN, a
+cycle or an odd key does the slower cleaning walk run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any, Final
+
+__all__ = ["dumps", "to_jsonable"]
+
+_MAX_DEPTH: Final = 64
+_UTC: Final = dt.timezone.utc
+
+
+def _decimal(value: Decimal) -> Any:
+    if not value.is_finite():
+        return None
+    as_float = float(value)
+    # repr(float) is the shortest text that round-trips, so comparing it with the
+    # Decimal tells exactly whether the float loses a digit.
+    if Decimal(repr(as_float)) == value:
+        return as_float
+    return str(value)
+
+
+def _set_items(value: set[Any] | frozenset[Any]) -> list[Any]:
+    try:
+        return sorted(value)
+    except TypeError:
+        return list(value)
+
+
+def _fallback_text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the message
+        return f"<unserializable {type(value).__name__}>"
+
+
+def _convert(value: Any) -> Any:
+    """Turn one non-JSON value into something closer to JSON; never raises."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            value = value.astimezone()
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=_UTC).isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return _set_items(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, Mapping):
+        return dict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        try:
+            return tolist()
+        except Exception:  # noqa: BLE001
+            return _fallback_text(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return _fallback_text(value)
+
+
+def _key(key: object) -> str:
+    """A dict key as JSON needs it: a string, spelled as json.dumps would where it can."""
+    if isinstance(key, enum.Enum):
+        key = key.value
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, bool) or key is None:
+        return json.dumps(key)
+    if isinstance(key, int):
+        return str(int(key))
+    if isinstance(key, float):
+        return repr(float(key)) if math.isfinite(key) else json.dumps(None)
+    if isinstance(key, (dt.date, dt.time, uuid.UUID, Decimal)):
+        converted = _convert(key)
+        return converted if isinstance(converted, str) else json.dumps(converted)
+    return _fallback_text(key)
+
+
+def _clean(value: Any, depth: int, path: set[int]) -> Any:
+    """Rebuild *value* from JSON-native types only: the slow, always-correct path."""
+    if value is None or isinstance(value, bool):
+        return value
+    # Subclasses (IntEnum, StrEnum, numpy.float64) collapse to the plain built-in type;
+    # str(member) of a (str, Enum) mixin would give "E.A" instead of its value.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if depth >= _MAX_DEPTH:
+        return "[Too deep]"
+    marker = id(value)
+    if marker in path:
+        return "[Circular]"
+    path.add(marker)
+    try:
+        if isinstance(value, dict):
+            return {_key(k): _clean(v, depth + 1, path) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_clean(v, depth + 1, path) for v in value]
+        return _clean(_convert(value), depth + 1, path)
+    finally:
+        path.discard(marker)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Return *value* made only of dict, list, str, int, finite float, bool and None."""
+    return _clean(value, 0, set())
+
+
+_FAST: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_convert
+)
+# Lone surrogates (from os.fsdecode, broken upstream data) cannot be written as UTF-8;
+# \u escapes can, and are still valid JSON.
+_ASCII: Final = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_convert
+)
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise *value* to compact UTF-8 JSON bytes by the rule in this module's docstring."""
+    try:
+        text = _FAST.encode(value)
+    except (ValueError, TypeError, RecursionError):
+        # NaN/inf (allow_nan=False), a cycle, a non-string key the C encoder refuses,
+        # or nesting past the recursion limit: rebuild the value, then encode that.
+        text = _FAST.encode(to_jsonable(value))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ASCII.encode(json.loads(text)).encode("ascii")

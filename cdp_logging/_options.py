@@ -1,0 +1,193 @@
+"""Defaults, environment fallback and eager validation of every option.
+
+The same keyword names are accepted by ``Analytics``, ``AnalyticsHandler`` and
+``AnalyticsProcessor``; this module is the single place that turns them into one frozen
+``Options`` value, so the three front doors cannot disagree. A bad value fails here, at
+construction, with a ValueError naming the option, never later inside the sender thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._errors import DeliveryError
+from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
+
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_EVENTS_IN_BATCH",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "ENV_HOST",
+    "ENV_WRITE_KEY",
+    "Options",
+    "build_options",
+]
+
+ENV_WRITE_KEY: Final = "CDP_WRITE_KEY"
+ENV_HOST: Final = "CDP_HOST"
+
+DEFAULT_HOST: Final = "https://cdp.customer.io"
+DEFAULT_MAX_EVENTS_IN_BATCH: Final = 20
+DEFAULT_FLUSH_INTERVAL: Final = 10.0
+DEFAULT_MAX_QUEUE_SIZE: Final = 10_000
+DEFAULT_MAX_RETRIES: Final = 10
+DEFAULT_TIMEOUT: Final = 10.0
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
+
+ErrorCallback = Callable[[DeliveryError], object]
+FlushCallback = Callable[[list[dict[str, Any]]], object]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated settings shared by one client and its sender.
+
+    ``write_key`` is excluded from ``repr`` so that a logged or printed client, handler
+    or traceback never shows it.
+    """
+
+    write_key: str = field(repr=False)
+    host: str
+    max_events_in_batch: int
+    flush_interval: float
+    max_queue_size: int
+    max_retries: int
+    timeout: float
+    shutdown_timeout: float
+    gzip: bool
+    send: bool
+    flush_triggers: frozenset[str]
+    on_error: ErrorCallback | None = field(repr=False)
+    on_flush: FlushCallback | None = field(repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return self.host + "/v1/batch"
+
+
+def _number(name: str, value: object, *, minimum: float, integer: bool) -> Any:
+    # dictConfig read from YAML/INI often hands numbers over as strings; accept those,
+    # but never a bool (True would silently become 1).
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = int(value) if integer else float(value)  # type: ignore[call-overload, arg-type]
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ValueError(f"{name} must be {kind}, got {value!r}") from None
+    if integer and isinstance(value, float) and value != number:
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if not math.isfinite(number) or number < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return number
+
+
+def _flag(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {
+        "true",
+        "1",
+        "yes",
+        "on",
+        "false",
+        "0",
+        "no",
+        "off",
+    }:
+        return value.lower() in {"true", "1", "yes", "on"}
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def _callback(name: str, value: object) -> Any:
+    if value is not None and not callable(value):
+        raise ValueError(f"{name} must be callable or None, got {type(value).__name__}")
+    return value
+
+
+def _triggers(value: object) -> frozenset[str]:
+    items: Iterable[object]
+    if value is None:
+        items = ()
+    elif isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise ValueError(f"flush_triggers must be a list of call types, got {value!r}")
+    triggers = frozenset(str(item) for item in items)
+    unknown = sorted(triggers - set(CALL_TYPES))
+    if unknown:
+        raise ValueError(
+            f"flush_triggers holds {', '.join(unknown)}; call types are {', '.join(CALL_TYPES)}"
+        )
+    return triggers
+
+
+def _host(value: object) -> str:
+    host = value if value is not None else os.environ.get(ENV_HOST) or DEFAULT_HOST
+    if not isinstance(host, str) or not host.startswith(("http://", "https://")):
+        raise ValueError(f"host must be an http:// or https:// URL, got {host!r}")
+    return host.rstrip("/")
+
+
+def _write_key(value: object) -> str:
+    key = value if value is not None else os.environ.get(ENV_WRITE_KEY)
+    if not key:
+        raise ValueError(
+            f"no write key: pass write_key= or set the {ENV_WRITE_KEY} environment variable"
+        )
+    if not isinstance(key, str):
+        raise ValueError(f"write_key must be a string, got {type(key).__name__}")
+    return key
+
+
+def build_options(
+    write_key: str | None = None,
+    host: str | None = None,
+    max_events_in_batch: int = DEFAULT_MAX_EVENTS_IN_BATCH,
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+    on_error: ErrorCallback | None = None,
+    on_flush: FlushCallback | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    timeout: float = DEFAULT_TIMEOUT,
+    gzip: bool = False,
+    send: bool = True,
+    flush_triggers: Iterable[str] | None = None,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+) -> Options:
+    """Validate every option and fill the environment fallbacks.
+
+    Raises:
+        ValueError: naming the option (or ``CDP_WRITE_KEY``) that is missing or wrong.
+    """
+    batch = _number("max_events_in_batch", max_events_in_batch, minimum=1, integer=True)
+    if batch > MAX_BATCH_MESSAGES:
+        raise ValueError(
+            f"max_events_in_batch must be at most {MAX_BATCH_MESSAGES} (the protocol's limit), "
+            f"got {max_events_in_batch!r}"
+        )
+    return Options(
+        write_key=_write_key(write_key),
+        host=_host(host),
+        max_events_in_batch=batch,
+        flush_interval=_number("flush_interval", flush_interval, minimum=0, integer=False),
+        max_queue_size=_number("max_queue_size", max_queue_size, minimum=1, integer=True),
+        max_retries=_number("max_retries", max_retries, minimum=0, integer=True),
+        timeout=_number("timeout", timeout, minimum=0.001, integer=False),
+        shutdown_timeout=_number("shutdown_timeout", shutdown_timeout, minimum=0, integer=False),
+        gzip=_flag("gzip", gzip),
+        send=_flag("send", send),
+        flush_triggers=_triggers(flush_triggers),
+        on_error=_callback("on_error", on_error),
+        on_flush=_callback("on_flush", on_flush),
+    )

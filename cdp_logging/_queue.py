@@ -1,0 +1,126 @@
+"""The buffer between the logging call and the sender, behind a small interface.
+
+The sender only needs three things from a buffer: add one serialised message without
+ever blocking, take a batch bounded by count and bytes, and know how many messages
+were ever accepted (so ``flush`` can wait for "everything enqueued before me"). A
+durable, on-disk buffer can implement the same ``MessageQueue`` protocol later.
+
+Entries are the message's JSON bytes, or a ``Tracked`` wrapper when the caller wants
+to hear about that one message (a Future or a callback). Logging calls never ask, so the
+common entry is a bare ``bytes`` object: the cheapest thing Python can hold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeAlias
+
+__all__ = ["CLOSED", "FULL", "Entry", "MemoryQueue", "MessageQueue", "Tracked", "entry_data"]
+
+FULL = 0
+CLOSED = -1
+
+
+class Tracked:
+    """A message whose outcome someone is waiting for."""
+
+    __slots__ = ("callback", "data", "future")
+
+    def __init__(
+        self,
+        data: bytes,
+        future: Future[dict[str, Any]] | None,
+        callback: Callable[[Exception | None, dict[str, Any]], object] | None,
+    ) -> None:
+        self.data = data
+        self.future = future
+        self.callback = callback
+
+
+Entry: TypeAlias = "bytes | Tracked"
+
+
+def entry_data(entry: Entry) -> bytes:
+    return entry if type(entry) is bytes else entry.data  # type: ignore[union-attr]
+
+
+class MessageQueue(Protocol):
+    """What the sender needs from a buffer."""
+
+    @property
+    def accepted(self) -> int:
+        """How many entries were ever accepted; the next one gets this sequence number."""
+
+    def put(self, entry: Entry) -> int:
+        """Add *entry*; return the new length, FULL or CLOSED (nothing added then)."""
+
+    def close(self) -> None:
+        """Refuse every later put; what is queued can still be taken."""
+
+    def take(
+        self, max_count: int, max_bytes: int, before: int | None = None
+    ) -> tuple[int, list[Entry]]:
+        """Remove up to *max_count* entries whose data fits in *max_bytes*.
+
+        Only entries with a sequence number below *before* are taken, when given.
+        Returns the sequence number of the first entry taken, and the entries.
+        """
+
+    def __len__(self) -> int: ...
+
+
+class MemoryQueue:
+    """A bounded FIFO in memory: drop-new when full, never block the caller."""
+
+    def __init__(self, max_size: int) -> None:
+        self._max_size = max_size
+        self._items: deque[Entry] = deque()
+        self._lock = threading.Lock()
+        self._taken = 0  # sequence number of the entry at the head
+        self._closed = False
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return self._taken + len(self._items)
+
+    def put(self, entry: Entry) -> int:
+        # The closed check shares the lock with close(), so no put can slip in after
+        # close() has looked at what is left to drain.
+        with self._lock:
+            if self._closed:
+                return CLOSED
+            size = len(self._items)
+            if size >= self._max_size:
+                return FULL
+            self._items.append(entry)
+            return size + 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def take(
+        self, max_count: int, max_bytes: int, before: int | None = None
+    ) -> tuple[int, list[Entry]]:
+        with self._lock:
+            first = self._taken
+            items = self._items
+            limit = len(items) if before is None else min(len(items), before - first)
+            count = min(max_count, limit)
+            batch: list[Entry] = []
+            used = 0
+            while len(batch) < count:
+                size = len(entry_data(items[0])) + 1  # +1: the comma that joins it
+                if batch and used + size > max_bytes:
+                    break
+                used += size
+                batch.append(items.popleft())
+            self._taken += len(batch)
+            return first, batch
+
+    def __len__(self) -> int:
+        return len(self._items)

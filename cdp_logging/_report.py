@@ -1,0 +1,102 @@
+"""How failures reach a person: the on_error callback, counters, and stderr.
+
+The library's own diagnostics go to ``sys.stderr`` directly, never through ``logging``:
+a record logged from here would come back to the same handler (or deadlock on the
+logging lock during ``dictConfig``), which is how similar libraries recursed forever.
+stderr lines are rate-limited per error code: a dead collector must not turn every
+dropped message into a line of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from ._errors import DeliveryError
+
+__all__ = ["WARNING_INTERVAL", "Reporter", "warn"]
+
+WARNING_INTERVAL: Final = 10.0
+
+
+def warn(line: str) -> None:
+    """Write one diagnostic line to stderr, if there still is one."""
+    stream = sys.stderr
+    if stream is None:  # interpreter teardown, or pythonw
+        return
+    try:
+        stream.write(f"cdp_logging: {line}\n")
+        stream.flush()
+    except Exception:  # noqa: BLE001, S110 - a closed stderr must not break delivery
+        pass
+
+
+class Reporter:
+    """Counts failures by code, calls ``on_error``, and warns on stderr at a bounded rate."""
+
+    def __init__(
+        self,
+        on_error: Callable[[DeliveryError], object] | None,
+        scrub: Callable[[str], str],
+        interval: float = WARNING_INTERVAL,
+    ) -> None:
+        self._on_error = on_error
+        self._scrub = scrub
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        # code -> (time of last line, messages since then not yet written)
+        self._pending: dict[str, tuple[float, int]] = {}
+
+    def reset_lock(self) -> None:
+        """A forked child must not inherit a lock another thread of the parent held."""
+        self._lock = threading.Lock()
+
+    @property
+    def wants_errors(self) -> bool:
+        """Whether anyone will look at a DeliveryError's messages (worth building them)."""
+        return self._on_error is not None
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def report(self, error: DeliveryError, count: int | None = None) -> None:
+        """Record *error* (affecting *count* messages, default its own) and tell the user."""
+        affected = len(error.messages) if count is None else count
+        now = time.monotonic()
+        line = None
+        with self._lock:
+            self._counts[error.code] = self._counts.get(error.code, 0) + affected
+            last, held = self._pending.get(error.code, (-self._interval, 0))
+            if now - last >= self._interval:
+                total = held + affected
+                line = self._line(error, total)
+                self._pending[error.code] = (now, 0)
+            else:
+                self._pending[error.code] = (last, held + affected)
+        if line is not None:
+            warn(line)
+        callback = self._on_error
+        if callback is not None:
+            try:
+                callback(error)
+            except Exception as problem:  # noqa: BLE001 - the app's callback must not stop delivery
+                warn(f"on_error raised {type(problem).__name__}: {self._scrub(str(problem))}")
+
+    def summarise(self) -> None:
+        """Write the lines that rate limiting held back; called when the client closes."""
+        with self._lock:
+            held = {code: n for code, (_, n) in self._pending.items() if n}
+            self._pending.clear()
+        for code, n in sorted(held.items()):
+            noun = "message" if n == 1 else "messages"
+            warn(f"{n} more {noun} not delivered ({code}) since the last warning")
+
+    def _line(self, error: DeliveryError, total: int) -> str:
+        noun = "message" if total == 1 else "messages"
+        status = f", HTTP {error.status}" if error.status is not None else ""
+        return f"{total} {noun} not delivered ({error.code}{status}): {self._scrub(error.reason)}"

@@ -1,0 +1,157 @@
+"""HTTP: one POST of one body, and what the answer means for a retry.
+
+Kept apart from the sender (as httpx keeps transports pluggable) so that tests can
+hand the client another ``Transport`` where a real socket cannot show a behaviour,
+and so that everything that knows about requests, auth and gzip lives in one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import gzip as gzip_module
+import os
+import platform
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final, Protocol
+
+import requests
+
+from ._version import __version__
+
+__all__ = [
+    "Outcome",
+    "RequestsTransport",
+    "Response",
+    "Transport",
+    "TransportError",
+    "classify",
+    "user_agent",
+]
+
+_MAX_REASON_CHARS: Final = 300
+
+
+class TransportError(Exception):
+    """The request did not get an HTTP answer (DNS, refused, reset, timeout)."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    text: str
+    retry_after: float | None = None
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    GIVE_UP = "give_up"
+
+
+def classify(status: int) -> Outcome:
+    """Decide what an HTTP status means for the batch that got it.
+
+    408, 429 and 5xx are the server's trouble and may pass; any other 4xx means this
+    exact request will never be accepted, so retrying only delays the report.
+    """
+    if 200 <= status < 300:
+        return Outcome.DELIVERED
+    if status in (408, 429) or status >= 500:
+        return Outcome.RETRY
+    return Outcome.GIVE_UP
+
+
+class Transport(Protocol):
+    def send(self, body: bytes) -> Response:
+        """POST *body* (a complete batch) and return the answer.
+
+        Raises:
+            TransportError: when no HTTP answer came back.
+        """
+
+    def close(self) -> None: ...
+
+
+def user_agent() -> str:
+    return (
+        f"cdp_logging/{__version__} (python {platform.python_version()}; "
+        f"requests {requests.__version__})"
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RequestsTransport:
+    """POST over a ``requests.Session`` owned by this process.
+
+    The session is rebuilt when the pid changes: a pooled connection or a lock copied
+    from the parent by fork is shared with, or held by, a process we cannot see.
+    """
+
+    def __init__(self, endpoint: str, write_key: str, *, timeout: float, gzip: bool) -> None:
+        self._endpoint = endpoint
+        self._timeout = timeout
+        self._gzip = gzip
+        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        self._headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Basic {token}",
+            "User-Agent": user_agent(),
+        }
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._session: requests.Session | None = None
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"<RequestsTransport {self._endpoint} gzip={self._gzip}>"
+
+    def _get_session(self) -> requests.Session:
+        pid = os.getpid()
+        if self._session is None or self._pid != pid:
+            self._session = requests.Session()
+            self._pid = pid
+        return self._session
+
+    def send(self, body: bytes) -> Response:
+        data = gzip_module.compress(body, compresslevel=6) if self._gzip else body
+        try:
+            answer = self._get_session().post(
+                self._endpoint,
+                data=data,
+                headers=self._headers,
+                timeout=self._timeout,
+                # A redirected POST turns into a GET and loses the batch; report the
+                # new location instead so the user can fix `host`.
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise TransportError(f"{type(error).__name__}: {error}") from None
+        text = answer.text[:_MAX_REASON_CHARS] if answer.status_code >= 300 else ""
+        if 300 <= answer.status_code < 400:
+            text = f"redirected to {answer.headers.get('Location', '?')}; set host to that URL"
+        return Response(
+            status=answer.status_code,
+            text=text,
+            retry_after=_retry_after(answer.headers.get("Retry-After")),
+        )
+
+    def close(self) -> None:
+        if self._session is not None and self._pid == os.getpid():
+            self._session.close()
+        self._session = None

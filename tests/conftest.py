@@ -1,0 +1,84 @@
+"""Shared fixtures: a real collector on 127.0.0.1 and clients that are always closed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import cdp_logging
+from cdp_logging import _sender
+
+if TYPE_CHECKING:
+    from cdp_logging.collector import Collector
+
+WRITE_KEY = "test-key-5ecret-never-printed"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    from cdp_logging.collector import Collector
+
+    with Collector(write_keys=(WRITE_KEY,)) as running:
+        yield running
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make backoff short so retry tests take milliseconds, not seconds."""
+    monkeypatch.setattr(_sender, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(_sender, "BACKOFF_CAP", 0.05)
+
+
+@pytest.fixture
+def make_client(collector: Collector) -> Iterator[Callable[..., cdp_logging.Analytics]]:
+    made: list[cdp_logging.Analytics] = []
+
+    def make(**options: Any) -> cdp_logging.Analytics:
+        options.setdefault("write_key", WRITE_KEY)
+        options.setdefault("host", collector.url)
+        options.setdefault("shutdown_timeout", 5.0)
+        client = cdp_logging.Analytics(**options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close(timeout=2)
+
+
+@pytest.fixture
+def app_logger() -> Iterator[logging.Logger]:
+    """A logger of its own that propagates nowhere, so tests do not share handlers."""
+    logger = logging.getLogger(f"test.app.{os.urandom(4).hex()}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    yield logger
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a fresh interpreter (the real exit path), bounded by *timeout*."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("CDP_WRITE_KEY", None) if env is None or "CDP_WRITE_KEY" not in env else None
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
+        check=False,
+    )
