@@ -1,0 +1,67 @@
+"""Every example runs, against the collector, and delivers what it says it does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cdp_logging.collector import Collector
+
+from .conftest import ROOT, WRITE_KEY
+
+
+def run_example(name: str, collector: Collector) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+class TestExamples:
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [
+            ("app.py", {"identify": 1, "track": 2, "page": 1, "screen": 1, "group": 1, "alias": 1}),
+            ("structlog_app.py", {"identify": 1, "track": 1, "page": 1}),
+            ("structlog_stdlib.py", {"track": 1, "page": 1}),
+        ],
+    )
+    def test_example_delivers_at_exit(
+        self, collector: Collector, name: str, expected: dict[str, int]
+    ) -> None:
+        """The example exits 0 and the collector has exactly its events."""
+        done = run_example(name, collector)
+
+        assert 0 == done.returncode, done.stderr
+        assert expected == collector.counts()["by_type"]
+
+    def test_strip_keeps_traits_out_of_the_log(self, collector: Collector) -> None:
+        """structlog_app.py uses after='strip': traits reach the CDP, not the console."""
+        done = run_example("structlog_app.py", collector)
+
+        assert "pro" not in done.stdout + done.stderr
+        identify = next(m for m in collector.messages() if m["type"] == "identify")
+        assert {"plan": "pro"} == identify["traits"]
+
+    def test_demo_runs(self) -> None:
+        """The README's demo command's script reports success."""
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "run_demo.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            check=False,
+        )
+
+        assert 0 == done.returncode, done.stdout + done.stderr
+        assert "demo OK" in done.stdout
