@@ -14,6 +14,7 @@ import enum
 import itertools
 import json
 import logging
+import numbers
 import os
 import uuid
 from collections.abc import Mapping
@@ -122,7 +123,9 @@ def _identifier(value: object) -> object:
         value = value.value
     if isinstance(value, str):
         return str.__str__(value)
-    if isinstance(value, (int, uuid.UUID)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))  # int, IntEnum, numpy.int64 ...
+    if isinstance(value, uuid.UUID):
         return str(value)
     return value  # left for message_problems to name
 

@@ -1,0 +1,188 @@
+"""Fork: os.fork, multiprocessing and gunicorn --preload, each child delivering its own."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+
+import requests
+
+from cdp_logging.collector import Collector
+
+from .conftest import ROOT, WRITE_KEY, run_python
+
+SETUP = """
+import logging, logging.config, os, sys
+logging.config.dictConfig({"version": 1, "handlers": {"cdp": {
+    "class": "cdp_logging.AnalyticsHandler", "write_key": KEY, "host": URL,
+    "flush_interval": 60, "max_events_in_batch": 1000}},
+    "root": {"handlers": ["cdp"], "level": "INFO"}})
+log = logging.getLogger("app")
+def burst(tag, n):
+    for i in range(n):
+        log.info("track", extra={"user_id": f"{tag}-{i}", "event": tag})
+"""
+
+
+def run(collector: Collector, body: str) -> subprocess.CompletedProcess[str]:
+    code = f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n" + SETUP + body
+    return run_python(code, timeout=60)
+
+
+def events(collector: Collector) -> Counter[str]:
+    return Counter(m["event"] for m in collector.messages())
+
+
+class TestOsFork:
+    def test_parent_and_child_both_deliver_once(self, collector: Collector) -> None:
+        """After os.fork both processes deliver their own events; the parent's queue is
+        sent once, by the parent."""
+        done = run(
+            collector,
+            """
+burst("parent-before", 50)
+pid = os.fork()
+if pid == 0:
+    burst("child", 50)
+    sys.exit(0)
+burst("parent-after", 50)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert {"parent-before": 50, "child": 50, "parent-after": 50} == events(collector)
+        assert 0 == collector.counts()["duplicate_message_ids"]
+
+    def test_fork_while_sender_is_busy(self, collector: Collector) -> None:
+        """Forking while the parent's sender is mid-request leaves the child working."""
+        collector.faults.latency(0.3, count=1)
+        done = run(
+            collector,
+            """
+import time
+log.info("track", extra={"user_id": "p", "event": "in-flight"})
+client = logging.getLogger().handlers[0].client
+for _ in range(2000):  # bounded: until the sender thread has the batch in flight
+    if client.stats()["in_flight"]:
+        break
+    time.sleep(0.001)
+assert client.stats()["in_flight"] == 1
+pid = os.fork()
+if pid == 0:
+    burst("child", 20)
+    sys.exit(0)
+os.waitpid(pid, 0)
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert {"in-flight": 1, "child": 20} == events(collector)
+
+
+class TestMultiprocessing:
+    def test_fork_children_deliver_despite_os_exit(self, collector: Collector) -> None:
+        """multiprocessing fork children, which end with os._exit, deliver their events."""
+        done = run(
+            collector,
+            """
+import multiprocessing
+ctx = multiprocessing.get_context("fork")
+burst("parent", 10)
+workers = [ctx.Process(target=burst, args=(f"child{n}", 30)) for n in range(3)]
+for w in workers: w.start()
+for w in workers: w.join(30)
+assert [w.exitcode for w in workers] == [0, 0, 0]
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert {"parent": 10, "child0": 30, "child1": 30, "child2": 30} == events(collector)
+
+    def test_pool_workers_deliver(self, collector: Collector) -> None:
+        """A fork Pool's workers deliver what they logged once the pool is closed and joined."""
+        done = run(
+            collector,
+            """
+import multiprocessing
+def task(i):
+    log.info("track", extra={"user_id": f"task-{i}", "event": "pooled"})
+    return i
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    assert sorted(pool.map(task, range(40))) == list(range(40))
+    pool.close()
+    pool.join()
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert {"pooled": 40} == events(collector)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class TestGunicorn:
+    def test_preload_workers_deliver_exactly_n(self, collector: Collector) -> None:
+        """gunicorn --preload with 2 workers: N requests each log one event; after a graceful
+        stop exactly N are delivered, none twice."""
+        port = _free_port()
+        env = {**os.environ, "CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url}
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--preload",
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--graceful-timeout",
+                "20",
+                "tests.gunicorn_app:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        assert server.stderr is not None
+        stderr = server.stderr
+        threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True).start()
+        seen: list[str] = []
+        try:
+            booted = 0
+            while booted < 2:  # bounded: each get() waits at most 30 s
+                line = lines.get(timeout=30)
+                seen.append(line)
+                booted += "Booting worker" in line
+            n = 200
+            with requests.Session() as session:
+                for i in range(n):
+                    answer = session.get(f"http://127.0.0.1:{port}/?r{i}", timeout=10)
+                    assert 200 == answer.status_code
+            server.send_signal(signal.SIGTERM)
+            assert 0 == server.wait(timeout=60)
+        finally:
+            server.kill()
+            server.wait(timeout=10)
+
+        users = [m["userId"] for m in collector.messages()]
+        assert n == len(users), "".join(seen)
+        assert {f"r{i}" for i in range(n)} == set(users)
+        assert 0 == collector.counts()["duplicate_message_ids"]
+        pids = {m["properties"]["pid"] for m in collector.messages()}
+        assert 1 <= len(pids) <= 2
