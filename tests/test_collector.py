@@ -159,7 +159,7 @@ class TestFaults:
         started = time.monotonic()
 
         assert 503 == post(collector, body()).status_code
-        statuses = []
+        statuses: list[int] = []
         while time.monotonic() - started < 2 and (not statuses or statuses[-1] != 200):
             statuses.append(post(collector, body()).status_code)
         assert 200 == statuses[-1]

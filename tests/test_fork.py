@@ -161,7 +161,12 @@ class TestGunicorn:
         lines: queue.Queue[str] = queue.Queue()
         assert server.stderr is not None
         stderr = server.stderr
-        threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True).start()
+
+        def pump() -> None:
+            for line in stderr:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
         seen: list[str] = []
         try:
             booted = 0
