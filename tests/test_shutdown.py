@@ -1,0 +1,102 @@
+"""Python 3.12.0-3.12.2 refuse to start a thread at interpreter shutdown
+(python/cpython#113964). An app whose first event is logged in an atexit hook has no
+sender thread then; the exit drain must deliver it from the calling thread."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sysconfig
+
+import pytest
+
+from cdp_logging.collector import Collector
+
+from .conftest import ROOT, WRITE_KEY, run_python
+
+FIRST_EVENT_AT_EXIT = """
+import atexit, logging, logging.config
+logging.config.dictConfig({"version": 1, "handlers": {"cdp": {
+    "class": "cdp_logging.AnalyticsHandler", "write_key": KEY, "host": URL}},
+    "root": {"handlers": ["cdp"], "level": "INFO"}})
+def goodbye():
+    for i in range(5):
+        logging.getLogger("app").info("track", extra={"user_id": str(i), "event": "at exit"})
+atexit.register(goodbye)
+"""
+
+
+def shutdown_refusing_pythons() -> list[str]:
+    """Interpreters of the affected versions present on this machine (pyenv's layout)."""
+    found = []
+    for pattern in (
+        "/root/.pyenv/versions/3.12.[012]/bin/python3.12",
+        "/usr/local/bin/python3.12",
+        "/usr/bin/python3.12",
+    ):
+        for path in sorted(glob.glob(pattern)):
+            version = subprocess.run(
+                [path, "-c", "import sys; print(sys.version_info[:3] < (3, 12, 3))"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            ).stdout.strip()
+            if version == "True":
+                found.append(path)
+    return found
+
+
+class TestThreadStartAtShutdown:
+    def test_simulated_refusal_still_delivers(self, collector: Collector) -> None:
+        """With Thread.start refusing as 3.12.0-3.12.2 do, events first logged at exit arrive."""
+        done = run_python(
+            f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
+            + FIRST_EVENT_AT_EXIT
+            + """
+import threading
+real_start = threading.Thread.start
+def refuse(self):
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+atexit.register(lambda: setattr(threading.Thread, "start", refuse))  # runs first (LIFO)
+"""
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert 5 == len(collector.messages())
+
+    def test_real_python_3_12_1(self, collector: Collector) -> None:
+        """On a real 3.12.0-3.12.2, events first logged in an atexit hook are delivered."""
+        pythons = shutdown_refusing_pythons()
+        if not pythons:
+            pytest.skip("no Python 3.12.0-3.12.2 on this machine; the simulation covers the logic")
+        site = sysconfig.get_paths()["purelib"]  # requests, structlog: pure Python
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}"}
+        code = (
+            f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
+            + FIRST_EVENT_AT_EXIT
+            + """
+import threading
+def probe():
+    try:
+        threading.Thread(target=lambda: None).start()
+    except RuntimeError as error:
+        print("refused:", error)
+atexit.register(probe)  # runs first: shows this interpreter really refuses
+"""
+        )
+        done = subprocess.run(
+            [pythons[0], "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=ROOT,
+            check=False,
+        )
+
+        assert 0 == done.returncode, done.stderr
+        assert "refused: can't create new thread at interpreter shutdown" in done.stdout
+        assert "" == done.stderr
+        assert 5 == len(collector.messages())
