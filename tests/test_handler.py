@@ -277,3 +277,37 @@ class TestLifecycle:
 
         assert ["E"] == [m["event"] for m in collector.messages()]
         assert 1 == handler.client.stats()["queued"]
+
+
+class TestRecursionGuard:
+    def test_http_stack_records_are_ignored_even_if_they_look_like_analytics(
+        self, collector: Collector
+    ) -> None:
+        """A record logged while sending (urllib3's) is never sent, even one carrying `cdp`."""
+        old_factory = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = old_factory(*args, **kwargs)
+            if record.name.startswith("urllib3"):
+                record.cdp = {"type": "track", "user_id": "loop", "event": "recursed"}
+            return record
+
+        root = logging.getLogger()
+        handler = handler_for(collector)
+        old_level = root.level
+        logging.setLogRecordFactory(factory)
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            logging.getLogger("app").info("track", extra={"user_id": "u", "event": "E"})
+            assert handler.client.flush(5)
+            logging.getLogger("urllib3.test").debug("outside a send: not guarded")
+            assert handler.client.flush(5)
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(old_level)
+            logging.setLogRecordFactory(old_factory)
+            handler.close()
+
+        events = sorted(m["event"] for m in collector.messages())
+        assert ["E", "recursed"] == events  # only the record logged outside a send

@@ -1,0 +1,21 @@
+"""The benchmark: cdp_logging beside the reference SDK and the logging floor, in one run.
+
+Usage: python3 scripts/bench.py [--quick]  (installs the reference SDK into .venv-bench)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import _bootstrap
+
+
+def main() -> None:
+    _bootstrap.VENV = _bootstrap.ROOT / ".venv-bench"
+    py = _bootstrap.ensure("bench")
+    os.execv(str(py), [str(py), str(_bootstrap.ROOT / "benchmarks" / "run.py"), *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
