@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from . import _json
 from ._errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
-from ._protocol import CALL_TYPES, MAX_MESSAGE_BYTES, message_problems
+from ._protocol import CALL_TYPES, MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, message_problems
 from ._version import __version__
 
 __all__ = [
@@ -72,9 +72,31 @@ FLAT_KEYS: Final = tuple(sorted(PAYLOAD_KEYS - {"name"}))
 # the track name travels as `event_name`, a backfilled time in the `cdp` form.
 EVENT_DICT_FLAT_KEYS: Final = tuple(sorted(PAYLOAD_KEYS - {"event", "timestamp"}))
 
-_ID_KEYS: Final = ("userId", "anonymousId", "previousId", "groupId")
-_TEXT_KEYS: Final = ("event", "name", "category", "messageId")
-_OBJECT_KEYS: Final = ("properties", "traits", "context", "integrations")
+_ID, _TEXT, _OBJECT, _TIME = range(4)
+_KINDS: Final = {
+    "userId": _ID,
+    "anonymousId": _ID,
+    "previousId": _ID,
+    "groupId": _ID,
+    "event": _TEXT,
+    "name": _TEXT,
+    "category": _TEXT,
+    "messageId": _TEXT,
+    "properties": _OBJECT,
+    "traits": _OBJECT,
+    "context": _OBJECT,
+    "integrations": _OBJECT,
+    "timestamp": _TIME,
+}
+# What each call type cannot do without: one of each group must be a non-empty string.
+_REQUIRED: Final = {
+    "identify": (("userId", "anonymousId"),),
+    "track": (("userId", "anonymousId"), ("event",)),
+    "page": (("userId", "anonymousId"),),
+    "screen": (("userId", "anonymousId"),),
+    "group": (("groupId",),),
+    "alias": (("previousId",), ("userId",)),
+}
 _LIBRARY: Final = {"name": "cdp_logging", "version": __version__}
 _UTC: Final = dt.timezone.utc
 
@@ -105,8 +127,23 @@ def new_message_id() -> str:
     return _ids.next()
 
 
+# (whole second, its "YYYY-MM-DDTHH:MM:SS" text): formatting a datetime costs more
+# than the rest of the timestamp, and a busy process logs many events per second.
+# Replaced as one tuple, so threads never see a second paired with another's text.
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def iso_timestamp(created: float) -> str:
-    return dt.datetime.fromtimestamp(created, _UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 in UTC with milliseconds, as the protocol's timestamp and sentAt."""
+    global _second_cache
+    whole = int(created)
+    if whole < 0:
+        return dt.datetime.fromtimestamp(created, _UTC).isoformat(timespec="milliseconds")
+    second, text = _second_cache
+    if second != whole:
+        text = dt.datetime.fromtimestamp(whole, _UTC).isoformat()[:19]
+        _second_cache = (whole, text)
+    return f"{text}.{int((created - whole) * 1000):03d}+00:00"
 
 
 def _text(value: object) -> object:
@@ -176,18 +213,42 @@ def build(
         strict: Refuse keys that are not payload keys. True for the ``cdp`` mapping,
             where an unknown key is a typo that would silently lose data; False for
             the flat form, where the app's other ``extra`` keys are expected.
+
+    This runs in the application's thread at every logging call, so the common case
+    (every value already of the right type) takes one pass and cheap checks; only
+    when one of them fails does ``message_problems`` run to say exactly what is wrong.
     """
     message: dict[str, Any] = {}
-    unknown = []
+    unknown: list[str] = []
+    suspect = False
     for key, value in fields.items():
         wire = _WIRE_KEYS.get(key)
         if wire is None:
             if strict and key != "type":
                 unknown.append(key)
             continue
-        if value is not None:
-            message[wire] = value
-    if call_type not in CALL_TYPE_SET:
+        if value is None:
+            continue  # absent, not null
+        kind = _KINDS[wire]
+        if kind == _OBJECT:
+            if not isinstance(value, Mapping):
+                message["type"] = _json.to_jsonable(call_type)
+                return _invalid(
+                    f"{call_type}: {wire} must be a mapping (a dict), got {type(value).__name__}",
+                    message,
+                )
+        elif type(value) is not str:
+            value = (
+                _identifier(value)
+                if kind == _ID
+                else _text(value)
+                if kind == _TEXT
+                else (_timestamp(value))
+            )
+            suspect = suspect or type(value) is not str
+        message[wire] = value
+    required = _REQUIRED.get(call_type) if type(call_type) is str else None
+    if required is None:
         message["type"] = _json.to_jsonable(call_type)
         return _invalid(
             f"unknown call type {call_type!r}: give one of {', '.join(CALL_TYPES)} "
@@ -201,31 +262,34 @@ def build(
             f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
             message,
         )
-    for key in _ID_KEYS:
-        if key in message:
-            message[key] = _identifier(message[key])
-    for key in _TEXT_KEYS:
-        if key in message:
-            message[key] = _text(message[key])
-    for key in _OBJECT_KEYS:
-        value = message.get(key)
-        if value is not None and not isinstance(value, Mapping):
-            return _invalid(
-                f"{call_type}: {key} must be a mapping (a dict), got {type(value).__name__}",
-                message,
-            )
     context = message.get("context")
     message["context"] = {**context, "library": _LIBRARY} if context else {"library": _LIBRARY}
-    message["timestamp"] = (
-        _timestamp(message["timestamp"]) if "timestamp" in message else (iso_timestamp(created))
-    )
-    message.setdefault("messageId", new_message_id())
-    problems = message_problems(message)
-    stamp = _timestamp_problem(message)
-    if stamp:
-        problems.append(stamp)
-    if problems:
-        return _invalid(f"{call_type}: {'; '.join(problems)}", message)
+    stamp = message.get("timestamp")
+    if stamp is None:
+        message["timestamp"] = iso_timestamp(created)
+    elif _timestamp_problem(message):
+        suspect = True
+    message_id = message.get("messageId")
+    if message_id is None:
+        message["messageId"] = new_message_id()
+    elif not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
+        suspect = True
+    if not suspect:
+        # Plain loops: generator expressions here cost more than the rest of the check.
+        for group in required:
+            for key in group:
+                if message.get(key):
+                    break
+            else:
+                suspect = True
+                break
+    if suspect:
+        problems = message_problems(message)
+        problem = _timestamp_problem(message)
+        if problem:
+            problems.append(problem)
+        if problems:  # the cheap checks only suspect; the full rules decide
+            return _invalid(f"{call_type}: {'; '.join(problems)}", message)
     data = _json.dumps(message)
     if len(data) > MAX_MESSAGE_BYTES:
         return DeliveryError(

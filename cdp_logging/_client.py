@@ -322,7 +322,7 @@ class Analytics:
         entry: bytes | Tracked = built
         if future is not None or callback is not None:
             entry = Tracked(built, future, callback)
-        refused = self._sender.submit(entry, urgent=call_type in self._triggers)
+        refused = self._sender.submit(entry, call_type in self._triggers)
         if refused is None:
             return True
         if refused == QUEUE_FULL:

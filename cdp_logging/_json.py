@@ -177,11 +177,30 @@ _ASCII: Final = json.JSONEncoder(
     ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_convert
 )
 
+# JSONEncoder.encode builds a new C encoder on every call; at a logging call's scale
+# that is a quarter of the cost, so build it once. No markers dict: a cycle then ends
+# in RecursionError (the C encoder guards its recursion), which sends the value down
+# the cleaning walk like any other bad value.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE: Final = (
+    _c_make_encoder(
+        None, _convert, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _encode(value: Any) -> str:
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(value, 0))
+    return _FAST.encode(value)
+
 
 def dumps(value: Any) -> bytes:
     """Serialise *value* to compact UTF-8 JSON bytes by the rule in this module's docstring."""
     try:
-        text = _FAST.encode(value)
+        text = _encode(value)
     except (ValueError, TypeError, RecursionError):
         # NaN/inf (allow_nan=False), a cycle, a non-string key the C encoder refuses,
         # or nesting past the recursion limit: rebuild the value, then encode that.

@@ -79,13 +79,16 @@ _PREFIX: Final = b'{"batch":['
 _BODY_OVERHEAD: Final = 64
 _MAX_BODY_ITEMS_BYTES: Final = MAX_BATCH_BYTES - len(_PREFIX) - _BODY_OVERHEAD
 
-# Marks threads that are sending on our behalf. The handler ignores every record
-# logged from such a thread, so urllib3's or our own records can never re-enter it.
-_context = threading.local()
+# The threads sending on our behalf right now (the sender threads, and an application
+# thread while flush() or close() sends from it). The handler ignores every record logged
+# from one of them, so urllib3's or our own records can never re-enter it. A set of
+# thread idents rather than a threading.local: this is checked at every logging call,
+# and a local's attribute lookup costs several times a set membership test.
+_sending: set[int] = set()
 
 
 def in_sender_context() -> bool:
-    return getattr(_context, "active", False)
+    return threading.get_ident() in _sending
 
 
 def _holding_logging_lock() -> bool:
@@ -154,6 +157,7 @@ class Sender:
         scrub: Callable[[str], str],
     ) -> None:
         self._options = options
+        self._batch_size = options.max_events_in_batch
         self._transport = transport
         self._reporter = reporter
         self._scrub = scrub
@@ -203,7 +207,7 @@ class Sender:
             return QUEUE_FULL if size == QUEUE_FULL_SIGNAL else CLOSED
         if self._thread is None and not self._thread_failed:
             self._start()
-        if size == 1 or size == self._options.max_events_in_batch or urgent:
+        if size == 1 or size == self._batch_size or urgent:
             # Wake only on the transitions that can change the sender's decision:
             # the first message (start the interval clock, or send at once), a full
             # batch, or a flush trigger. Setting an Event on every call costs a lock.
@@ -237,7 +241,7 @@ class Sender:
     # -- the sender thread --------------------------------------------------------
 
     def _run(self) -> None:
-        _context.active = True
+        _sending.add(threading.get_ident())
         try:
             while True:
                 batch = self._next_batch()
@@ -247,6 +251,8 @@ class Sender:
         except BaseException as error:  # pragma: no cover - a bug; say so, do not vanish
             warn(f"sender thread stopped by {type(error).__name__}: {self._scrub(str(error))}")
             raise
+        finally:
+            _sending.discard(threading.get_ident())
 
     def _next_batch(self) -> _Batch | None:
         """Wait until a flush is due, then take one request's worth."""
@@ -443,8 +449,9 @@ class Sender:
     # -- flush and close, in the calling thread -----------------------------------
 
     def _drain(self, before: int | None, deadline: float) -> None:
-        was_active = in_sender_context()
-        _context.active = True
+        me = threading.get_ident()
+        was_sending = me in _sending
+        _sending.add(me)
         try:
             while time.monotonic() < deadline:
                 try:
@@ -456,7 +463,8 @@ class Sender:
                     batch = taken
                 self._deliver(batch, deadline)
         finally:
-            _context.active = was_active
+            if not was_sending:
+                _sending.discard(me)
 
     def _wait_for_in_flight(self, target: int, deadline: float) -> bool:
         if _holding_logging_lock():
@@ -565,6 +573,9 @@ _SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
 
 
 def _reset_all_after_fork() -> None:
+    # The parent's sending threads do not exist here, and their idents can be reused by
+    # the child's threads, whose records would then be ignored.
+    _sending.clear()
     for sender in list(_SENDERS):
         sender._after_fork()
 

@@ -14,7 +14,8 @@ import _bootstrap
 def main() -> None:
     _bootstrap.VENV = _bootstrap.ROOT / ".venv-bench"
     py = _bootstrap.ensure("bench")
-    os.execv(str(py), [str(py), str(_bootstrap.ROOT / "benchmarks" / "run.py"), *sys.argv[1:]])
+    run = str(_bootstrap.ROOT / "benchmarks" / "run.py")
+    os.execv(str(py), [str(py), run, *sys.argv[1:]])  # noqa: S606 - our own interpreter
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
-"""A local collector that speaks the CDP batch protocol, for tests and the demo.
+"""A local collector that speaks the Segment / Customer.io batch protocol.
 
-It imports nothing from the sender side of cdp_logging (only the protocol's rules), so
-a bug there cannot hide a bug in the client.
+It serves the library's tests (on 127.0.0.1) and the demo. It imports nothing from
+the sending side of cdp_logging, only the protocol's rules, so a bug in the client
+cannot hide itself by being shared with the server that checks it.
 """
 
 from __future__ import annotations
 
-from ._faults import Fault, FaultPlan
-from ._server import Collector
+from ._collector import Collector
+from ._faults import Fault, FaultKind, FaultPlan
 from ._store import RequestRecord
 
-__all__ = ["Collector", "Fault", "FaultPlan", "RequestRecord"]
+__all__ = ["Collector", "Fault", "FaultKind", "FaultPlan", "RequestRecord"]

@@ -1,4 +1,9 @@
-"""The collector's HTTP server: a real socket on 127.0.0.1 speaking the batch protocol."""
+"""The HTTP side: a threading server and the handler that answers the batch protocol.
+
+The handler speaks HTTP/1.1 with keep-alive and always sends Content-Length, as the
+real services do, because a client's connection pool (and what happens to a pooled
+connection when the server goes away) is part of what the tests must exercise.
+"""
 
 from __future__ import annotations
 
@@ -6,306 +11,468 @@ import contextlib
 import json
 import socket
 import struct
+import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from ._faults import FaultPlan
+from .._protocol import MAX_BATCH_BYTES
+from ._faults import Fault, FaultPlan
 from ._store import RequestRecord, Store
-from ._validate import Rejection, auth_user, decompress, parse_batch
+from ._validate import (
+    Rejected,
+    auth_problem,
+    batch_messages,
+    body_size_problem,
+    content_type_problem,
+    decode_body,
+    load_payload,
+    payload_problem,
+)
 
-__all__ = ["Collector"]
+__all__ = ["Backend", "BatchCallback", "CollectorServer"]
 
 BatchCallback = Callable[[list[dict[str, Any]]], object]
 
+BATCH_PATH: Final = "/v1/batch"
+# A body is read to its end even when it is rejected, so the connection stays usable
+# for the client's next request; beyond this much it is read and thrown away.
+_KEPT_BODY_BYTES: Final = 2 * MAX_BATCH_BYTES
+_READ_CHUNK: Final = 64 * 1024
+# An idle keep-alive connection (a client's pool) holds a thread; after this long
+# without a request the thread closes it, as real servers do.
+_IDLE_SECONDS: Final = 60.0
+_REDACTED_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+_MESSAGE_FILTERS: Final = frozenset({"type", "user_id"})
 
-class _Server(ThreadingHTTPServer):
+
+@dataclass(frozen=True)
+class Backend:
+    """What every handler thread shares: the store, the faults and the settings."""
+
+    store: Store
+    faults: FaultPlan
+    write_keys: frozenset[str] | None
+    on_batch: BatchCallback | None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The verdict on one batch request, before it is recorded and answered."""
+
+    status: int
+    reason: str = ""
+    accepted: bool = False
+    reset: bool = False
+    retry_after: str | None = None
+
+
+class CollectorServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that can also cut its open connections when it stops.
+
+    ``shutdown()`` alone stops accepting but leaves every keep-alive connection
+    served by its thread, so a "stopped" collector would still take batches on a
+    client's pooled connection. :meth:`close` ends those too.
+    """
+
     daemon_threads = True
+    # SO_REUSEADDR: start() after stop() binds the same port at once, even with the
+    # previous connections in TIME_WAIT.
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], collector: Collector) -> None:
-        self.collector = collector
-        self.open_connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
+    def __init__(self, address: tuple[str, int], backend: Backend) -> None:
+        self.backend = backend
+        self.stopping = threading.Event()
+        self._connections_lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._closing = False
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        # Replaces ThreadingMixIn's version to register the connection before its thread
+        # runs, so that close() can never miss a connection accepted just before it.
+        assert isinstance(request, socket.socket)
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="cdp-collector-connection",
+            daemon=True,
+        )
+        with self._connections_lock:
+            closing = self._closing
+            if not closing:
+                self._connections[request] = thread
+        if closing:
+            self.shutdown_request(request)
+            return
+        thread.start()
+
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        if isinstance(request, socket.socket):
+            with self._connections_lock:
+                self._connections.pop(request, None)
+        super().shutdown_request(request)
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        # A client that goes away mid-request is normal (and is what the faults cause);
+        # only a real bug is worth a traceback.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+    def close(self, timeout: float) -> None:
+        """Stop accepting, cut every open connection, and wait for their threads.
+
+        Bounded by about *timeout* seconds plus the serve loop's poll interval.
+        """
+        self.stopping.set()  # wakes handlers held by a latency fault
+        self.shutdown()
+        self.server_close()
+        with self._connections_lock:
+            self._closing = True
+            connections = dict(self._connections)
+        for connection in connections:
+            # shutdown() rather than close(): the handler thread owns the socket and
+            # closes it; this only makes its pending read return at once.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in connections.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _redacted(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    redacted: dict[str, str] = {}
+    for name, value in headers:
+        shown = "<redacted>" if name.lower() in _REDACTED_HEADERS else value
+        redacted[name] = f"{redacted[name]}, {shown}" if name in redacted else shown
+    return redacted
+
+
+def _message_ids(batch: list[Any]) -> tuple[str, ...]:
+    return tuple(
+        message["messageId"]
+        for message in batch
+        if isinstance(message, dict) and isinstance(message.get("messageId"), str)
+    )
+
+
+def _call_types(batch: list[Any]) -> frozenset[str]:
+    return frozenset(
+        message["type"]
+        for message in batch
+        if isinstance(message, dict) and isinstance(message.get("type"), str)
+    )
+
+
+def _matches(message: dict[str, Any], query: dict[str, list[str]]) -> bool:
+    if "type" in query and message.get("type") not in query["type"]:
+        return False
+    users = query.get("user_id")
+    return users is None or any(message.get(field) in users for field in ("userId", "anonymousId"))
 
 
 class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.1 keep-alive, as real servers do, so the client's connection pooling (and
-    # what happens to a pooled connection when the server goes away) is exercised.
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server_version = "cdp-collector"
+    timeout = _IDLE_SECONDS
 
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.open_connections.add(self.connection)
+    def version_string(self) -> str:
+        # The default adds the Python version, which no real service would announce.
+        return self.server_version
 
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.open_connections.discard(self.connection)
-        with contextlib.suppress(OSError):  # the client may already be gone
-            super().finish()
+    @property
+    def _collector(self) -> CollectorServer:
+        server = self.server
+        assert isinstance(server, CollectorServer)
+        return server
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Silent: a test run must not print a line per request."""
+        """Stay silent: a test run must not print a line per request."""
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    # -- framing --------------------------------------------------------------------
 
-    def reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    def _reply(
+        self,
+        status: int,
+        payload: object,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        close: bool = False,
+    ) -> None:
+        if isinstance(payload, bytes):
+            body, content_type = payload, "text/plain; charset=utf-8"
+        else:
+            body, content_type = json.dumps(payload).encode("ascii"), "application/json"
         self.send_response(status)
-        self.send_header(
-            "Content-Type", "application/json" if not isinstance(payload, bytes) else "text/plain"
-        )
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
             self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        self.wfile.write(body)
+
+    def _error(self, status: int, reason: str, **options: Any) -> None:
+        self._reply(status, {"error": reason}, **options)
+
+    def _read_body(self) -> tuple[bytes, int] | None:
+        """The body (at most ``_KEPT_BODY_BYTES`` of it) and its full length.
+
+        None means the framing is unusable: an answer closing the connection has
+        been sent, or the client went away mid-body.
+        """
+        if self.headers.get("Transfer-Encoding", "identity").strip().lower() != "identity":
+            self._error(411, "send the body with a Content-Length", close=True)
+            return None
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            return b"", 0
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError(length_header)
+        except ValueError:
+            self._error(400, "Content-Length is not a whole number", close=True)
+            return None
+        kept = bytearray()
+        left = length
+        while left > 0:
+            chunk = self.rfile.read(min(left, _READ_CHUNK))
+            if not chunk:
+                self.close_connection = True
+                return None
+            left -= len(chunk)
+            room = _KEPT_BODY_BYTES - len(kept)
+            if room > 0:
+                kept += chunk[:room]
+        return bytes(kept), length
+
+    def _reset_connection(self) -> None:
+        """End the connection with an RST and no answer, as a crashed peer would.
+
+        SO_LINGER 0 makes close() send RST instead of FIN; the buffered reader holds a
+        reference to the socket, so it is closed first or close() would be deferred.
+        """
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            self.rfile.close()
+        with contextlib.suppress(OSError):
+            self.connection.close()
+
+    # -- routing --------------------------------------------------------------------
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        if path == "/v1/batch":
-            self.server.collector._handle_batch(self)
-        elif path == "/faults":
-            try:
-                self.server.collector.faults.add_from_json(json.loads(self._body()))
-            except (ValueError, TypeError) as error:
-                self.reply(400, {"error": str(error)})
-                return
-            self.reply(200, {"success": True})
+        if path == BATCH_PATH:
+            self._batch()
+            return
+        framed = self._read_body()
+        if framed is None:
+            return
+        if path == "/faults":
+            self._add_fault(framed[0])
         else:
-            self._body()
-            self.reply(404, {"error": f"no such endpoint: POST {path}"})
+            self._error(404, f"no such endpoint: POST {path}")
 
     def do_GET(self) -> None:
+        if self._read_body() is None:
+            return
         url = urlsplit(self.path)
-        collector = self.server.collector
+        backend = self._collector.backend
         if url.path == "/health":
-            self.reply(200, b"ok")
+            self._reply(200, b"ok")
         elif url.path == "/stats":
-            self.reply(200, collector.counts())
+            self._reply(200, backend.store.counts())
         elif url.path == "/messages":
-            query = parse_qs(url.query)
-            kind = query.get("type", [None])[0]
-            user = query.get("user_id", [None])[0]
-            messages = [
-                m
-                for m in collector.messages()
-                if (kind is None or m.get("type") == kind)
-                and (user is None or user in (m.get("userId"), m.get("anonymousId")))
-            ]
-            self.reply(200, messages)
+            self._list_messages(url.query)
+        elif url.path == "/faults":
+            self._reply(200, [fault.to_json() for fault in backend.faults.active()])
+        elif url.path == BATCH_PATH:
+            self._error(405, f"use POST {BATCH_PATH}", headers=[("Allow", "POST")])
         else:
-            self.reply(404, {"error": f"no such endpoint: GET {url.path}"})
+            self._error(404, f"no such endpoint: GET {url.path}")
 
     def do_DELETE(self) -> None:
+        if self._read_body() is None:
+            return
         path = urlsplit(self.path).path
+        backend = self._collector.backend
         if path == "/messages":
-            self.server.collector.reset(faults=False)
-            self.reply(200, {"success": True})
+            backend.store.reset()
+            self._reply(200, {"success": True})
         elif path == "/faults":
-            self.server.collector.faults.clear()
-            self.reply(200, {"success": True})
+            backend.faults.clear()
+            self._reply(200, {"success": True})
         else:
-            self.reply(404, {"error": f"no such endpoint: DELETE {path}"})
+            self._error(404, f"no such endpoint: DELETE {path}")
 
-    def abort(self, reset: bool) -> None:
-        """End the connection with no answer; with *reset*, as an RST instead of a FIN."""
-        self.close_connection = True
-        if reset:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-        self.connection.close()
+    # -- control endpoints ----------------------------------------------------------
 
-
-class Collector:
-    """A local server for ``POST /v1/batch``; use it as a context manager.
-
-    Args:
-        write_keys: Keys accepted in Basic auth; None accepts any non-empty key.
-        host, port: Where to listen; port 0 picks a free one. ``stop()`` then
-            ``start()`` listens on the same port again, so a test can take the
-            collector down and bring it back while a client keeps its URL.
-        on_batch: Called with each accepted batch's messages (the CLI prints them).
-
-    Its repr and its request records never show a write key.
-    """
-
-    def __init__(
-        self,
-        write_keys: Iterable[str] | None = None,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        on_batch: BatchCallback | None = None,
-    ) -> None:
-        self._keys = frozenset(write_keys) if write_keys is not None else None
-        self._host = host
-        self._port = port
-        self._on_batch = on_batch
-        self._store = Store()
-        self.faults = FaultPlan()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        state = "running" if self._server is not None else "stopped"
-        return f"<Collector {self.url} {state}>"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self._port}"
-
-    def start(self) -> Collector:
-        with self._lock:
-            if self._server is not None:
-                return self
-            self._stopping.clear()
-            self._server = _Server((self._host, self._port), self)
-            self._port = self._server.server_address[1]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="cdp-collector",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and cut every open connection; bounded and idempotent."""
-        with self._lock:
-            server, self._server = self._server, None
-            thread, self._thread = self._thread, None
-        if server is None:
+    def _list_messages(self, query_string: str) -> None:
+        query = parse_qs(query_string, keep_blank_values=True)
+        unknown = sorted(set(query) - _MESSAGE_FILTERS)
+        if unknown:
+            self._error(400, f"unknown filter {unknown[0]!r}: use type or user_id")
             return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        with server.connections_lock:
-            connections = list(server.open_connections)
-        # Keep-alive connections would otherwise go on being served by their threads.
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
+        messages = self._collector.backend.store.messages()
+        self._reply(200, [message for message in messages if _matches(message, query)])
 
-    def __enter__(self) -> Collector:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- reading back -------------------------------------------------------------
-
-    def messages(self) -> list[dict[str, Any]]:
-        return self._store.messages()
-
-    def batches(self) -> list[RequestRecord]:
-        return self._store.requests()
-
-    def counts(self) -> dict[str, Any]:
-        return self._store.counts()
-
-    def wait_for_messages(self, count: int, timeout: float = 5.0) -> bool:
-        return self._store.wait_for_messages(count, timeout)
-
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
-        return self._store.wait_for_requests(count, timeout)
-
-    def reset(self, *, faults: bool = True) -> None:
-        self._store.reset()
-        if faults:
-            self.faults.clear()
-
-    # -- one batch request ----------------------------------------------------------
-
-    def _handle_batch(self, handler: _Handler) -> None:
-        faults = self.faults
-        if faults.take(("refuse",)) is not None:
-            handler.abort(reset=False)
-            return
-        raw = handler._body()
-        gzipped = handler.headers.get("Content-Encoding", "").lower() == "gzip"
-        headers = {
-            k: ("<redacted>" if k.lower() == "authorization" else v)
-            for k, v in handler.headers.items()
-        }
-        user = auth_user(handler.headers.get("Authorization"))
-        key_ok = user is not None and (self._keys is None or user in self._keys)
-        messages: list[dict[str, Any]] = []
-        sent_at: str | None = None
-        body_bytes = len(raw)
-        extra_headers: dict[str, str] = {}
-        reset = False
+    def _add_fault(self, body: bytes) -> None:
         try:
-            delay = faults.delay()
-            if delay:
-                self._stopping.wait(delay)
-            if not key_ok:
-                raise Rejection(401, "missing or unknown write key (HTTP Basic user name)")
-            body = decompress(raw) if gzipped else raw
-            body_bytes = len(body)
-            invalid: Rejection | None = None
-            try:
-                messages, sent_at = parse_batch(body)
-            except Rejection as rejection:
-                invalid = rejection
-            # An injected status wins over validation, as a failing server answers
-            # before it looks; the record still names the messageIds it was sent.
-            fault = faults.take(("status",))
-            if fault is not None:
-                if fault.retry_after is not None:
-                    extra_headers["Retry-After"] = f"{fault.retry_after:g}"
-                raise Rejection(fault.status, fault.reason or f"injected {fault.status}")
-            if invalid is not None:
-                raise invalid
-            rejected = faults.take(("reject_type",), {str(m.get("type")) for m in messages})
-            if rejected is not None:
-                raise Rejection(
-                    rejected.status,
-                    rejected.reason or f"requests holding {rejected.call_type} are rejected",
+            spec = json.loads(body)
+            if not isinstance(spec, dict):
+                raise ValueError("the body must be a JSON object with a kind")
+            fault = self._collector.backend.faults.add(spec)
+        except ValueError as error:
+            self._error(400, str(error))
+            return
+        self._reply(200, {"success": True, "fault": fault.to_json()})
+
+    # -- the batch endpoint -----------------------------------------------------------
+
+    def _batch(self) -> None:
+        backend = self._collector.backend
+        headers = _redacted(self.headers.items())
+        gzipped = self.headers.get("Content-Encoding", "").strip().lower() == "gzip"
+        auth = auth_problem(self.headers.get("Authorization"), backend.write_keys)
+
+        def record(
+            outcome: _Outcome, body_bytes: int, batch: list[Any], sent_at: str | None
+        ) -> RequestRecord:
+            return RequestRecord(
+                status=0 if outcome.reset else outcome.status,
+                reason=outcome.reason,
+                message_count=len(batch),
+                body_bytes=body_bytes,
+                gzip=gzipped,
+                headers=headers,
+                write_key_ok=auth is None,
+                sent_at=sent_at,
+                message_ids=_message_ids(batch),
+            )
+
+        if backend.faults.take(("refuse",)) is not None:
+            refused = _Outcome(0, "refused by a fault: reset before the body was read", reset=True)
+            backend.store.add_rejected(record(refused, 0, [], None))
+            self._reset_connection()
+            return
+        latency = backend.faults.take(("latency",))
+        framed = self._read_body()
+        if framed is None:
+            return
+
+        # The body is parsed before anything is judged, leniently, so that the record
+        # of any request (even one a fault answers) shows what the client sent.
+        raw, raw_length = framed
+        body_bytes = raw_length
+        payload: dict[str, Any] | None = None
+        batch: list[Any] = []
+        sent_at: str | None = None
+        body_problem: Rejected | None = None
+        try:
+            if raw_length > len(raw):
+                # Too big to keep; a gzip body this large cannot inflate to less than
+                # the limit either (deflate's worst case adds a few bytes per 16 KB).
+                compressed = " compressed" if gzipped else ""
+                raise Rejected(
+                    400,
+                    f"request body is {raw_length} bytes{compressed}, "
+                    f"the limit is {MAX_BATCH_BYTES}",
                 )
-            reset = faults.take(("reset_after_store",)) is not None
-            status, reason = 200, ""
-        except Rejection as rejection:
-            status, reason = rejection.status, rejection.reason
-            stored = []
+            body, body_bytes = decode_body(raw, self.headers.get("Content-Encoding"))
+            too_big = body_size_problem(body_bytes)
+            if too_big is not None:
+                raise Rejected(400, too_big)
+            payload = load_payload(body)
+        except Rejected as rejected:
+            body_problem = rejected
         else:
-            stored = messages
-        record = RequestRecord(
-            status=status,
-            reason=reason,
-            message_count=len(messages),
-            body_bytes=body_bytes,
-            gzip=gzipped,
-            headers=headers,
-            write_key_ok=key_ok,
-            sent_at=sent_at,
-            message_ids=tuple(str(m.get("messageId")) for m in messages),
+            batch = batch_messages(payload)
+            sent_at = payload["sentAt"] if isinstance(payload.get("sentAt"), str) else None
+
+        outcome = self._judge(backend, auth, body_problem, payload)
+        if outcome.accepted:
+            # payload_problem() has checked that every item is a message object.
+            messages: list[dict[str, Any]] = batch
+            backend.store.add_accepted(record(outcome, body_bytes, batch, sent_at), messages)
+            _announce(backend, messages)
+        else:
+            backend.store.add_rejected(record(outcome, body_bytes, batch, sent_at))
+
+        if latency is not None and self._collector.stopping.wait(latency.delay or 0.0):
+            self.close_connection = True  # the collector is stopping: no answer
+            return
+        if outcome.reset:
+            self._reset_connection()
+        elif outcome.status == 200:
+            self._reply(200, {"success": True})
+        else:
+            retry = [("Retry-After", outcome.retry_after)] if outcome.retry_after else []
+            self._error(outcome.status, outcome.reason, headers=retry)
+
+    def _judge(
+        self,
+        backend: Backend,
+        auth: str | None,
+        body_problem: Rejected | None,
+        payload: dict[str, Any] | None,
+    ) -> _Outcome:
+        """Decide the answer, in the order a real server would find each problem."""
+        fault = backend.faults.take(("status",))
+        if fault is not None:
+            return _status_fault(fault)
+        if auth is not None:
+            return _Outcome(401, auth)
+        content_type = content_type_problem(self.headers.get("Content-Type"))
+        if content_type is not None:
+            return _Outcome(415, content_type)
+        if body_problem is not None:
+            return _Outcome(body_problem.status, body_problem.reason)
+        assert payload is not None
+        problem = payload_problem(payload)
+        if problem is not None:
+            return _Outcome(400, problem)
+        fault = backend.faults.take(
+            ("reject_type", "reset_after_store"), _call_types(payload["batch"])
         )
-        self._store.add(record, stored)
-        if stored and self._on_batch is not None:
-            self._on_batch(stored)
-        if reset:
-            handler.abort(reset=True)
-        elif status == 200:
-            handler.reply(200, {"success": True})
-        else:
-            handler.reply(status, {"error": reason}, extra_headers)
+        if fault is not None and fault.kind == "reject_type":
+            reason = fault.reason or f"{fault.call_type} messages are rejected (injected fault)"
+            return _Outcome(fault.status or 400, reason)
+        if fault is not None:
+            reason = "reset after store by a fault: no answer sent"
+            return _Outcome(200, reason, accepted=True, reset=True)
+        return _Outcome(200, accepted=True)
+
+
+def _announce(backend: Backend, messages: list[dict[str, Any]]) -> None:
+    if backend.on_batch is None:
+        return
+    try:
+        # The store holds its own copies, so the callback may keep or change these.
+        backend.on_batch(messages)
+    except Exception:  # noqa: BLE001 - printed below; the answer must not change
+        # The messages are stored; a broken callback must not turn that into a failed
+        # request, but its traceback must not vanish either.
+        traceback.print_exc()
+
+
+def _status_fault(fault: Fault) -> _Outcome:
+    status = fault.status or 500
+    reason = "" if status == 200 else fault.reason or f"injected fault: {status}"
+    retry_after = None if fault.retry_after is None else str(fault.retry_after)
+    return _Outcome(status, reason, retry_after=retry_after)

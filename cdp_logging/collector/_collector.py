@@ -1,0 +1,190 @@
+"""The public face of the collector: start, stop, read back, wait."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Final
+
+from ._faults import FaultPlan
+from ._server import Backend, BatchCallback, CollectorServer
+from ._store import RequestRecord, Store
+
+__all__ = ["Collector"]
+
+# How often the serve loop looks for a stop request; it bounds how long stop() takes.
+_POLL_SECONDS: Final = 0.05
+_STOP_SECONDS: Final = 5.0
+
+
+def _check_write_keys(write_keys: Iterable[str] | None) -> frozenset[str] | None:
+    if write_keys is None:
+        return None
+    if isinstance(write_keys, str):
+        # A lone string is iterable too, and would accept each of its characters.
+        raise ValueError("write_keys must be a collection of keys, not a single string")
+    keys = frozenset(write_keys)
+    if not keys:
+        raise ValueError("write_keys is empty, so no request could be accepted; pass None")
+    if not all(isinstance(key, str) and key for key in keys):
+        raise ValueError("every write key must be a non-empty string")
+    return keys
+
+
+class Collector:
+    """A local server for ``POST /v1/batch`` that keeps what it accepts, for tests.
+
+    Use it as a context manager: it listens on entry (in a daemon thread) and stops
+    on exit. It is strict where the real services are lenient: a batch holding one
+    invalid message is rejected whole with 400 and a reason, so a test cannot pass
+    while a message is being lost.
+
+    ``stop()`` then ``start()`` listens on the same port again (the address is reused),
+    so a test can take the collector down, let a client fail against the URL it was
+    given, and bring it back on that URL.
+
+    Args:
+        write_keys: The write keys accepted as HTTP Basic user name; any other gets
+            401. None accepts any non-empty key.
+        host: The address to listen on.
+        port: The port; 0 lets the system pick a free one when first started.
+        on_batch: Called on a handler thread with the messages of each accepted
+            batch, after they are stored (the command line prints them).
+
+    Raises:
+        ValueError: *write_keys* is a single string, empty, or holds an empty key;
+            *port* is out of range.
+
+    The write keys appear in no repr, record or answer.
+    """
+
+    def __init__(
+        self,
+        write_keys: Iterable[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_batch: BatchCallback | None = None,
+    ) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be from 0 to 65535, got {port!r}")
+        self.faults = FaultPlan()
+        self._store = Store()
+        self._backend = Backend(self._store, self.faults, _check_write_keys(write_keys), on_batch)
+        self._host = host
+        self._port: int | None = port or None
+        self._lock = threading.Lock()
+        self._server: CollectorServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._port is not None else f"{self._host} (not started)"
+        state = "running" if self.running else "stopped"
+        keys = self._backend.write_keys
+        accepted = "any key" if keys is None else f"{len(keys)} key(s)"
+        return f"<Collector {where} {state}, accepting {accepted}>"
+
+    @property
+    def url(self) -> str:
+        """The base URL a client should use, e.g. ``http://127.0.0.1:51234``.
+
+        It stays valid across ``stop()`` and ``start()``.
+
+        Raises:
+            RuntimeError: asked before the first start with port 0 (no port yet).
+        """
+        if self._port is None:
+            raise RuntimeError("the collector has no port until it is started")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on (or to be), None before a first start with port 0."""
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> Collector:
+        """Listen (again) and serve in a daemon thread; a no-op when running.
+
+        Raises:
+            OSError: the port cannot be bound (for instance, taken by another process
+                while this collector was stopped).
+        """
+        with self._lock:
+            if self._server is not None:
+                return self
+            server = CollectorServer((self._host, self._port or 0), self._backend)
+            self._port = server.server_address[1]
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": _POLL_SECONDS},
+                name=f"cdp-collector-{self._port}",
+                daemon=True,
+            )
+            thread.start()
+            self._server, self._thread = server, thread
+        return self
+
+    def stop(self, timeout: float = _STOP_SECONDS) -> None:
+        """Stop listening and cut every open connection; idempotent.
+
+        A request held by a latency fault is dropped unanswered. Bounded by about
+        *timeout* seconds for the handler threads to end.
+        """
+        # The lock is held throughout so that a start() racing this stop() cannot try to
+        # bind the port before it is released.
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+            if server is None:
+                return
+            server.close(timeout)
+            if thread is not None:
+                thread.join(timeout)
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Copies of every accepted message, in arrival order."""
+        return self._store.messages()
+
+    def batches(self) -> list[RequestRecord]:
+        """A record of every batch request received, accepted or not, in order."""
+        return self._store.records()
+
+    def counts(self) -> dict[str, Any]:
+        """Totals: requests, accepted_requests, rejected_requests, messages, by_type
+        (messages per call type) and duplicate_message_ids (repeats of a stored one).
+        """
+        return self._store.counts()
+
+    def wait_for_messages(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least *count* messages are stored; False at the timeout."""
+        return self._store.wait_for_messages(count, timeout)
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least *count* batch requests were received (any status).
+
+        A request is recorded before it is answered (and before a latency fault
+        holds its answer back), so this returns while the client is still waiting.
+        """
+        return self._store.wait_for_requests(count, timeout)
+
+    def reset(self) -> None:
+        """Forget every message and request record, and clear the faults."""
+        self._store.reset()
+        self.faults.clear()
