@@ -113,12 +113,17 @@ class MemoryQueue:
             count = min(max_count, limit)
             batch: list[Entry] = []
             used = 0
-            while len(batch) < count:
-                size = len(entry_data(items[0])) + 1  # +1: the comma that joins it
-                if batch and used + size > max_bytes:
+            popleft = items.popleft
+            append = batch.append
+            for _ in range(count):
+                head = items[0]
+                # +1: the comma that joins it. Inline, not entry_data(): this runs for
+                # every message the sender takes.
+                size = (len(head) if type(head) is bytes else len(head.data)) + 1  # type: ignore[union-attr]
+                if used + size > max_bytes and batch:
                     break
                 used += size
-                batch.append(items.popleft())
+                append(popleft())
             self._taken += len(batch)
             return first, batch
 

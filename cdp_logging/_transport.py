@@ -10,6 +10,13 @@ from __future__ import annotations
 import base64
 import email.utils
 import gzip as gzip_module
+
+# requests imports netrc lazily, inside the first request (get_netrc_auth). A fork at
+# that moment copies the import lock held by our sender thread into the child, whose
+# own first request then waits for it forever. Importing it here, before any thread
+# exists, leaves nothing to import mid-request (checked: a first POST, with and without
+# gzip, imports no other module). PITFALLS: "fork() copies every lock".
+import netrc  # noqa: F401
 import os
 import platform
 import time
