@@ -62,6 +62,7 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "Sender",
     "close_all",
+    "flush_all",
     "in_sender_context",
 ]
 
@@ -589,6 +590,16 @@ def _reset_all_after_fork() -> None:
     _sending.clear()
     for sender in list(_SENDERS):
         sender._after_fork()
+
+
+def flush_all(timeout: float) -> bool:
+    """Flush every sender in this process within one shared *timeout*; True if all settled."""
+    deadline = time.monotonic() + timeout
+    settled = True
+    for sender in list(_SENDERS):
+        if not sender.closed:
+            settled = sender.flush(max(0.0, deadline - time.monotonic())) and settled
+    return settled
 
 
 def close_all() -> None:
