@@ -131,9 +131,26 @@ class RequestsTransport:
     def _get_session(self) -> requests.Session:
         pid = os.getpid()
         if self._session is None or self._pid != pid:
-            self._session = requests.Session()
+            self._session = self._new_session()
             self._pid = pid
         return self._session
+
+    def _new_session(self) -> requests.Session:
+        """A session that reads the environment once, not on every request.
+
+        With ``trust_env`` on, requests consults ~/.netrc, the proxy variables and the CA
+        bundle variables on every request. Worse than the cost (file-system calls on the
+        sender thread, each a chance to lose the GIL to a busy caller), a ~/.netrc entry
+        for the CDP's host replaces our Authorization header: every batch then gets 401.
+        So: proxies and the CA bundle from the environment, read here; never netrc.
+        """
+        session = requests.Session()
+        session.trust_env = False
+        session.proxies.update(requests.utils.get_environ_proxies(self._endpoint))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+        return session
 
     def send(self, body: bytes) -> Response:
         data = gzip_module.compress(body, compresslevel=6) if self._gzip else body

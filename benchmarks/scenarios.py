@@ -1,0 +1,540 @@
+"""One benchmark scenario for one library, in a process of its own.
+
+Usage: python benchmarks/scenarios.py SCENARIO LIBRARY SINK_URL [--quick] [--cpu N]
+
+Prints exactly one JSON line with the results on stdout (diagnostics from the libraries
+go to stderr). ``run.py`` starts a fresh process per scenario and library so that one
+library's threads, queues and retries cannot disturb the next measurement, and so that
+exit delivery can be timed by watching the process end.
+
+Libraries:
+
+* ``cdp``: ``cdp_logging.AnalyticsHandler`` on a logger, fed by ``log.info("track",
+  extra={"cdp": {...}})``, the way the library is meant to be used.
+* ``segment``: segment-analytics-python's ``Client.track(...)`` called directly, default
+  settings except ``host``.
+* ``floor``: the same ``log.info`` call with only a ``logging.NullHandler``: what any
+  logging call costs before an analytics library does anything.
+
+Every call is written out inline in each library's loop (no shared wrapper function),
+because a wrapper's call overhead would be a noticeable share of the floor and would
+flatter every ratio against it. The payload dicts are literals inside the call, so every
+call builds fresh ones, as application code does; a library that keeps a reference to
+them (segment queues the caller's dict) is charged for keeping them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+SCENARIOS = ("caller", "loop", "exit", "exit_held", "exit_flush", "memory")
+LIBRARIES = ("cdp", "segment", "floor")
+
+WRITE_KEY = "bench"
+# Every wait is bounded; these are far above what a healthy run needs.
+FLUSH_TIMEOUT_CDP = 60.0
+FLUSH_TIMEOUT_SEGMENT = 120.0
+HTTP_TIMEOUT = 10.0
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def sink_count(sink: str) -> int:
+    """Messages the sink has counted so far (bounded HTTP call)."""
+    with urllib.request.urlopen(f"{sink}/count", timeout=HTTP_TIMEOUT) as answer:
+        data: dict[str, int] = json.loads(answer.read())
+    return data["count"]
+
+
+def sink_post(sink: str, path: str) -> None:
+    """POST to one of the sink's control paths (``/hold``, ``/release``)."""
+    request = urllib.request.Request(f"{sink}{path}", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as answer:
+        answer.read()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens, so every send fails fast (refused).
+
+    Binds a free port and releases it; another process could take it in between, which
+    on a benchmark machine is unlikely enough to accept.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def bounded(work: Callable[[], object], timeout: float) -> tuple[bool, float]:
+    """Run *work* in a daemon thread; return (finished in time, seconds waited).
+
+    segment's ``flush()`` is ``queue.join()`` with no timeout, so it can only be bounded
+    from outside. A daemon thread left behind cannot keep the process alive.
+    """
+    started = time.perf_counter()
+    thread = threading.Thread(target=work, name="bench-bounded", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive(), time.perf_counter() - started
+
+
+def percentile(sorted_values: list[int], percent: int) -> int:
+    """Nearest-rank percentile of an already sorted list (integer maths: no float drift)."""
+    rank = max(1, -(-len(sorted_values) * percent // 100))
+    return sorted_values[rank - 1]
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    """A logger that passes INFO records to its own handlers only.
+
+    The level must be INFO for every library alike: at the default WARNING the floor
+    would return from ``isEnabledFor`` before building a record and measure nothing.
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    return logger
+
+
+def import_library(library: str) -> None:
+    """Import the library under test now, outside any measured region."""
+    if library == "cdp":
+        import cdp_logging  # noqa: F401
+    elif library == "segment":
+        import segment.analytics  # noqa: F401
+
+
+def make_cdp(host: str, **options: Any) -> tuple[logging.Logger, Any]:
+    """A logger with an ``AnalyticsHandler`` pointed at *host*."""
+    import cdp_logging
+
+    handler = cdp_logging.AnalyticsHandler(write_key=WRITE_KEY, host=host, **options)
+    logger = quiet_logger("bench.cdp")
+    logger.addHandler(handler)
+    return logger, handler
+
+
+def make_floor() -> logging.Logger:
+    logger = quiet_logger("bench.floor")
+    logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def make_segment(host: str) -> Any:
+    """segment-analytics-python's client with its defaults, only ``host`` changed."""
+    import segment.analytics as analytics
+
+    return analytics.Client(WRITE_KEY, host=host)
+
+
+def segment_pending(client: Any) -> int:
+    """Messages segment still holds: its queue's unfinished tasks (queued + in flight)."""
+    return int(client.queue.unfinished_tasks)
+
+
+def cdp_stats(handler: Any) -> dict[str, Any]:
+    stats: dict[str, Any] = handler.client.stats()
+    return stats
+
+
+# -- (a) caller-side cost -------------------------------------------------------------
+
+
+def caller(library: str, sink: str, quick: bool) -> dict[str, Any]:
+    """Time each call alone: median and p99 of the caller's cost, sender running."""
+    warmup = 1_000
+    calls = 2_000 if quick else 20_000
+    samples = [0] * calls
+    clock = time.perf_counter_ns
+    rejected = 0
+    extra: dict[str, Any] = {}
+    if library == "cdp":
+        log, handler = make_cdp(sink)
+        for _ in range(warmup):
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+        for i in range(calls):
+            started = clock()
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+            samples[i] = clock() - started
+        finished = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+        stats = cdp_stats(handler)
+        rejected = int(stats["dropped"])
+        extra = {"flushed": finished, "library_stats": stats}
+    elif library == "segment":
+        client = make_segment(sink)
+        for _ in range(warmup):
+            client.track(
+                user_id="019mr8mf4r",
+                event="Purchased an Item",
+                properties={"revenue": 39.95, "sku": "B-17"},
+            )
+        for i in range(calls):
+            started = clock()
+            result = client.track(
+                user_id="019mr8mf4r",
+                event="Purchased an Item",
+                properties={"revenue": 39.95, "sku": "B-17"},
+            )
+            samples[i] = clock() - started
+            if not result[0]:
+                rejected += 1
+        finished, _ = bounded(client.flush, FLUSH_TIMEOUT_SEGMENT)
+        extra = {"flushed": finished}
+    elif library == "floor":
+        log = make_floor()
+        for _ in range(warmup):
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+        for i in range(calls):
+            started = clock()
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+            samples[i] = clock() - started
+    else:
+        raise SystemExit(f"unknown library {library!r}")
+    # What the two clock reads cost with nothing between them; not subtracted.
+    empty = [0] * 1_000
+    for i in range(len(empty)):
+        started = clock()
+        empty[i] = clock() - started
+    samples.sort()
+    delivered = sink_count(sink) if library != "floor" else None
+    return {
+        "calls": calls,
+        "warmup": warmup,
+        "median_us": statistics.median(samples) / 1000,
+        "p90_us": percentile(samples, 90) / 1000,
+        "p99_us": percentile(samples, 99) / 1000,
+        "max_us": samples[-1] / 1000,
+        "mean_us": statistics.fmean(samples) / 1000,
+        "timer_overhead_us": statistics.median(empty) / 1000,
+        "rejected_by_library": rejected,
+        "delivered_after_flush": delivered,
+        "sent": warmup + calls,
+        **extra,
+    }
+
+
+# -- (b) tight loop -------------------------------------------------------------------
+
+
+def loop(library: str, sink: str, quick: bool) -> dict[str, Any]:
+    """As many calls as fast as possible, then wait until delivery completes."""
+    calls = 10_000 if quick else 100_000
+    rejected = 0
+    extra: dict[str, Any] = {}
+    if library == "cdp":
+        log, handler = make_cdp(sink)
+        started = time.perf_counter()
+        for _ in range(calls):
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+        calls_done = time.perf_counter()
+        flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+        done = time.perf_counter()
+        stats = cdp_stats(handler)
+        rejected = int(stats["dropped"])
+        extra = {"library_stats": stats}
+    elif library == "segment":
+        client = make_segment(sink)
+        started = time.perf_counter()
+        for _ in range(calls):
+            if not client.track(
+                user_id="019mr8mf4r",
+                event="Purchased an Item",
+                properties={"revenue": 39.95, "sku": "B-17"},
+            )[0]:
+                rejected += 1
+        calls_done = time.perf_counter()
+        flushed, _ = bounded(client.flush, FLUSH_TIMEOUT_SEGMENT)
+        done = time.perf_counter()
+        extra = {"pending_after_flush": segment_pending(client)}
+    else:
+        raise SystemExit(f"scenario loop does not apply to {library!r}")
+    delivered = sink_count(sink)
+    elapsed = done - started
+    return {
+        "sent": calls,
+        "delivered": delivered,
+        "dropped": calls - delivered,
+        "rejected_by_library": rejected,
+        "flushed": flushed,
+        "calls_seconds": calls_done - started,
+        "calls_per_s": calls / (calls_done - started),
+        "elapsed_s": elapsed,
+        "delivered_per_s": delivered / elapsed,
+        **extra,
+    }
+
+
+# -- (c) delivery at exit ---------------------------------------------------------------
+
+
+def exit_delivery(library: str, sink: str, mode: str) -> dict[str, Any]:
+    """Enqueue 10,000 events, then end; the parent times the rest until process end.
+
+    *mode*:
+
+    * ``exit``: the script just ends, nothing called. cdp is given a long flush interval
+      and the largest batch (2,500) so that as little as possible leaves early, but its
+      sender still sends while the events are logged; ``pending_at_end`` says how many
+      were actually left for exit delivery. segment keeps its defaults.
+    * ``exit_held``: both SDKs at their defaults; the sink holds batch requests while
+      the events are enqueued (each SDK's first request stays in flight), so ~10,000
+      are queued when the sink is released and the script ends. This is the case the
+      "10,000 queued events delivered at exit" target describes.
+    * ``exit_flush``: as ``exit_held``, then an explicit flush (cdp ``handler.flush()``,
+      segment ``client.shutdown()``, which is flush + join), timed here, then the end.
+    """
+    calls = 10_000
+    held = mode in ("exit_held", "exit_flush")
+    result: dict[str, Any] = {"sent": calls, "mode": mode, "held": held}
+    if held:
+        sink_post(sink, "/hold")
+    if library == "cdp":
+        options: dict[str, Any] = {}
+        if mode == "exit":
+            options = {"flush_interval": 3600.0, "max_events_in_batch": 2500}
+        log, handler = make_cdp(sink, **options)
+        for _ in range(calls):
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+        result["options"] = options
+        result["rejected_by_library"] = int(cdp_stats(handler)["dropped"])
+        result["delivered_before_end"] = sink_count(sink)
+        if held:
+            sink_post(sink, "/release")
+        result["pending_at_end"] = int(cdp_stats(handler)["pending"])
+        result["t_end"] = time.monotonic()
+        if mode == "exit_flush":
+            handler.flush()  # waits at most shutdown_timeout (5 s by default)
+            result["t_flushed"] = time.monotonic()
+            result["flush_finished"] = int(cdp_stats(handler)["pending"]) == 0
+            result["delivered_after_flush"] = sink_count(sink)
+    elif library == "segment":
+        client = make_segment(sink)
+        rejected = 0
+        for _ in range(calls):
+            if not client.track(
+                user_id="019mr8mf4r",
+                event="Purchased an Item",
+                properties={"revenue": 39.95, "sku": "B-17"},
+            )[0]:
+                rejected += 1
+        result["rejected_by_library"] = rejected
+        result["delivered_before_end"] = sink_count(sink)
+        if held:
+            sink_post(sink, "/release")
+        result["pending_at_end"] = segment_pending(client)
+        result["t_end"] = time.monotonic()
+        if mode == "exit_flush":
+            finished, _ = bounded(client.shutdown, FLUSH_TIMEOUT_SEGMENT)
+            result["t_flushed"] = time.monotonic()
+            result["flush_finished"] = finished
+            result["delivered_after_flush"] = sink_count(sink)
+    elif library == "floor":
+        log = make_floor()
+        for _ in range(calls):
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+        if held:
+            sink_post(sink, "/release")
+        result["rejected_by_library"] = 0
+        result["delivered_before_end"] = 0
+        result["pending_at_end"] = 0
+        result["t_end"] = time.monotonic()
+    else:
+        raise SystemExit(f"unknown library {library!r}")
+    return result
+
+
+# -- (d) memory per queued event ---------------------------------------------------------
+
+
+def memory(library: str, quick: bool) -> dict[str, Any]:
+    """Traced memory growth per event while the host is unreachable, so events stay queued.
+
+    100 warm-up events first (same for both libraries) so that the sender thread, the
+    HTTP session and the first failed request are not charged to the measured events;
+    the growth including them is reported too, as ``bytes_per_event_cold``.
+    """
+    warmup = 100
+    calls = 1_000 if quick else 5_000
+    host = closed_port_url()
+    pending: Callable[[], int]
+    import_library(library)  # module imports are not per-event memory
+    gc.collect()
+    tracemalloc.start()
+    cold_base = tracemalloc.get_traced_memory()[0]
+    if library == "cdp":
+        log, handler = make_cdp(host)
+        for _ in range(warmup):
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(calls):
+            log.info(
+                "track",
+                extra={
+                    "cdp": {
+                        "user_id": "019mr8mf4r",
+                        "event": "Purchased an Item",
+                        "properties": {"revenue": 39.95, "sku": "B-17"},
+                    }
+                },
+            )
+
+        def pending() -> int:
+            return int(cdp_stats(handler)["pending"])
+
+    elif library == "segment":
+        client = make_segment(host)
+        for _ in range(warmup):
+            client.track(
+                user_id="019mr8mf4r",
+                event="Purchased an Item",
+                properties={"revenue": 39.95, "sku": "B-17"},
+            )
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(calls):
+            client.track(
+                user_id="019mr8mf4r",
+                event="Purchased an Item",
+                properties={"revenue": 39.95, "sku": "B-17"},
+            )
+
+        def pending() -> int:
+            return segment_pending(client)
+
+    else:
+        raise SystemExit(f"scenario memory does not apply to {library!r}")
+    gc.collect()
+    after, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "warmup": warmup,
+        "calls": calls,
+        "host": host,
+        "bytes_growth": after - base,
+        "bytes_per_event": (after - base) / calls,
+        "bytes_per_event_cold": (after - cold_base) / (calls + warmup),
+        "peak_bytes": peak - cold_base,
+        "pending": pending(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("library", choices=LIBRARIES)
+    parser.add_argument("sink", help="the sink's base URL, e.g. http://127.0.0.1:8765")
+    parser.add_argument("--quick", action="store_true", help="fewer calls (smoke run)")
+    parser.add_argument("--cpu", type=int, default=None, help="run on this CPU only")
+    args = parser.parse_args()
+    if args.cpu is not None:
+        # Before any thread starts: the sender threads inherit it.
+        os.sched_setaffinity(0, {args.cpu})
+    sink = args.sink.rstrip("/")
+    if args.scenario == "caller":
+        result = caller(args.library, sink, args.quick)
+    elif args.scenario == "loop":
+        result = loop(args.library, sink, args.quick)
+    elif args.scenario in ("exit", "exit_held", "exit_flush"):
+        result = exit_delivery(args.library, sink, args.scenario)
+    else:
+        result = memory(args.library, args.quick)
+    result.update(scenario=args.scenario, library=args.library, pid=os.getpid())
+    print(json.dumps(result), flush=True)
+    if args.scenario == "memory":
+        # The host is unreachable on purpose: skip exit delivery, which would only
+        # retry against a closed port until shutdown_timeout and report the loss.
+        sys.stderr.flush()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
