@@ -231,7 +231,8 @@ def build(
             continue  # absent, not null
         kind = _KINDS[wire]
         if kind == _OBJECT:
-            if not isinstance(value, Mapping):
+            # type() first: an ABC isinstance check costs more than the rest of the key.
+            if type(value) is not dict and not isinstance(value, Mapping):
                 message["type"] = _json.to_jsonable(call_type)
                 return _invalid(
                     f"{call_type}: {wire} must be a mapping (a dict), got {type(value).__name__}",
@@ -314,7 +315,7 @@ def fields_from_record(record: logging.LogRecord) -> tuple[object, Mapping[str, 
     if type(msg) is dict and payload is None:
         # structlog's ProcessorFormatter route: the event dict itself is the message.
         return fields_from_event_dict(msg)
-    if isinstance(payload, Mapping):
+    if type(payload) is dict or (payload is not None and isinstance(payload, Mapping)):
         call_type = payload.get("type") or msg
         return call_type, payload, True
     if type(msg) is str and msg in CALL_TYPE_SET:

@@ -316,7 +316,7 @@ class Analytics:
         calls. Returns whether the message was queued.
         """
         built = _calls.build(call_type, fields, created, strict=strict)
-        if isinstance(built, DeliveryError):
+        if not isinstance(built, bytes):
             self._refuse(built, future, callback)
             return False
         entry: bytes | Tracked = built
