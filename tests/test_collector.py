@@ -862,7 +862,7 @@ class TestCommandLine:
             reader.start()
             try:
                 first = lines.get(timeout=10).rstrip("\n")
-                url = first.removeprefix("collector listening on ")
+                url = first.removeprefix("collector listening on ").split()[0]
                 sent = message(messageId="cli-1", event="Opened App")
                 response = requests.post(
                     f"{url}/v1/batch", json=batch(sent), auth=("any-key", ""), timeout=5

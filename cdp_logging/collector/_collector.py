@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Final
 
 from ._faults import FaultPlan
-from ._server import Backend, BatchCallback, CollectorServer
-from ._store import RequestRecord, Store
+from ._server import Backend, BatchCallback, CollectorServer, RejectedCallback
+from ._sqlite import SQLiteStore
+from ._store import MemoryStore, RequestRecord, Store, StoredEvent
 
 __all__ = ["Collector"]
 
@@ -44,6 +46,8 @@ class Collector:
     so a test can take the collector down, let a client fail against the URL it was
     given, and bring it back on that URL.
 
+    ``GET /`` serves a live viewer of what arrives, rejected messages included.
+
     Args:
         write_keys: The write keys accepted as HTTP Basic user name; any other gets
             401. None accepts any non-empty key.
@@ -51,10 +55,17 @@ class Collector:
         port: The port; 0 lets the system pick a free one when first started.
         on_batch: Called on a handler thread with the messages of each accepted
             batch, after they are stored (the command line prints them).
+        on_rejected: Called on a handler thread with the record of each rejected
+            request, after it is stored.
+        database: An SQLite file to keep everything in, created when missing and
+            added to when it exists. None (the default) keeps it in memory, which is
+            faster and what tests want.
 
     Raises:
         ValueError: *write_keys* is a single string, empty, or holds an empty key;
-            *port* is out of range.
+            *port* is out of range; *database* is an SQLite file the collector did
+            not write.
+        sqlite3.Error: *database* cannot be opened, or is not an SQLite file.
 
     The write keys appear in no repr, record or answer.
     """
@@ -66,12 +77,17 @@ class Collector:
         host: str = "127.0.0.1",
         port: int = 0,
         on_batch: BatchCallback | None = None,
+        on_rejected: RejectedCallback | None = None,
+        database: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be from 0 to 65535, got {port!r}")
+        keys = _check_write_keys(write_keys)
         self.faults = FaultPlan()
-        self._store = Store()
-        self._backend = Backend(self._store, self.faults, _check_write_keys(write_keys), on_batch)
+        # Opened last, once every other option is known to be good, so a ValueError
+        # never leaves a database file open behind it.
+        self._store: Store = MemoryStore() if database is None else SQLiteStore(database)
+        self._backend = Backend(self._store, self.faults, keys, on_batch, on_rejected)
         self._host = host
         self._port: int | None = port or None
         self._lock = threading.Lock()
@@ -147,6 +163,15 @@ class Collector:
             if thread is not None:
                 thread.join(timeout)
 
+    def close(self) -> None:
+        """Stop, and close the database file if there is one; idempotent.
+
+        Reading (``messages()``, ``events()``...) still works afterwards: it reopens
+        the file. Leaving a ``with`` block calls this.
+        """
+        self.stop()
+        self._store.close()
+
     def __enter__(self) -> Collector:
         return self.start()
 
@@ -156,7 +181,7 @@ class Collector:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
     def messages(self) -> list[dict[str, Any]]:
         """Copies of every accepted message, in arrival order."""
@@ -165,6 +190,14 @@ class Collector:
     def batches(self) -> list[RequestRecord]:
         """A record of every batch request received, accepted or not, in order."""
         return self._store.records()
+
+    def events(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Every message received, rejected ones too, with an id above *after*.
+
+        Oldest first, at most *limit*. This is what the viewer shows: a rejected
+        message carries the problems that got it rejected.
+        """
+        return self._store.events(after, limit)
 
     def counts(self) -> dict[str, Any]:
         """Totals: requests, accepted_requests, rejected_requests, messages, by_type

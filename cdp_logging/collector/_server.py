@@ -1,5 +1,8 @@
 """The HTTP side: a threading server and the handler that answers the batch protocol.
 
+It also answers the control endpoints (``/stats``, ``/messages``, ``/faults``) and the
+live viewer (``/`` and ``/api/events``, see ``_viewer``).
+
 The handler speaks HTTP/1.1 with keep-alive and always sends Content-Length, as the
 real services do, because a client's connection pool (and what happens to a pooled
 connection when the server goes away) is part of what the tests must exercise.
@@ -23,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .._protocol import MAX_BATCH_BYTES
 from ._faults import Fault, FaultPlan
-from ._store import RequestRecord, Store
+from ._store import RequestRecord, Row, Store
 from ._validate import (
     Rejected,
     auth_problem,
@@ -31,13 +34,16 @@ from ._validate import (
     body_size_problem,
     content_type_problem,
     decode_body,
+    item_problems,
     load_payload,
     payload_problem,
 )
+from ._viewer import EVENTS_PATH, PAGE, PAGE_HEADERS, parse_events_query
 
-__all__ = ["Backend", "BatchCallback", "CollectorServer"]
+__all__ = ["Backend", "BatchCallback", "CollectorServer", "RejectedCallback"]
 
 BatchCallback = Callable[[list[dict[str, Any]]], object]
+RejectedCallback = Callable[[RequestRecord], object]
 
 BATCH_PATH: Final = "/v1/batch"
 # A body is read to its end even when it is rejected, so the connection stays usable
@@ -59,6 +65,7 @@ class Backend:
     faults: FaultPlan
     write_keys: frozenset[str] | None
     on_batch: BatchCallback | None
+    on_rejected: RejectedCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class _Outcome:
     accepted: bool = False
     reset: bool = False
     retry_after: str | None = None
+    # Rejected for what its messages hold, so each message is shown with its own problems.
+    by_messages: bool = False
 
 
 class CollectorServer(ThreadingHTTPServer):
@@ -213,9 +222,10 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         headers: Iterable[tuple[str, str]] = (),
         close: bool = False,
+        content_type: str = "text/plain; charset=utf-8",
     ) -> None:
         if isinstance(payload, bytes):
-            body, content_type = payload, "text/plain; charset=utf-8"
+            body = payload
         else:
             body, content_type = json.dumps(payload).encode("ascii"), "application/json"
         self.send_response(status)
@@ -297,7 +307,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         backend = self._collector.backend
-        if url.path == "/health":
+        if url.path == "/":
+            self._reply(200, PAGE, headers=PAGE_HEADERS, content_type="text/html; charset=utf-8")
+        elif url.path == EVENTS_PATH:
+            self._list_events(url.query)
+        elif url.path == "/health":
             self._reply(200, b"ok")
         elif url.path == "/stats":
             self._reply(200, backend.store.counts())
@@ -335,6 +349,19 @@ class _Handler(BaseHTTPRequestHandler):
         messages = self._collector.backend.store.messages()
         self._reply(200, [message for message in messages if _matches(message, query)])
 
+    def _list_events(self, query_string: str) -> None:
+        try:
+            query = parse_events_query(query_string)
+        except ValueError as error:
+            self._error(400, str(error))
+            return
+        store = self._collector.backend.store
+        if query.after is None:
+            events = store.latest(query.limit)
+        else:
+            events = store.events(query.after, query.limit)
+        self._reply(200, {"events": [event.to_json() for event in events]})
+
     def _add_fault(self, body: bytes) -> None:
         try:
             spec = json.loads(body)
@@ -371,7 +398,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         if backend.faults.take(("refuse",)) is not None:
             refused = _Outcome(0, "refused by a fault: reset before the body was read", reset=True)
-            backend.store.add_rejected(record(refused, 0, [], None))
+            refused_record = record(refused, 0, [], None)
+            backend.store.add_rejected(refused_record, _rejected_rows(refused, []))
+            _announce_rejected(backend, refused_record)
             self._reset_connection()
             return
         latency = backend.faults.take(("latency",))
@@ -415,7 +444,9 @@ class _Handler(BaseHTTPRequestHandler):
             backend.store.add_accepted(record(outcome, body_bytes, batch, sent_at), messages)
             _announce(backend, messages)
         else:
-            backend.store.add_rejected(record(outcome, body_bytes, batch, sent_at))
+            rejected_record = record(outcome, body_bytes, batch, sent_at)
+            backend.store.add_rejected(rejected_record, _rejected_rows(outcome, batch))
+            _announce_rejected(backend, rejected_record)
 
         if latency is not None and self._collector.stopping.wait(latency.delay or 0.0):
             self.close_connection = True  # the collector is stopping: no answer
@@ -449,7 +480,7 @@ class _Handler(BaseHTTPRequestHandler):
         assert payload is not None
         problem = payload_problem(payload)
         if problem is not None:
-            return _Outcome(400, problem)
+            return _Outcome(400, problem, by_messages=True)
         fault = backend.faults.take(
             ("reject_type", "reset_after_store"), _call_types(payload["batch"])
         )
@@ -472,6 +503,35 @@ def _announce(backend: Backend, messages: list[dict[str, Any]]) -> None:
         # The messages are stored; a broken callback must not turn that into a failed
         # request, but its traceback must not vanish either.
         traceback.print_exc()
+
+
+def _announce_rejected(backend: Backend, record: RequestRecord) -> None:
+    if backend.on_rejected is None:
+        return
+    try:
+        backend.on_rejected(record)
+    except Exception:  # noqa: BLE001 - as in _announce: printed, and the answer stands
+        traceback.print_exc()
+
+
+def _rejected_rows(outcome: _Outcome, batch: list[Any]) -> list[Row]:
+    """Each item of a rejected batch with what the viewer shows as its problems.
+
+    A batch rejected for its messages shows each message's own problems, and the
+    request's reason beside the valid ones that were rejected with it; otherwise
+    (auth, framing, a fault) the request's reason is every message's problem. A
+    request with no readable batch is one row with no message, so it still shows.
+    """
+    if outcome.reset:
+        line = outcome.reason
+    else:
+        line = f"HTTP {outcome.status}: {outcome.reason or 'not stored (injected fault)'}"
+    if not batch:
+        return [(None, (line,))]
+    return [
+        (item, tuple(item_problems(item) if outcome.by_messages else ()) or (line,))
+        for item in batch
+    ]
 
 
 def _status_fault(fault: Fault) -> _Outcome:

@@ -1,20 +1,35 @@
-"""What the collector accepted, and every batch request it saw, behind one Condition.
+"""What the collector received, behind one Condition, in memory or in SQLite.
 
 Tests wait on that Condition (``wait_for_messages``) instead of sleeping: the wait ends
 the moment a handler thread stores what the test is waiting for, and a test that
 fails does so at its timeout rather than at an arbitrary sleep.
+
+Every message is kept as a :class:`StoredEvent`, the messages of rejected requests
+too (with the problems that got them rejected), because the live viewer's job is to
+show what was wrong; ``messages()`` still lists only what was accepted.
 """
 
 from __future__ import annotations
 
+import abc
 import copy
+import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestRecord", "Store"]
+__all__ = ["MemoryStore", "RequestRecord", "Row", "Store", "StoredEvent", "now_iso"]
+
+# One message of a request and the problems it is shown with (none when accepted).
+Row = tuple[Any, tuple[str, ...]]
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds, the form the viewer shows."""
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -47,23 +62,56 @@ class RequestRecord:
     message_ids: tuple[str, ...]
 
 
-class Store:
-    """Thread-safe memory of messages and request records, in arrival order."""
+@dataclass(frozen=True)
+class StoredEvent:
+    """One message as the collector received it, accepted or not: a row of the viewer.
+
+    Attributes:
+        id: Increases with every stored message and is never reused, even after
+            ``reset()``, so a viewer asking for "what came after id N" never misses
+            or repeats a row.
+        received_at: When its request arrived (UTC, ISO 8601).
+        accepted: Whether its request was accepted (and the message stored).
+        status: The HTTP status its request was answered (0: no answer, by a fault).
+        problems: Why it was rejected: its own problems when the batch was rejected
+            for its messages, else the request's reason. Empty when accepted.
+        message: The message as received: normally an object, but whatever JSON
+            value stood in the batch when rejected, and None when the request held
+            no readable batch at all (bad JSON, a refused connection).
+
+    .. versionadded:: 0.1.0
+    """
+
+    id: int
+    received_at: str
+    accepted: bool
+    status: int
+    problems: tuple[str, ...]
+    message: Any
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form ``GET /api/events`` answers."""
+        return {
+            "id": self.id,
+            "received_at": self.received_at,
+            "accepted": self.accepted,
+            "status": self.status,
+            "problems": list(self.problems),
+            "message": self.message,
+        }
+
+
+class Store(abc.ABC):
+    """Thread-safe storage of requests and their messages, in arrival order.
+
+    The public methods take the Condition and call the ``_``-methods a backend
+    implements, so a backend never locks and every write wakes the waiters.
+    """
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._messages: list[dict[str, Any]] = []
-        self._records: list[RequestRecord] = []
-        self._accepted_requests = 0
-        self._seen_ids: set[str] = set()
-        self._duplicates = 0
-        self._by_type: Counter[str] = Counter()
 
-    def add_rejected(self, record: RequestRecord) -> None:
-        """Remember a request whose messages were not stored."""
-        with self._changed:
-            self._records.append(record)
-            self._changed.notify_all()
+    # -- what the server calls ------------------------------------------------------
 
     def add_accepted(self, record: RequestRecord, messages: Sequence[Mapping[str, Any]]) -> None:
         """Remember a request and store its *messages*, counting repeated messageIds.
@@ -71,53 +119,173 @@ class Store:
         A repeat is stored all the same: the real services de-duplicate later, and a
         test of a client's retries needs to see each copy that arrived.
         """
+        rows = [(message, ()) for message in messages]
+        received_at = now_iso()
         with self._changed:
-            for message in messages:
+            self._insert(record, True, received_at, rows)
+            self._changed.notify_all()
+
+    def add_rejected(self, record: RequestRecord, rows: Sequence[Row] = ()) -> None:
+        """Remember a rejected request and each of its messages with its problems."""
+        received_at = now_iso()
+        with self._changed:
+            self._insert(record, False, received_at, rows)
+            self._changed.notify_all()
+
+    # -- what the collector's readers call ------------------------------------------
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Copies of the accepted messages, so a caller cannot edit the store."""
+        with self._changed:
+            return self._messages()
+
+    def records(self) -> list[RequestRecord]:
+        with self._changed:
+            return self._records()
+
+    def counts(self) -> dict[str, Any]:
+        with self._changed:
+            return self._counts()
+
+    def events(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Stored events with an id above *after*, oldest first, at most *limit*."""
+        with self._changed:
+            return self._events(after, limit)
+
+    def latest(self, limit: int) -> list[StoredEvent]:
+        """The last *limit* stored events, oldest first."""
+        with self._changed:
+            return self._latest(limit)
+
+    def wait_for_messages(self, count: int, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._message_count() >= count, timeout)
+
+    def wait_for_requests(self, count: int, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._request_count() >= count, timeout)
+
+    def reset(self) -> None:
+        with self._changed:
+            self._clear()
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Release what the store holds open; reading again later reopens it."""
+        with self._changed:
+            self._close()
+
+    # -- what a backend implements, always called with the Condition held -----------
+
+    @abc.abstractmethod
+    def _insert(
+        self, record: RequestRecord, accepted: bool, received_at: str, rows: Sequence[Row]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def _messages(self) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def _records(self) -> list[RequestRecord]: ...
+
+    @abc.abstractmethod
+    def _counts(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _events(self, after: int, limit: int | None) -> list[StoredEvent]: ...
+
+    @abc.abstractmethod
+    def _latest(self, limit: int) -> list[StoredEvent]: ...
+
+    @abc.abstractmethod
+    def _message_count(self) -> int: ...
+
+    @abc.abstractmethod
+    def _request_count(self) -> int: ...
+
+    @abc.abstractmethod
+    def _clear(self) -> None: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...
+
+
+class MemoryStore(Store):
+    """The default store: lists in memory, gone with the process, and fast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._events_kept: list[StoredEvent] = []
+        # The id of _events_kept[0] once there is one; ids are consecutive from there.
+        self._first_id = 1
+        self._next_id = 1
+        self._records_kept: list[RequestRecord] = []
+        self._accepted_requests = 0
+        self._message_total = 0
+        self._seen_ids: set[str] = set()
+        self._duplicates = 0
+        self._by_type: Counter[str] = Counter()
+
+    def _insert(
+        self, record: RequestRecord, accepted: bool, received_at: str, rows: Sequence[Row]
+    ) -> None:
+        if not self._events_kept:
+            self._first_id = self._next_id
+        for message, problems in rows:
+            if accepted:
                 message_id = message.get("messageId")
                 if isinstance(message_id, str):
                     if message_id in self._seen_ids:
                         self._duplicates += 1
                     self._seen_ids.add(message_id)
                 self._by_type[str(message.get("type"))] += 1
-                self._messages.append(copy.deepcopy(dict(message)))
-            self._records.append(record)
-            self._accepted_requests += 1
-            self._changed.notify_all()
+                self._message_total += 1
+            stored = copy.deepcopy(dict(message) if accepted else message)
+            self._events_kept.append(
+                StoredEvent(self._next_id, received_at, accepted, record.status, problems, stored)
+            )
+            self._next_id += 1
+        self._records_kept.append(record)
+        self._accepted_requests += accepted
 
-    def messages(self) -> list[dict[str, Any]]:
-        """Copies of the stored messages, so a caller cannot edit the store."""
-        with self._changed:
-            return copy.deepcopy(self._messages)
+    def _messages(self) -> list[dict[str, Any]]:
+        return copy.deepcopy([event.message for event in self._events_kept if event.accepted])
 
-    def records(self) -> list[RequestRecord]:
-        with self._changed:
-            return list(self._records)
+    def _records(self) -> list[RequestRecord]:
+        return list(self._records_kept)
 
-    def counts(self) -> dict[str, Any]:
-        with self._changed:
-            return {
-                "requests": len(self._records),
-                "accepted_requests": self._accepted_requests,
-                "rejected_requests": len(self._records) - self._accepted_requests,
-                "messages": len(self._messages),
-                "by_type": dict(self._by_type),
-                "duplicate_message_ids": self._duplicates,
-            }
+    def _counts(self) -> dict[str, Any]:
+        return {
+            "requests": len(self._records_kept),
+            "accepted_requests": self._accepted_requests,
+            "rejected_requests": len(self._records_kept) - self._accepted_requests,
+            "messages": self._message_total,
+            "by_type": dict(self._by_type),
+            "duplicate_message_ids": self._duplicates,
+        }
 
-    def wait_for_messages(self, count: int, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: len(self._messages) >= count, timeout)
+    def _events(self, after: int, limit: int | None) -> list[StoredEvent]:
+        start = max(0, after + 1 - self._first_id)
+        stop = None if limit is None else start + limit
+        return copy.deepcopy(self._events_kept[start:stop])
 
-    def wait_for_requests(self, count: int, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: len(self._records) >= count, timeout)
+    def _latest(self, limit: int) -> list[StoredEvent]:
+        return copy.deepcopy(self._events_kept[-limit:]) if limit > 0 else []
 
-    def reset(self) -> None:
-        with self._changed:
-            self._messages.clear()
-            self._records.clear()
-            self._accepted_requests = 0
-            self._seen_ids.clear()
-            self._duplicates = 0
-            self._by_type.clear()
-            self._changed.notify_all()
+    def _message_count(self) -> int:
+        return self._message_total
+
+    def _request_count(self) -> int:
+        return len(self._records_kept)
+
+    def _close(self) -> None:
+        """Memory holds nothing open."""
+
+    def _clear(self) -> None:
+        self._events_kept.clear()
+        self._records_kept.clear()
+        self._accepted_requests = 0
+        self._message_total = 0
+        self._seen_ids.clear()
+        self._duplicates = 0
+        self._by_type.clear()

@@ -27,6 +27,7 @@ __all__ = [
     "body_size_problem",
     "content_type_problem",
     "decode_body",
+    "item_problems",
     "load_payload",
     "payload_problem",
     "timestamp_problem",
@@ -236,7 +237,12 @@ def timestamp_problem(value: object, field: str) -> str | None:
     return None
 
 
-def _message_problems(message: object) -> list[str]:
+def item_problems(message: object) -> list[str]:
+    """Every rule one item of a batch breaks; empty when it is a valid message.
+
+    The viewer shows these beside each message of a rejected batch, so that the one
+    message at fault is told apart from its innocent neighbours.
+    """
     if not isinstance(message, dict):
         return [f"a message must be an object, got {type(message).__name__}"]
     problems = message_problems(message)
@@ -280,7 +286,7 @@ def payload_problem(payload: Mapping[str, Any]) -> str | None:
     problems = [
         f"batch[{index}]: {problem}"
         for index, message in enumerate(batch)
-        for problem in _message_problems(message)
+        for problem in item_problems(message)
     ]
     if not problems:
         return None

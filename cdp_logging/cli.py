@@ -1,0 +1,206 @@
+"""``cdp-logging``: run the local collector, or check credentials with one test event.
+
+``collect`` is the collector package's own command (it must not import the sending
+side, so it lives there); ``send`` is the opposite end: it goes through the real
+client (``Analytics``, its queue, sender and transport), so a success says that this
+library, with this key, reaches this host, and a failure names what went wrong in the
+words the application's ``on_error`` would see.
+
+Exit status: 0 success (or a collector stopped by SIGINT / SIGTERM), 1 a failure at
+run time (undelivered event, port taken, unusable database), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any, Final
+
+from . import __version__
+from ._client import Analytics
+from ._errors import HTTP_STATUS, NETWORK, DeliveryError
+from ._options import DEFAULT_HOST, ENV_HOST, ENV_WRITE_KEY
+from ._protocol import CALL_TYPES
+from .collector import _cli as collect_command
+
+__all__ = ["main"]
+
+_PROG: Final = "cdp-logging"
+# What the test event carries beyond its user, so it is easy to find in the service's
+# debugger (and to filter out of reports).
+_MARK: Final = {"source": "cdp-logging send"}
+_TEST_GROUP: Final = "cdp-logging-test-group"
+# How much longer than --timeout the answer is awaited: the request itself is bounded
+# by --timeout; this covers the queue hand-off to the sender thread.
+_GRACE_SECONDS: Final = 1.0
+_CLOSE_SECONDS: Final = 1.0
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description=(
+            "Tools for cdp_logging: a local collector with a live viewer, and a one-event\n"
+            "check of a write key and host. Also runs as 'python -m cdp_logging'."
+        ),
+        epilog=(
+            "examples:\n"
+            "  cdp-logging collect                 # then open http://127.0.0.1:8765/\n"
+            "  CDP_WRITE_KEY=... cdp-logging send --host https://cdp-eu.customer.io\n"
+            "\n"
+            "exit status: 0 success, 1 failure (event not delivered, port taken, bad database),"
+            " 2 usage error"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    collect = commands.add_parser(
+        "collect",
+        help="run the local collector and live viewer",
+        description=(
+            "Run a local POST /v1/batch server that validates what it receives as strictly "
+            "as the protocol allows, keeps it (in SQLite unless --memory), prints one line "
+            "per accepted message and one per rejected request, and serves a live viewer "
+            "at its root URL. The first line gives the URL. Stop it with Ctrl-C or SIGTERM "
+            "(exit status 0); exit status 1 if the port or database cannot be used."
+        ),
+    )
+    collect_command.add_arguments(collect)
+
+    send = commands.add_parser(
+        "send",
+        help="send one test event and print the server's answer",
+        description=(
+            "Send one valid test event through the library's own client (no retries) and "
+            "print it and the server's answer, to check a write key and connectivity. "
+            "Exit status 0 when the host accepted it, 1 when it did not, 2 for usage errors. "
+            "The write key is never printed."
+        ),
+    )
+    send.add_argument(
+        "--host",
+        default=None,
+        metavar="URL",
+        help=f"where to send (default: ${ENV_HOST}, else {DEFAULT_HOST})",
+    )
+    send.add_argument(
+        "--write-key",
+        default=None,
+        metavar="KEY",
+        help=(
+            f"the source's write key (default: ${ENV_WRITE_KEY}, which is better: a command "
+            "line is visible to other users of the machine)"
+        ),
+    )
+    send.add_argument(
+        "--type", default="track", choices=CALL_TYPES, help="the call to send (%(default)s)"
+    )
+    send.add_argument(
+        "--user-id", default="cli-test", metavar="ID", help="the userId to send (%(default)s)"
+    )
+    send.add_argument(
+        "--event",
+        default="cdp-logging test",
+        metavar="NAME",
+        help="the track's event, or the page's or screen's name (%(default)s)",
+    )
+    send.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the answer (%(default)s)",
+    )
+    return parser, {"collect": collect, "send": send}
+
+
+def _call(client: Analytics, args: argparse.Namespace) -> Future[dict[str, Any]]:
+    user, name = args.user_id, args.event
+    if args.type == "identify":
+        return client.identify(user, traits=_MARK)
+    if args.type == "track":
+        return client.track(user, name, _MARK)
+    if args.type == "page":
+        return client.page(user, name, _MARK)
+    if args.type == "screen":
+        return client.screen(user, name, _MARK)
+    if args.type == "group":
+        return client.group(user, _TEST_GROUP, _MARK)
+    return client.alias(f"{user}-previous", user)
+
+
+def _hint(error: DeliveryError) -> str | None:
+    if error.code == HTTP_STATUS and error.status in (401, 403):
+        return (
+            f"check the write key (--write-key or {ENV_WRITE_KEY}) and that its source "
+            "belongs to this host (EU workspaces use https://cdp-eu.customer.io)"
+        )
+    if error.code == NETWORK:
+        return "check the host URL, and that this machine can reach it"
+    return None
+
+
+def _send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    write_key = args.write_key or os.environ.get(ENV_WRITE_KEY)
+    if not write_key:
+        parser.error(f"no write key: pass --write-key or set the {ENV_WRITE_KEY} variable")
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    host = (args.host or os.environ.get(ENV_HOST) or DEFAULT_HOST).rstrip("/")
+    try:
+        client = Analytics(
+            write_key,
+            host=host,
+            max_retries=0,
+            timeout=args.timeout,
+            shutdown_timeout=args.timeout,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    what = f"userId {args.user_id!r}"
+    if args.type in ("track", "page", "screen"):
+        what += f", {'event' if args.type == 'track' else 'name'} {args.event!r}"
+    print(f"sending a {args.type} ({what}) to {host}/v1/batch", flush=True)
+    try:
+        future = _call(client, args)
+        try:
+            message = future.result(timeout=args.timeout + _GRACE_SECONDS)
+        except DeliveryError as error:
+            for sent in error.messages:
+                print(json.dumps(sent, indent=2), flush=True)
+            status = f" {error.status}" if error.status is not None else ""
+            print(f"FAILED ({error.code}{status}): {error.reason}", file=sys.stderr)
+            hint = _hint(error)
+            if hint is not None:
+                print(f"hint: {hint}", file=sys.stderr)
+            return 1
+        except concurrent.futures.TimeoutError:
+            print(
+                f"FAILED (timeout): no answer from {host} within {args.timeout:g} s",
+                file=sys.stderr,
+            )
+            return 1
+    finally:
+        client.close(timeout=_CLOSE_SECONDS)
+    print(json.dumps(message, indent=2))
+    print(f"OK: {host} accepted the {args.type} (messageId {message.get('messageId')})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cdp-logging`` with *argv* (default: the command line); return the exit status."""
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        return collect_command.run(args, commands["collect"])
+    if args.command == "send":
+        return _send(args, commands["send"])
+    parser.print_help(sys.stderr)
+    return 2

@@ -1,0 +1,444 @@
+"""The live viewer: what the collector keeps for it, the JSON it polls, and the page.
+
+The page itself is tested in a real headless Chromium, driven by playwright: Debian's
+``chromium`` package (``.ci/run`` installs it), never a browser playwright downloads.
+Without it those tests skip, saying so; the rest of this file needs no browser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+import cdp_logging
+from cdp_logging.collector import Collector, StoredEvent
+
+KEY = "viewer-test-key-5ecret"
+SENT_AT = "2024-05-01T12:00:00.000Z"
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+# The page polls every second; this bounds every wait for what it shows.
+WAIT_MS = 15_000
+SCREENSHOT = Path("/tmp/viewer.png")
+
+
+def message(kind: str = "track", **fields: Any) -> dict[str, Any]:
+    """A valid message of *kind*; *fields* override or add (None removes a field)."""
+    base: dict[str, Any] = {"type": kind, "messageId": uuid.uuid4().hex, "userId": "u1"}
+    base.update({"track": {"event": "Signed Up"}}.get(kind, {}))
+    base.update(fields)
+    return {key: value for key, value in base.items() if value is not None}
+
+
+def post(collector: Collector, payload: object, key: str = KEY) -> requests.Response:
+    """POST *payload* to /v1/batch as a hand-written client would (bytes go as they are)."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return requests.post(
+        f"{collector.url}/v1/batch",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        auth=(key, ""),
+        timeout=5,
+    )
+
+
+def batch(*messages: object) -> dict[str, Any]:
+    return {"batch": list(messages), "sentAt": SENT_AT}
+
+
+def shown(events: list[StoredEvent]) -> list[tuple[bool, int, tuple[str, ...], Any]]:
+    return [(event.accepted, event.status, event.problems, event.message) for event in events]
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    with Collector(write_keys=(KEY,)) as running:
+        yield running
+
+
+class TestStoredEvents:
+    def test_accepted_messages_are_events_without_problems(self, collector: Collector) -> None:
+        """Each accepted message is an event with status 200 and no problems."""
+        sent = [message(), message("identify")]
+        post(collector, batch(*sent))
+
+        assert [(True, 200, (), sent[0]), (True, 200, (), sent[1])] == shown(collector.events())
+
+    def test_rejected_batch_keeps_each_message_with_its_problems(
+        self, collector: Collector
+    ) -> None:
+        """A message at fault shows its own problem; its valid neighbour the batch's reason."""
+        good = message("identify")
+        bad = message("track", event=None)
+
+        response = post(collector, batch(good, bad))
+
+        reason = "batch[1]: track needs an event name"
+        assert (400, reason) == (response.status_code, response.json()["error"])
+        assert [
+            (False, 400, (f"HTTP 400: {reason}",), good),
+            (False, 400, ("track needs an event name",), bad),
+        ] == shown(collector.events())
+        assert [] == collector.messages()
+
+    def test_refused_key_is_every_message_s_problem(self, collector: Collector) -> None:
+        """A request refused as a whole (here, its key) gives every message that reason."""
+        sent = message()
+        post(collector, batch(sent), key="wrong-key")
+
+        assert [(False, 401, ("HTTP 401: unknown write key",), sent)] == shown(collector.events())
+
+    def test_unreadable_body_is_one_event_without_a_message(self, collector: Collector) -> None:
+        """A body that is not JSON still shows, as one event with no message."""
+        post(collector, b"{not json")
+
+        [(accepted, status, problems, stored)] = shown(collector.events())
+        assert (False, 400, None) == (accepted, status, stored)
+        assert problems[0].startswith("HTTP 400: invalid JSON")
+
+    def test_items_that_are_not_objects_are_kept_as_sent(self, collector: Collector) -> None:
+        """Whatever JSON value stood in a rejected batch is kept, for the viewer to show."""
+        post(collector, batch("just a string"))
+
+        assert [(False, 400, ("a message must be an object, got str",), "just a string")] == (
+            shown(collector.events())
+        )
+
+    def test_fault_answers_are_events_too(self, collector: Collector) -> None:
+        """A batch a fault turned away shows with the fault's answer."""
+        collector.faults.status(503, count=1)
+        post(collector, batch(message()))
+
+        assert [(False, 503, ("HTTP 503: injected fault: 503",))] == [
+            row[:3] for row in shown(collector.events())
+        ]
+
+    def test_ids_grow_and_are_never_reused(self, collector: Collector) -> None:
+        """Ids keep growing across reset(), so a viewer polling 'after N' misses nothing."""
+        post(collector, batch(message(), message()))
+        collector.reset()
+        post(collector, batch(message()))
+
+        assert [3] == [event.id for event in collector.events()]
+        assert [] == collector.events(after=3)
+
+    def test_after_and_limit(self, collector: Collector) -> None:
+        """events(after, limit) pages through what arrived, oldest first."""
+        post(collector, batch(*(message() for _ in range(5))))
+
+        assert ([3, 4], [5], []) == (
+            [event.id for event in collector.events(after=2, limit=2)],
+            [event.id for event in collector.events(after=4)],
+            collector.events(after=5),
+        )
+
+    def test_events_are_copies(self, collector: Collector) -> None:
+        """Changing a returned event's message does not change the store."""
+        post(collector, batch(message()))
+        collector.events()[0].message["userId"] = "changed"
+
+        assert "u1" == collector.events()[0].message["userId"]
+
+
+class TestSQLiteStore:
+    def test_same_answers_as_memory(self, tmp_path: Path) -> None:
+        """A database-backed collector answers messages, counts and records like the default."""
+        sent = [message(messageId="a"), message("page", messageId="b"), message(messageId="a")]
+        invalid = message(event=None)
+        answers = []
+        for database in (None, tmp_path / "events.sqlite3"):
+            with Collector(write_keys=(KEY,), database=database) as running:
+                post(running, batch(*sent))
+                post(running, batch(invalid))
+                post(running, b"nope")
+                answers.append(
+                    (
+                        running.messages(),
+                        running.counts(),
+                        # Each listens on its own port, which its Host header names.
+                        [dataclasses.replace(record, headers={}) for record in running.batches()],
+                        shown(running.events()),
+                    )
+                )
+
+        assert answers[0] == answers[1]
+        assert {"track": 2, "page": 1} == answers[1][1]["by_type"]
+        assert 1 == answers[1][1]["duplicate_message_ids"]
+
+    def test_reopening_keeps_prior_events(self, tmp_path: Path) -> None:
+        """A new collector on the same file starts with what the last one stored."""
+        database = tmp_path / "events.sqlite3"
+        sent = message()
+        with Collector(database=database) as first:
+            post(first, batch(sent))
+            post(first, batch(message(event=None)))
+        with Collector(database=database) as second:
+            post(second, batch(message("identify")))
+            kept = second.messages()
+            ids = [event.id for event in second.events()]
+
+        assert (sent, "identify") == (kept[0], kept[1]["type"])
+        assert [1, 2, 3] == ids
+
+    def test_reading_after_close_reopens_the_file(self, tmp_path: Path) -> None:
+        """A closed collector can still be read: the file is opened again."""
+        with Collector(database=tmp_path / "events.sqlite3") as running:
+            post(running, batch(message()))
+
+        assert 1 == len(running.messages())
+
+    def test_uses_wal_mode(self, tmp_path: Path) -> None:
+        """The file is in WAL mode, so another process can read while the collector writes."""
+        database = tmp_path / "events.sqlite3"
+        with Collector(database=database):
+            with sqlite3.connect(database) as reader:
+                mode = reader.execute("PRAGMA journal_mode").fetchone()[0]
+            reader.close()
+
+        assert "wal" == mode
+
+    def test_wait_for_messages(self, tmp_path: Path) -> None:
+        """wait_for_messages works on the database store too."""
+        with Collector(database=tmp_path / "events.sqlite3") as running:
+            post(running, batch(message(), message()))
+
+            assert running.wait_for_messages(2, timeout=0)
+            assert not running.wait_for_messages(3, timeout=0.01)
+
+    def test_foreign_database_is_refused(self, tmp_path: Path) -> None:
+        """A database the collector did not write is refused, not written into."""
+        database = tmp_path / "app.sqlite3"
+        with sqlite3.connect(database) as other:
+            other.execute("CREATE TABLE users (id INTEGER)")
+        other.close()
+
+        with pytest.raises(ValueError, match="not a cdp-logging collector database"):
+            Collector(database=database)
+
+    def test_a_file_that_is_not_a_database_raises(self, tmp_path: Path) -> None:
+        """A file that is not SQLite raises sqlite3.DatabaseError at construction."""
+        path = tmp_path / "notes.txt"
+        path.write_text("not a database\n" * 100)
+
+        with pytest.raises(sqlite3.DatabaseError):
+            Collector(database=path)
+
+
+class TestEventsEndpoint:
+    def get(self, collector: Collector, query: str) -> requests.Response:
+        return requests.get(f"{collector.url}/api/events{query}", timeout=5)
+
+    def test_after_limit_and_last(self, collector: Collector) -> None:
+        """?after=N&limit=M pages forward; ?last=M answers the newest M, oldest first."""
+        post(collector, batch(*(message() for _ in range(4))))
+
+        def ids(query: str) -> list[int]:
+            return [event["id"] for event in self.get(collector, query).json()["events"]]
+
+        assert ([1, 2, 3, 4], [2, 3], [3, 4], []) == (
+            ids(""),
+            ids("?after=1&limit=2"),
+            ids("?last=2"),
+            ids("?after=4"),
+        )
+
+    def test_event_json(self, collector: Collector) -> None:
+        """Each event carries id, received_at, accepted, status, problems and the message."""
+        sent = message()
+        post(collector, batch(sent))
+
+        [event] = self.get(collector, "").json()["events"]
+        assert {"id": 1, "accepted": True, "status": 200, "problems": [], "message": sent} == {
+            key: value for key, value in event.items() if key != "received_at"
+        }
+        assert event["received_at"].endswith("Z")
+
+    @pytest.mark.parametrize(
+        "query",
+        ["?after=-1", "?limit=0", "?limit=1001", "?last=5&after=1", "?user=ann", "?after=x"],
+    )
+    def test_bad_queries_are_400(self, collector: Collector, query: str) -> None:
+        """A query the endpoint cannot answer exactly is a 400 with a reason."""
+        response = self.get(collector, query)
+
+        assert 400 == response.status_code
+        assert response.json()["error"]
+
+    def test_page_is_self_contained(self, collector: Collector) -> None:
+        """GET / is one HTML page that loads nothing else, under a CSP that forbids it."""
+        response = requests.get(f"{collector.url}/", timeout=5)
+        policy = response.headers["Content-Security-Policy"]
+
+        assert (200, "text/html; charset=utf-8") == (
+            response.status_code,
+            response.headers["Content-Type"],
+        )
+        assert "default-src 'none'" in policy
+        assert "connect-src 'self'" in policy
+        for outside in ("http://", "https://", "src=", "innerHTML", "insertAdjacentHTML"):
+            assert outside not in response.text
+
+
+# -- the page in a real browser -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = next((path for path in CHROMIUM_PATHS if os.path.exists(path)), None)
+    if executable is None:
+        pytest.skip(
+            f"chromium not installed: none of {', '.join(CHROMIUM_PATHS)} exists "
+            "(apt-get install chromium; CI does)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 700})
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def table(page: Page) -> list[list[str]]:
+    """The text of every visible row's cells, top to bottom."""
+    rows: list[list[str]] = page.locator("#rows tr:visible").evaluate_all(
+        "rows => rows.map(row => Array.from(row.cells, cell => cell.textContent))"
+    )
+    return rows
+
+
+class TestViewerPage:
+    def test_live_rows_filters_and_details(self, collector: Collector, page: Page) -> None:
+        """Rows arrive live; filters narrow them; a click shows the event's JSON."""
+        requested: list[str] = []
+        errors: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.on("console", lambda entry: errors.append(entry.text) if _is_error(entry) else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{collector.url}/")
+        expect(page.locator("#status")).to_have_text("0 events \u00b7 live", timeout=WAIT_MS)
+        expect(page.locator("#empty")).to_be_visible()
+
+        with cdp_logging.Analytics(
+            KEY, host=collector.url, max_retries=0, max_events_in_batch=1
+        ) as client:
+            tracked = client.track("ann", "Purchased", {"revenue": 1}, message_id="t-1").result(5)
+            paged = client.page("bob", "Docs", category="Help", message_id="p-1").result(5)
+            hostile = client.track(
+                "eve", "<img src=x onerror=window.pwned=1>", message_id="x-1"
+            ).result(5)
+        rejected = post(
+            collector,
+            batch(
+                message("identify", userId="carol", traits={"plan": "pro"}, messageId="i-1"),
+                message("track", userId="dave", event=None, messageId="bad-1"),
+            ),
+        )
+        assert 400 == rejected.status_code
+
+        rows = page.locator("#rows tr")
+        expect(rows).to_have_count(5, timeout=WAIT_MS)
+        received = {event.message["messageId"]: event.received_at for event in collector.events()}
+        why = "HTTP 400: batch[1]: track needs an event name"
+        assert [
+            ["track", "dave", "", received["bad-1"], "track needs an event name"],
+            ["identify", "carol", "traits: plan", received["i-1"], why],
+            ["track", "eve", "<img src=x onerror=window.pwned=1>", hostile["timestamp"], ""],
+            ["page", "bob", "Docs (Help)", paged["timestamp"], ""],
+            ["track", "ann", "Purchased", tracked["timestamp"], ""],
+        ] == table(page)
+        assert page.evaluate("window.pwned === undefined")
+        expect(page.locator("#empty")).to_be_hidden()
+        expect(rows.filter(has_text="dave")).to_have_class("rejected")
+
+        page.select_option("#type-filter", "track")
+        expect(page.locator("#rows tr:visible")).to_have_count(3)
+        assert ["dave", "eve", "ann"] == [row[1] for row in table(page)]
+        expect(page.locator("#status")).to_have_text("3 of 5 events shown \u00b7 live")
+
+        page.select_option("#type-filter", "")
+        page.fill("#user-filter", "ann")
+        expect(page.locator("#rows tr:visible")).to_have_count(1)
+        assert ["ann"] == [row[1] for row in table(page)]
+
+        # A new event arrives while filtered: it shows only if it matches.
+        with cdp_logging.Analytics(
+            KEY, host=collector.url, max_retries=0, max_events_in_batch=1
+        ) as client:
+            client.screen("ann", "Home", message_id="s-1").result(5)
+            client.screen("zed", "Home", message_id="s-2").result(5)
+        expect(rows).to_have_count(7)
+        expect(page.locator("#rows tr:visible")).to_have_count(2)
+        assert [["screen", "ann"], ["track", "ann"]] == [row[:2] for row in table(page)]
+
+        page.locator("#rows tr:visible", has_text="Purchased").click()
+        expect(page.locator("#detail-json")).to_contain_text('"messageId": "t-1"')
+        expect(page.locator("#detail-title")).to_contain_text("accepted (HTTP 200)")
+        shown_json = json.loads(page.locator("#detail-json").text_content() or "")
+        assert tracked == shown_json
+
+        page.fill("#user-filter", "")
+        page.locator("#rows tr", has_text="dave").click()
+        expect(page.locator("#detail-json")).to_contain_text('"messageId": "bad-1"')
+        expect(page.locator("#detail-title")).to_contain_text("rejected (HTTP 400)")
+        expect(page.locator("#detail-problems li")).to_have_text(["track needs an event name"])
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        assert [] == errors
+        assert [] == [url for url in requested if not url.startswith(f"{collector.url}/")]
+
+    def test_shows_what_a_database_kept(self, tmp_path: Path, page: Page) -> None:
+        """Opened on a collector restarted on its database, the page lists earlier events."""
+        database = tmp_path / "events.sqlite3"
+        with Collector(database=database) as first:
+            post(first, batch(message(userId="kept")))
+        with Collector(database=database) as second:
+            page.goto(f"{second.url}/")
+
+            expect(page.locator("#rows tr")).to_have_count(1, timeout=WAIT_MS)
+            assert "kept" == table(page)[0][1]
+
+    def test_says_when_the_collector_is_gone(self, collector: Collector, page: Page) -> None:
+        """When polling fails the status line says so, and recovers when it is back."""
+        page.goto(f"{collector.url}/")
+        status = page.locator("#status")
+        expect(status).to_contain_text("live", timeout=WAIT_MS)
+
+        collector.stop()
+        expect(status).to_contain_text("collector unreachable", timeout=WAIT_MS)
+        expect(status).to_have_class("down")
+        collector.start()
+        expect(status).to_have_text("0 events \u00b7 live", timeout=WAIT_MS)
+
+
+def _is_error(entry: ConsoleMessage) -> bool:
+    return entry.type == "error"
