@@ -15,7 +15,6 @@ import itertools
 import json
 import logging
 import numbers
-import os
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
@@ -36,6 +35,7 @@ __all__ = [
     "fields_from_record",
     "iso_timestamp",
     "new_message_id",
+    "reseed_message_ids",
 ]
 
 CALL_TYPE_SET: Final = frozenset(CALL_TYPES)
@@ -120,11 +120,15 @@ class _MessageIds:
 
 
 _ids = _MessageIds()
-os.register_at_fork(after_in_child=_ids.reseed)
 
 
 def new_message_id() -> str:
     return _ids.next()
+
+
+def reseed_message_ids() -> None:
+    """Draw a new prefix: called once in every forked child (see ``_sender``)."""
+    _ids.reseed()
 
 
 # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): formatting a datetime costs more

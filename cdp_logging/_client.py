@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _calls
-from ._errors import QUEUE_FULL, DeliveryError
+from ._errors import INVALID_MESSAGE, QUEUE_FULL, DeliveryError
 from ._options import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_EVENTS_IN_BATCH,
@@ -122,9 +122,7 @@ class Analytics:
         self._reporter = Reporter(options.on_error, self._scrub)
         self._triggers = options.flush_triggers
         if transport is None:
-            transport = RequestsTransport(
-                options.endpoint, options.write_key, timeout=options.timeout, gzip=options.gzip
-            )
+            transport = RequestsTransport(options.endpoint, options.write_key, gzip=options.gzip)
         self._sender = Sender(options, transport, self._reporter, self._scrub)
 
     def __repr__(self) -> str:
@@ -315,14 +313,24 @@ class Analytics:
         This is the handler's and processor's entry point; applications use the six
         calls. Returns whether the message was queued.
         """
-        built = _calls.build(call_type, fields, created, strict=strict)
+        sender = self._sender
+        sender.ensure_process()
+        try:
+            built = _calls.build(call_type, fields, created, strict=strict)
+        except Exception as error:  # noqa: BLE001 - a value no rule foresaw: report, never raise
+            built = DeliveryError(
+                INVALID_MESSAGE,
+                f"{call_type}: could not serialise the message "
+                f"({type(error).__name__}: {self._scrub(str(error))[:200]})",
+                messages=[],
+            )
         if not isinstance(built, bytes):
             self._refuse(built, future, callback)
             return False
         entry: bytes | Tracked = built
         if future is not None or callback is not None:
             entry = Tracked(built, future, callback)
-        refused = self._sender.submit(entry, call_type in self._triggers)
+        refused = sender.submit(entry, call_type in self._triggers)
         if refused is None:
             return True
         if refused == QUEUE_FULL:

@@ -12,6 +12,7 @@ from typing import Any, Final
 __all__ = [
     "CLOSED",
     "HTTP_STATUS",
+    "INTERNAL_ERROR",
     "INVALID_MESSAGE",
     "MESSAGE_TOO_LARGE",
     "NETWORK",
@@ -26,6 +27,9 @@ INVALID_MESSAGE: Final = "invalid_message"
 HTTP_STATUS: Final = "http_status"
 NETWORK: Final = "network"
 CLOSED: Final = "closed"
+# A bug of ours (or of a custom transport) stopped a batch half way; reported rather
+# than left unsettled, so flush() and close() still end and nothing is lost unseen.
+INTERNAL_ERROR: Final = "internal_error"
 # Distinct from CLOSED: the message was accepted, but close() or interpreter exit ran
 # out of time before the server took it. The fix differs (raise shutdown_timeout,
 # look at the network) from CLOSED's (stop logging after close()).

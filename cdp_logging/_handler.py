@@ -130,6 +130,12 @@ class AnalyticsHandler(logging.Handler):
         with self._reopen_lock:
             if self._client.closed:
                 self._client = Analytics(self._write_key, **self._options)
+                # dictConfig took this handler off logging's list, so logging.shutdown
+                # would not flush it; a record logged after our exit hook ran would be
+                # lost. Put it back (private, but stable since 2.7; skipped if absent).
+                add_ref = getattr(logging, "_addHandlerRef", None)
+                if callable(add_ref):
+                    add_ref(self)
             return self._client
 
     def flush(self) -> None:

@@ -26,6 +26,7 @@ any other Mapping                      an object; non-string keys become ``str(k
 dataclass instance                     an object of its fields
 numpy scalar / array (or anything      ``value.tolist()``
 with ``tolist()``)
+an int of more than ~4,200 digits      the string ``"<int of N bits>"``
 a container inside itself              the string ``"[Circular]"``
 nesting deeper than 64 levels          the string ``"[Too deep]"`` at that depth
 anything else                          ``str(value)``, or ``"<unserializable T>"`` when
@@ -52,6 +53,7 @@ from typing import Any, Final
 __all__ = ["dumps", "to_jsonable"]
 
 _MAX_DEPTH: Final = 64
+_MAX_INT_BITS: Final = 14_000  # about 4,200 decimal digits
 _UTC: Final = dt.timezone.utc
 
 
@@ -69,7 +71,7 @@ def _decimal(value: Decimal) -> Any:
 def _set_items(value: set[Any] | frozenset[Any]) -> list[Any]:
     try:
         return sorted(value)
-    except TypeError:
+    except Exception:  # noqa: BLE001 - TypeError, or Decimal('NaN')'s InvalidOperation
         return list(value)
 
 
@@ -84,7 +86,10 @@ def _convert(value: Any) -> Any:
     """Turn one non-JSON value into something closer to JSON; never raises."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            value = value.astimezone()
+            try:
+                value = value.astimezone()
+            except (OverflowError, ValueError, OSError):
+                value = value.replace(tzinfo=_UTC)  # datetime.min/max: no local offset
         return value.isoformat()
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day, tzinfo=_UTC).isoformat()
@@ -144,7 +149,13 @@ def _clean(value: Any, depth: int, path: set[int]) -> Any:
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):
-        return int(value)
+        number = int(value)
+        # Past Python's int-to-text limit (4,300 digits) no JSON encoder can write it.
+        return (
+            number
+            if number.bit_length() < _MAX_INT_BITS
+            else f"<int of {number.bit_length()} bits>"
+        )
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     if depth >= _MAX_DEPTH:

@@ -51,9 +51,11 @@ class Reporter:
         # code -> (time of last line, messages since then not yet written)
         self._pending: dict[str, tuple[float, int]] = {}
 
-    def reset_lock(self) -> None:
-        """A forked child must not inherit a lock another thread of the parent held."""
+    def reset_after_fork(self) -> None:
+        """A child starts with its own counts, and not with a lock the parent held."""
         self._lock = threading.Lock()
+        self._counts = {}
+        self._pending = {}
 
     @property
     def wants_errors(self) -> bool:

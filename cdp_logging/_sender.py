@@ -3,19 +3,20 @@
 Concurrency in one paragraph. The application's threads only ever ``put`` serialised
 bytes into the queue (one short lock) and, now and then, set an Event to wake the
 sender. One daemon thread, started lazily at the first message, takes batches and
-POSTs them. ``flush()`` and ``close()`` do not ask that thread to work and then wait
-for it: they take batches and send them *in the calling thread*, and only wait (with a
-deadline) for the batches the sender thread already has in flight. That one choice is
-what keeps three hard cases safe:
+POSTs them. ``flush()`` and ``close()`` ask that thread to send everything now and wait
+for it, with a deadline; every request is bounded by the time left, so neither can
+overrun it (a hung DNS lookup stays on the daemon thread, never on the caller's). The
+calling thread sends only where the sender thread cannot:
 
 * ``dictConfig`` closes the old handlers while holding the logging module lock. A flush
   that waited on the sender thread deadlocks as soon as that thread logs (urllib3 does,
   at debug level, and ``isEnabledFor`` takes the module lock after the config cleared
-  the level caches). The calling thread owns that RLock, so it can send freely.
-  (open-telemetry/opentelemetry-python#3193, PITFALLS row 5.)
+  the level caches). The calling thread owns that RLock, so it sends itself: one
+  attempt per batch, handing failures back to the sender thread with their backoff
+  (open-telemetry/opentelemetry-python#3193, PITFALLS row 5).
 * On Python 3.12.0-3.12.2 a thread cannot be started from an atexit hook
   (python/cpython#113964); a process that logs its first event at exit has no sender
-  thread, and the exit hook's own drain delivers it.
+  thread, and the exit hook delivers it from its own thread, retries and all.
 * A forked child has the parent's queue but not its thread; it gets a fresh queue,
   fresh locks and no thread until it logs (open-telemetry/opentelemetry-python#4005).
 
@@ -26,6 +27,7 @@ Each accepted message has a sequence number (its position in the queue's history
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -37,13 +39,15 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._calls import iso_timestamp
+from ._calls import iso_timestamp, reseed_message_ids
 from ._errors import (
     CLOSED,
     HTTP_STATUS,
+    INTERNAL_ERROR,
     NETWORK,
     QUEUE_FULL,
     SHUTDOWN_TIMEOUT,
@@ -74,6 +78,10 @@ BACKOFF_CAP: Final = 30.0
 # A Retry-After longer than this is shortened to it: honouring an hour-long answer
 # would only fill the queue and drop newer events instead.
 MAX_RETRY_AFTER: Final = 60.0
+
+# A request is not started with less time than this left before its deadline: it could
+# not finish, and would only hold the caller (or exit) past the deadline.
+MIN_REQUEST_SECONDS: Final = 0.05
 
 _PREFIX: Final = b'{"batch":['
 # Room for '],"sentAt":"2026-11-23T20:35:00.000+00:00"}' with a margin.
@@ -137,6 +145,10 @@ class _Batch:
     entries: list[Entry]
     attempts: int = 0
     joined: bytes = field(default=b"", repr=False)
+    not_before: float = 0.0  # monotonic time of the next attempt (backoff, Retry-After)
+    last_reason: str = ""
+    last_status: int | None = None
+    settled: bool = False
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -166,13 +178,14 @@ class Sender:
         self._reset()
         _SENDERS.add(self)
 
-    def _reset(self) -> None:
+    def _reset(self, *, closed: bool = False) -> None:
         """Fresh per-process state: at construction, and in a forked child.
 
         Nothing is copied from the parent: its locks may have been held by a thread
-        that does not exist here, and its queue is the parent's to send (once).
+        that does not exist here, and its queue is the parent's to send (once). A
+        client the parent closed stays closed. ``_pid`` is set last: threads of a
+        child that forked without hooks wait in ``_after_fork`` until all is fresh.
         """
-        self._pid = os.getpid()
         self._queue = MemoryQueue(self._options.max_queue_size)
         self._progress = _Progress()
         self._wake = threading.Event()
@@ -180,30 +193,43 @@ class Sender:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._thread_failed = False
-        self._closed = False
+        self._closed = closed
         self._close_deadline = math.inf
         self._close_target = 0
         self._handoff: deque[_Batch] = deque()
         self._urgent = False
+        self._flush_upto = 0  # flush() wants every sequence number below this sent now
         self._last_flush = -math.inf
         self._delivered = 0
         self._not_sent = 0
         self._retried = 0
         self._requests = 0
         self._in_flight = 0
-        self._reporter.reset_lock()
+        self._reporter.reset_after_fork()
+        if closed:
+            self._queue.close()
+            self._stopping.set()
+        self._pid = os.getpid()
 
     # -- the application's side -------------------------------------------------
+
+    def ensure_process(self) -> None:
+        """Reset if this is a forked child that no fork hook has reset yet.
+
+        uWSGI without --py-call-uwsgi-fork-hooks forks without running the
+        os.register_at_fork hooks, so this pid check, made by every call before it
+        builds its message (whose messageId must come from this process), is the one
+        that always works.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
 
     def submit(self, entry: Entry, urgent: bool = False) -> str | None:
         """Queue one serialised message; return None, or the error code if refused.
 
-        Never blocks on anything but the queue's own short lock.
+        Never blocks on anything but the queue's own short lock. The caller has called
+        ``ensure_process`` first.
         """
-        if self._pid != os.getpid():
-            # uWSGI without --py-call-uwsgi-fork-hooks forks without running the
-            # os.register_at_fork hooks, so the pid check is the one that always works.
-            self._after_fork()
         size = self._queue.put(entry)
         if size <= 0:
             return QUEUE_FULL if size == QUEUE_FULL_SIGNAL else CLOSED
@@ -244,9 +270,13 @@ class Sender:
                     warn(f"cannot start the sender thread ({error}); sending at flush/close")
                 return
             # The thread is a daemon so that a DNS lookup hung outside every timeout
-            # cannot keep the process alive; exit delivery is close()'s job instead.
+            # cannot keep the process alive; exit delivery waits for it, bounded.
             self._thread = thread
         _deliver_at_multiprocessing_exit()
+
+    def _thread_alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     # -- the sender thread --------------------------------------------------------
 
@@ -257,12 +287,18 @@ class Sender:
                 batch = self._next_batch()
                 if batch is None:
                     return
-                self._deliver(batch, deadline=math.inf)
-        except BaseException as error:  # pragma: no cover - a bug; say so, do not vanish
-            warn(f"sender thread stopped by {type(error).__name__}: {self._scrub(str(error))}")
-            raise
+                try:
+                    self._deliver(batch, math.inf, hand_off=False)
+                except Exception as error:  # noqa: BLE001 - settle it, keep the thread
+                    self._settle_internal_error(batch, error)
+                except BaseException as error:
+                    self._settle_internal_error(batch, error)
+                    raise
         finally:
             _sending.discard(threading.get_ident())
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None  # a later call starts a new one, unless closed
 
     def _next_batch(self) -> _Batch | None:
         """Wait until a flush is due, then take one request's worth."""
@@ -282,6 +318,7 @@ class Sender:
                     or self._urgent
                     or count >= options.max_events_in_batch
                     or now - self._last_flush >= options.flush_interval
+                    or self._queue.accepted - count < self._flush_upto
                 )
                 if due:
                     self._urgent = False
@@ -306,8 +343,13 @@ class Sender:
 
     # -- one batch, start to end --------------------------------------------------
 
-    def _deliver(self, batch: _Batch, deadline: float) -> None:
-        """Send *batch* until it is settled, or hand it on when *deadline* comes first."""
+    def _deliver(self, batch: _Batch, deadline: float, *, hand_off: bool) -> None:
+        """Send *batch* until it is settled, or until *deadline* (or close's) passes.
+
+        With *hand_off*, make one attempt and give a retryable failure to the sender
+        thread, with its backoff: the caller (inside dictConfig) must not sleep, and
+        retrying at once would hammer a server that asked us to wait.
+        """
         if not self._options.send:
             self._settle_delivered(batch, sent=False)
             return
@@ -316,6 +358,12 @@ class Sender:
                 [e if type(e) is bytes else e.data for e in batch.entries]  # type: ignore[union-attr]
             )
         while True:
+            if not self._wait_until_due(batch, deadline):
+                return
+            remaining = min(deadline, self._close_deadline) - time.monotonic()
+            if remaining < MIN_REQUEST_SECONDS:
+                self._out_of_time(batch)
+                return
             body = b"".join(
                 (
                     _PREFIX,
@@ -330,7 +378,7 @@ class Sender:
             with self._lock:
                 self._requests += 1
             try:
-                response = self._transport.send(body)
+                response = self._transport.send(body, min(self._options.timeout, remaining))
             except TransportError as error:
                 outcome = Outcome.RETRY
                 reason = f"could not reach {self._options.host}: {error}"
@@ -356,44 +404,46 @@ class Sender:
                 )
                 return
             batch.attempts += 1
-            if not self._wait_to_retry(
-                batch, _backoff(batch.attempts, retry_after), deadline, reason, status
-            ):
-                return
+            batch.not_before = time.monotonic() + _backoff(batch.attempts, retry_after)
+            batch.last_reason, batch.last_status = reason, status
             with self._lock:
                 self._retried += 1
+            if hand_off:
+                self._handoff.append(batch)
+                self._wake.set()
+                return
 
-    def _wait_to_retry(
-        self, batch: _Batch, delay: float, deadline: float, reason: str, status: int | None
-    ) -> bool:
-        """Sleep *delay* before the next attempt; False if the batch left our hands."""
-        wake_at = time.monotonic() + delay
+    def _wait_until_due(self, batch: _Batch, deadline: float) -> bool:
+        """Sleep until the batch's next attempt is due; False if it left our hands."""
         while True:
-            limit = min(deadline, self._close_deadline)
-            if wake_at > limit:
-                if self._closed:
-                    self._settle_failed(
-                        batch,
-                        SHUTDOWN_TIMEOUT,
-                        f"not delivered within shutdown_timeout="
-                        f"{self._options.shutdown_timeout:g}s; last attempt: {reason}",
-                        status,
-                    )
-                else:
-                    # A flush() in the caller ran out of time: the sender thread
-                    # carries on with this batch, retries and all.
-                    self._handoff.append(batch)
-                    self._start()
-                    self._wake.set()
-                return False
-            remaining = wake_at - time.monotonic()
-            if remaining <= 0:
+            wait = batch.not_before - time.monotonic()
+            if wait <= 0:
                 return True
+            if batch.not_before > min(deadline, self._close_deadline) - MIN_REQUEST_SECONDS:
+                self._out_of_time(batch)
+                return False
             if self._stopping.is_set():
-                time.sleep(remaining)  # bounded: wake_at <= the close deadline
+                time.sleep(wait)  # bounded: not_before is before the close deadline
                 return True
             # close() sets _stopping: wake up and measure the wait against its deadline.
-            self._stopping.wait(remaining)
+            self._stopping.wait(wait)
+
+    def _out_of_time(self, batch: _Batch) -> None:
+        """The deadline comes before the batch can be (re)tried: report it, or pass it on."""
+        if self._closed:
+            last = f"; last attempt: {batch.last_reason}" if batch.last_reason else ""
+            self._settle_failed(
+                batch,
+                SHUTDOWN_TIMEOUT,
+                f"not delivered within shutdown_timeout={self._options.shutdown_timeout:g}s{last}",
+                batch.last_status,
+            )
+        else:
+            # A flush() ran out of time: the sender thread (or the next flush, where
+            # there is no thread) carries on with the batch, backoff and all.
+            self._handoff.append(batch)
+            self._start()
+            self._wake.set()
 
     def _http_reason(self, status: int, text: str) -> str:
         detail = text.strip().replace("\n", " ")
@@ -417,6 +467,7 @@ class Sender:
         return [json.loads(entry_data(entry)) for entry in batch.entries]
 
     def _settle_delivered(self, batch: _Batch, *, sent: bool) -> None:
+        batch.settled = True
         count = len(batch.entries)
         with self._lock:
             self._in_flight -= count
@@ -442,7 +493,14 @@ class Sender:
                     _resolve(item, None, by_entry[id(item)], self._scrub)
         self._progress.settle(batch.start, batch.start + count)
 
+    def _settle_internal_error(self, batch: _Batch, error: BaseException) -> None:
+        if not batch.settled:
+            self._settle_failed(
+                batch, INTERNAL_ERROR, f"delivery stopped by {type(error).__name__}: {error}", None
+            )
+
     def _settle_failed(self, batch: _Batch, code: str, reason: str, status: int | None) -> None:
+        batch.settled = True
         count = len(batch.entries)
         with self._lock:
             self._in_flight -= count
@@ -458,32 +516,47 @@ class Sender:
                 _resolve(item, error, by_entry[id(item)], self._scrub)
         self._progress.settle(batch.start, batch.start + count)
 
-    # -- flush and close, in the calling thread -----------------------------------
+    # -- flush and close ----------------------------------------------------------
 
     def _drain(self, before: int | None, deadline: float) -> None:
+        """Send from the calling thread: only where the sender thread cannot.
+
+        Holding the logging lock (inside dictConfig) with a live sender thread: one
+        attempt per batch, failures handed to the thread with their backoff. With no
+        thread at all: every batch to the end, retries included, within *deadline*.
+        """
+        hand_off = self._thread_alive()
         me = threading.get_ident()
         was_sending = me in _sending
         _sending.add(me)
         try:
             while time.monotonic() < deadline:
-                try:
-                    batch = self._handoff.popleft()
-                except IndexError:
-                    taken = self._take(before)
-                    if taken is None:
+                batch = None
+                if not hand_off:
+                    with contextlib.suppress(IndexError):
+                        batch = self._handoff.popleft()
+                if batch is None:
+                    batch = self._take(before)
+                    if batch is None:
                         return
-                    batch = taken
-                self._deliver(batch, deadline)
+                try:
+                    self._deliver(batch, deadline, hand_off=hand_off)
+                except BaseException as error:
+                    # Ctrl-C in flush(), say: never leave a batch unsettled and unowned,
+                    # or every later flush() would wait for it.
+                    if not batch.settled and not isinstance(error, Exception):
+                        self._handoff.appendleft(batch)
+                        self._wake.set()
+                    elif not batch.settled:
+                        self._settle_internal_error(batch, error)
+                    raise
         finally:
             if not was_sending:
                 _sending.discard(me)
 
-    def _wait_for_in_flight(self, target: int, deadline: float) -> bool:
-        if _holding_logging_lock():
-            # Inside dictConfig: the sender thread's in-flight batch may be waiting
-            # for the lock we hold. It finishes once we return; waiting only stalls.
-            deadline = time.monotonic()
-        return self._progress.wait(target, deadline)
+    def _sends_itself(self) -> bool:
+        """Whether flush/close must send from the calling thread (see ``_drain``)."""
+        return _holding_logging_lock() or not self._thread_alive()
 
     def flush(self, timeout: float) -> bool:
         """Send everything accepted before this call; True when all of it is settled."""
@@ -491,8 +564,20 @@ class Sender:
             self._after_fork()
         deadline = time.monotonic() + timeout
         target = self._queue.accepted
-        self._drain(target, deadline)
-        return self._wait_for_in_flight(target, deadline)
+        if self._closed:
+            # Closed (at exit, before logging.shutdown flushes the handlers): what is
+            # left is close()'s, and its deadline is the only one.
+            return self._progress.wait(target, min(deadline, self._close_deadline))
+        if self._sends_itself():
+            self._drain(target, deadline)
+            if _holding_logging_lock():
+                # The sender thread's in-flight batch may be waiting for the lock we
+                # hold: it finishes once we return; waiting here only stalls dictConfig.
+                deadline = time.monotonic()
+        else:
+            self._flush_upto = max(self._flush_upto, target)
+            self._wake.set()
+        return self._progress.wait(target, deadline)
 
     @property
     def closed(self) -> bool:
@@ -500,20 +585,37 @@ class Sender:
 
     def close(self, timeout: float) -> None:
         """Stop accepting, deliver what is queued within *timeout*, report the rest."""
+        if self._begin_close(timeout):
+            self._finish_close()
+
+    def _begin_close(self, timeout: float) -> bool:
+        """Refuse new messages and tell the sender thread to send everything; False if
+        already closed. Separate from waiting, so the exit hook can start every sender
+        before it waits for any."""
         if self._pid != os.getpid():
             self._after_fork()
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
             self._close_deadline = time.monotonic() + timeout
         self._queue.close()
         self._close_target = self._queue.accepted
         self._stopping.set()
         self._wake.set()
-        self._drain(None, self._close_deadline)
-        self._wait_for_in_flight(self._close_target, self._close_deadline)
-        self._abandon_leftovers()
+        return True
+
+    def _finish_close(self) -> None:
+        holding_lock = _holding_logging_lock()
+        if self._sends_itself():
+            self._drain(None, self._close_deadline)
+        if not holding_lock:
+            self._progress.wait(self._close_target, self._close_deadline)
+            self._abandon_leftovers()
+            if self._progress.wait(self._close_target, time.monotonic()):
+                self._transport.close()
+        # Under the lock (dictConfig), batches handed to the sender thread stay its
+        # own: it retries them until the close deadline, then reports what is left.
         self._reporter.summarise()
 
     def _abandon_leftovers(self) -> None:
@@ -533,16 +635,27 @@ class Sender:
             self._settle_failed(batch, SHUTDOWN_TIMEOUT, reason, None)
 
     def at_exit(self) -> None:
-        """Deliver what is left, bounded by shutdown_timeout: run by the exit hook."""
+        """Wait for what close() started (the exit hook began it), then say what is unknown."""
         if not self._closed:
             self.close(self._options.shutdown_timeout)
         else:
-            # Closed earlier (say by dictConfig, under the logging lock) with a batch
-            # still in the sender thread's hands: give it until the close deadline.
-            self._progress.wait(self._close_target, self._close_deadline)
+            self._finish_close()
+        with self._lock:
+            unknown = self._in_flight
+        if unknown:
+            warn(
+                f"{unknown} message(s) still in flight when shutdown_timeout="
+                f"{self._options.shutdown_timeout:g}s ran out at exit; their outcome is unknown"
+            )
 
     def _after_fork(self) -> None:
-        self._reset()
+        """Reset for this process, once, however many threads notice the new pid at once."""
+        pid = os.getpid()
+        with _process_lock(pid):
+            if self._pid == pid:
+                return  # another thread of this child did it while we waited
+            _reset_process(pid)
+            self._reset(closed=self._closed)
 
     # -- numbers ------------------------------------------------------------------
 
@@ -567,10 +680,12 @@ def _resolve(
 ) -> None:
     future = item.future
     if future is not None and not future.done():
-        if error is None:
-            future.set_result(message)
-        else:
-            future.set_exception(error)
+        # The application may cancel() between done() and here: nothing to tell it then.
+        with contextlib.suppress(InvalidStateError):
+            if error is None:
+                future.set_result(message)
+            else:
+                future.set_exception(error)
     if item.callback is not None:
         try:
             item.callback(error, message)
@@ -584,10 +699,30 @@ def _resolve(
 _SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
 
 
-def _reset_all_after_fork() -> None:
+# One lock per process id, made on first use: a lock inherited through fork may be held
+# by a thread that no longer exists, but a new pid's lock is always new.
+_PROCESS_LOCKS: dict[int, threading.Lock] = {}
+_process_pid = os.getpid()
+
+
+def _process_lock(pid: int) -> threading.Lock:
+    return _PROCESS_LOCKS.setdefault(pid, threading.Lock())
+
+
+def _reset_process(pid: int) -> None:
+    """Once per forked process: what every sender shares. Call with _process_lock(pid)."""
+    global _process_pid
+    if _process_pid == pid:
+        return
     # The parent's sending threads do not exist here, and their idents can be reused by
     # the child's threads, whose records would then be ignored.
     _sending.clear()
+    reseed_message_ids()  # else parent and child hand out the same messageIds
+    random.seed()  # else every worker retries on the same jittered schedule
+    _process_pid = pid
+
+
+def _reset_all_after_fork() -> None:
     for sender in list(_SENDERS):
         sender._after_fork()
 
@@ -603,8 +738,16 @@ def flush_all(timeout: float) -> bool:
 
 
 def close_all() -> None:
-    """Deliver, within each one's shutdown_timeout, what every sender still holds."""
-    for sender in list(_SENDERS):
+    """Deliver, within each one's shutdown_timeout, what every sender still holds.
+
+    Every sender is told to close before any is waited for, so N clients deliver side
+    by side and exit takes the longest shutdown_timeout, not their sum.
+    """
+    senders = list(_SENDERS)
+    for sender in senders:
+        with contextlib.suppress(Exception):
+            sender._begin_close(sender._options.shutdown_timeout)
+    for sender in senders:
         try:
             sender.at_exit()
         except Exception as error:  # noqa: BLE001 - one broken sender must not stop the rest

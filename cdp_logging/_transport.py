@@ -72,8 +72,11 @@ def classify(status: int) -> Outcome:
 
 
 class Transport(Protocol):
-    def send(self, body: bytes) -> Response:
-        """POST *body* (a complete batch) and return the answer.
+    def send(self, body: bytes, timeout: float) -> Response:
+        """POST *body* (a complete batch) and return the answer within *timeout* seconds.
+
+        *timeout* is the smaller of the ``timeout`` option and the time left before a
+        flush's or close's deadline, so that no request outlives the deadline.
 
         Raises:
             TransportError: when no HTTP answer came back.
@@ -110,9 +113,8 @@ class RequestsTransport:
     from the parent by fork is shared with, or held by, a process we cannot see.
     """
 
-    def __init__(self, endpoint: str, write_key: str, *, timeout: float, gzip: bool) -> None:
+    def __init__(self, endpoint: str, write_key: str, *, gzip: bool) -> None:
         self._endpoint = endpoint
-        self._timeout = timeout
         self._gzip = gzip
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         self._headers = {
@@ -152,14 +154,14 @@ class RequestsTransport:
             session.verify = bundle
         return session
 
-    def send(self, body: bytes) -> Response:
+    def send(self, body: bytes, timeout: float) -> Response:
         data = gzip_module.compress(body, compresslevel=6) if self._gzip else body
         try:
             answer = self._get_session().post(
                 self._endpoint,
                 data=data,
                 headers=self._headers,
-                timeout=self._timeout,
+                timeout=timeout,
                 # A redirected POST turns into a GET and loses the batch; report the
                 # new location instead so the user can fix `host`.
                 allow_redirects=False,

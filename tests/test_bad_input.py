@@ -70,6 +70,9 @@ DELIVERED: list[tuple[str, Any, Any]] = [
     ("no JSON form", Opaque(), None),  # str(obj): checked below by prefix
     ("self-containing dict", loop(), {"a": 1, "me": "[Circular]"}),
     ("long string", "x" * 20_000, "x" * 20_000),
+    ("naive datetime.min", dt.datetime.min, "0001-01-01T00:00:00+00:00"),
+    ("set holding Decimal NaN", {Decimal("NaN")}, [None]),
+    ("int past the text limit", 10**5000, "<int of 16610 bits>"),
 ]
 
 REFUSED: list[tuple[str, dict[str, Any], str, str]] = [

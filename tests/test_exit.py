@@ -141,3 +141,47 @@ for i in range(50):
 
         assert (0, "") == (code, output)
         assert 50 == len(collector.messages())
+
+
+class TestBoundedExit:
+    def test_exit_with_a_hanging_server_takes_about_shutdown_timeout(
+        self, collector: Collector
+    ) -> None:
+        """A request in flight at exit cannot hold the process past shutdown_timeout."""
+        collector.faults.latency(10.0)
+        code, output, elapsed = run(
+            collector,
+            """
+handler = config(shutdown_timeout=1, timeout=30)
+logging.config.dictConfig({"version": 1, "handlers": {"cdp": handler},
+                           "root": {"handlers": ["cdp"], "level": "INFO"}})
+for i in range(20):
+    logging.getLogger("app").info("track", extra={"user_id": str(i), "event": "E"})
+""",
+        )
+
+        assert 0 == code, output
+        assert elapsed < 4.0
+        assert "outcome is unknown" in output or "shutdown_timeout" in output
+
+    def test_dictconfig_during_an_outage_hands_the_batch_on(self, collector: Collector) -> None:
+        """Replacing the handler while the server fails: one attempt under the logging lock,
+        then the sender thread retries with backoff and delivers once the server is back."""
+        collector.faults.status(503, seconds=1.0)
+        code, output, _ = run(
+            collector,
+            """
+logging.config.dictConfig({"version": 1, "handlers": {"cdp": config(shutdown_timeout=8)},
+                           "root": {"handlers": ["cdp"], "level": "INFO"}})
+for i in range(30):
+    logging.getLogger("app").info("track", extra={"user_id": str(i), "event": "E"})
+started = time.monotonic()
+logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+print("dictConfig took", round(time.monotonic() - started, 3), file=sys.stderr)
+""",
+        )
+
+        assert 0 == code, output
+        assert float(output.split("dictConfig took")[1].split()[0]) < 2.0
+        assert 30 == len({m["userId"] for m in collector.messages()})
+        assert 0 == collector.counts()["duplicate_message_ids"]

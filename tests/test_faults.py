@@ -161,3 +161,46 @@ class TestQueueFull:
 
         assert 1000 + 1 >= client.stats()["pending"]  # the queue, and one request in flight
         assert after_50k - after_5k < 200_000  # the queue was full at 5k already
+
+
+class TestFlushDeadlines:
+    def test_flush_timeout_never_hammers_a_rate_limited_server(
+        self, collector: Collector, make_client: MakeClient
+    ) -> None:
+        """A flush that times out waits for Retry-After like everyone else: no burst, no loss."""
+        collector.faults.status(429, retry_after=30)
+        client = make_client(max_retries=10)
+        future = client.track("u", "E")
+
+        assert not client.flush(1.0)
+        assert 1 == len(collector.batches())
+        assert not future.done()  # still the sender's, waiting out Retry-After
+        assert 0 == client.stats()["failed"]
+
+    def test_flush_and_close_never_overrun_their_deadline(
+        self, collector: Collector, make_client: MakeClient
+    ) -> None:
+        """A server slower than the deadline does not stretch flush() or close()."""
+        collector.faults.latency(4.0)
+        client = make_client(timeout=10)
+        client.track("u", "E")
+        started = time.monotonic()
+
+        assert not client.flush(0.5)
+        client.close(0.5)
+
+        assert time.monotonic() - started < 1.6
+
+    def test_cancelled_future_does_not_stop_the_sender(
+        self, collector: Collector, make_client: MakeClient
+    ) -> None:
+        """A Future the app cancelled is skipped; the sender goes on delivering."""
+        client = make_client(flush_interval=60, max_events_in_batch=1000)
+        client.track("u", "first").result(timeout=5)
+        cancelled = client.track("u", "cancelled")
+        assert cancelled.cancel()
+        after = client.track("u", "after")
+
+        assert client.flush(5)
+        assert after.exception(timeout=5) is None
+        assert 3 == len(collector.messages())

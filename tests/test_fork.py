@@ -191,3 +191,58 @@ class TestGunicorn:
         assert 0 == collector.counts()["duplicate_message_ids"]
         pids = {m["properties"]["pid"] for m in collector.messages()}
         assert 1 <= len(pids) <= 2
+
+
+class TestForkWithoutHooks:
+    def test_uwsgi_style_fork_many_threads_first_call(self, collector: Collector) -> None:
+        """A fork that skips Python's fork hooks (as uWSGI without
+        --py-call-uwsgi-fork-hooks does): many threads' first calls at once all arrive,
+        with messageIds of the child's own."""
+        done = run(
+            collector,
+            """
+import ctypes, threading
+log.info("track", extra={"user_id": "parent", "event": "parent"})
+assert logging.getLogger().handlers[0].client.flush(5)
+pid = ctypes.PyDLL(None).fork()  # libc fork: no os.register_at_fork hooks run
+if pid == 0:
+    code = 1
+    try:
+        barrier = threading.Barrier(16, timeout=5)
+        def work(i):
+            barrier.wait()
+            log.info("track", extra={"user_id": f"child-{i}", "event": "child"})
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+        for t in threads: t.start()
+        for t in threads: t.join(5)
+        code = 0 if logging.getLogger().handlers[0].client.flush(5) else 2
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert {"parent": 1, "child": 16} == events(collector)
+        assert 0 == collector.counts()["duplicate_message_ids"]
+
+    def test_closed_client_stays_closed_in_the_child(self, collector: Collector) -> None:
+        """A client the parent closed refuses calls in a forked child too (code closed)."""
+        done = run(
+            collector,
+            """
+import cdp_logging
+client = cdp_logging.Analytics(KEY, host=URL)
+client.close()
+pid = os.fork()
+if pid == 0:
+    error = client.track("child", "after close").exception(timeout=5)
+    os._exit(0 if error is not None and error.code == "closed" else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+""",
+        )
+
+        assert 0 == done.returncode, done.stderr
+        assert [] == collector.messages()
