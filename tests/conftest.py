@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,3 +84,15 @@ def run_python(
         cwd=ROOT,
         check=False,
     )
+
+
+def line_reader(stream: Iterable[str]) -> queue.Queue[str]:
+    """Lines of a child's output as they come, for bounded waits with Queue.get(timeout=)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections import Counter
 
 import requests
 
 from cdp_logging.collector import Collector
 
-from .conftest import ROOT, WRITE_KEY, run_python
+from .conftest import ROOT, WRITE_KEY, line_reader, run_python
 
 SETUP = """
 import logging, logging.config, os, sys
@@ -158,15 +156,8 @@ class TestGunicorn:
             stderr=subprocess.PIPE,
             text=True,
         )
-        lines: queue.Queue[str] = queue.Queue()
         assert server.stderr is not None
-        stderr = server.stderr
-
-        def pump() -> None:
-            for line in stderr:
-                lines.put(line)
-
-        threading.Thread(target=pump, daemon=True).start()
+        lines = line_reader(server.stderr)
         seen: list[str] = []
         try:
             booted = 0

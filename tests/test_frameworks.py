@@ -4,12 +4,10 @@ served, a graceful stop, and exactly what was logged delivered."""
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,7 @@ import requests
 
 from cdp_logging.collector import Collector
 
-from .conftest import ROOT, WRITE_KEY
+from .conftest import ROOT, WRITE_KEY, line_reader
 
 EXAMPLES = ROOT / "examples"
 
@@ -53,15 +51,8 @@ def server(
     process = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
-    output = process.stdout
-
-    def pump() -> None:
-        for line in output:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
+    lines = line_reader(process.stdout)
     seen: list[str] = []
     try:
         while not any(ready in line for line in seen):
