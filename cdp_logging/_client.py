@@ -13,6 +13,7 @@ import base64
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
+from os import getpid
 from types import TracebackType
 from typing import Any
 
@@ -45,11 +46,18 @@ _DROP_CODES = frozenset({"queue_full", "closed", "invalid_message", "message_too
 def _scrubber(write_key: str) -> Callable[[str], str]:
     """Remove the write key (and its Basic-auth form) from any text we did not write."""
     secrets = [write_key, base64.b64encode(f"{write_key}:".encode()).decode("ascii")]
+    # Texts pass through here more than once (an error's reason, then its stderr line):
+    # the placeholder must not itself contain the key, or a short test key such as "k"
+    # would turn "<write key>" into "<write <write key>ey>".
+    placeholder = next(
+        (p for p in ("<write key>", "***", "[hidden]") if not any(s in p for s in secrets)),
+        "",
+    )
 
     def scrub(text: str) -> str:
         for secret in secrets:
             if secret in text:
-                text = text.replace(secret, "<write key>")
+                text = text.replace(secret, placeholder)
         return text
 
     return scrub
@@ -136,7 +144,7 @@ class Analytics:
 
     @property
     def closed(self) -> bool:
-        return self._sender.closed
+        return self._sender._closed  # read at every logging call: one attribute, no hop
 
     # -- the six calls --------------------------------------------------------------
 
@@ -314,7 +322,8 @@ class Analytics:
         calls. Returns whether the message was queued.
         """
         sender = self._sender
-        sender.ensure_process()
+        if sender._pid != getpid():  # a forked child no fork hook has reset yet
+            sender.ensure_process()
         try:
             built = _calls.build(call_type, fields, created, strict=strict)
         except Exception as error:  # noqa: BLE001 - a value no rule foresaw: report, never raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from threading import get_ident
 from typing import Any
 
 from ._calls import fields_from_record
@@ -24,7 +25,7 @@ from ._options import (
     ErrorCallback,
     FlushCallback,
 )
-from ._sender import in_sender_context
+from ._sender import sending_threads
 from ._transport import Transport
 
 __all__ = ["AnalyticsHandler"]
@@ -113,7 +114,7 @@ class AnalyticsHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if in_sender_context():
+            if get_ident() in sending_threads:
                 return  # our own or the HTTP stack's record: never re-enter
             found = fields_from_record(record)
             if found is None:

@@ -67,7 +67,7 @@ __all__ = [
     "Sender",
     "close_all",
     "flush_all",
-    "in_sender_context",
+    "sending_threads",
 ]
 
 # Backoff before retry n (1-based) is drawn from [d/2, d] with d = BASE * 2**(n-1),
@@ -93,11 +93,7 @@ _MAX_BODY_ITEMS_BYTES: Final = MAX_BATCH_BYTES - len(_PREFIX) - _BODY_OVERHEAD
 # from one of them, so urllib3's or our own records can never re-enter it. A set of
 # thread idents rather than a threading.local: this is checked at every logging call,
 # and a local's attribute lookup costs several times a set membership test.
-_sending: set[int] = set()
-
-
-def in_sender_context() -> bool:
-    return threading.get_ident() in _sending
+sending_threads: set[int] = set()
 
 
 def _holding_logging_lock() -> bool:
@@ -281,7 +277,7 @@ class Sender:
     # -- the sender thread --------------------------------------------------------
 
     def _run(self) -> None:
-        _sending.add(threading.get_ident())
+        sending_threads.add(threading.get_ident())
         try:
             while True:
                 batch = self._next_batch()
@@ -295,7 +291,7 @@ class Sender:
                     self._settle_internal_error(batch, error)
                     raise
         finally:
-            _sending.discard(threading.get_ident())
+            sending_threads.discard(threading.get_ident())
             with self._lock:
                 if self._thread is threading.current_thread():
                     self._thread = None  # a later call starts a new one, unless closed
@@ -527,8 +523,8 @@ class Sender:
         """
         hand_off = self._thread_alive()
         me = threading.get_ident()
-        was_sending = me in _sending
-        _sending.add(me)
+        was_sending = me in sending_threads
+        sending_threads.add(me)
         try:
             while time.monotonic() < deadline:
                 batch = None
@@ -552,7 +548,7 @@ class Sender:
                     raise
         finally:
             if not was_sending:
-                _sending.discard(me)
+                sending_threads.discard(me)
 
     def _sends_itself(self) -> bool:
         """Whether flush/close must send from the calling thread (see ``_drain``)."""
@@ -716,7 +712,7 @@ def _reset_process(pid: int) -> None:
         return
     # The parent's sending threads do not exist here, and their idents can be reused by
     # the child's threads, whose records would then be ignored.
-    _sending.clear()
+    sending_threads.clear()
     reseed_message_ids()  # else parent and child hand out the same messageIds
     random.seed()  # else every worker retries on the same jittered schedule
     _process_pid = pid
