@@ -550,23 +550,23 @@ class Sender:
             if not was_sending:
                 sending_threads.discard(me)
 
-    def _sends_itself(self) -> bool:
+    def _sends_itself(self, holding_lock: bool) -> bool:
         """Whether flush/close must send from the calling thread (see ``_drain``)."""
-        return _holding_logging_lock() or not self._thread_alive()
+        return holding_lock or not self._thread_alive()
 
     def flush(self, timeout: float) -> bool:
         """Send everything accepted before this call; True when all of it is settled."""
-        if self._pid != os.getpid():
-            self._after_fork()
+        self.ensure_process()
         deadline = time.monotonic() + timeout
         target = self._queue.accepted
         if self._closed:
             # Closed (at exit, before logging.shutdown flushes the handlers): what is
             # left is close()'s, and its deadline is the only one.
             return self._progress.wait(target, min(deadline, self._close_deadline))
-        if self._sends_itself():
+        holding_lock = _holding_logging_lock()
+        if self._sends_itself(holding_lock):
             self._drain(target, deadline)
-            if _holding_logging_lock():
+            if holding_lock:
                 # The sender thread's in-flight batch may be waiting for the lock we
                 # hold: it finishes once we return; waiting here only stalls dictConfig.
                 deadline = time.monotonic()
@@ -588,8 +588,7 @@ class Sender:
         """Refuse new messages and tell the sender thread to send everything; False if
         already closed. Separate from waiting, so the exit hook can start every sender
         before it waits for any."""
-        if self._pid != os.getpid():
-            self._after_fork()
+        self.ensure_process()
         with self._lock:
             if self._closed:
                 return False
@@ -603,7 +602,7 @@ class Sender:
 
     def _finish_close(self) -> None:
         holding_lock = _holding_logging_lock()
-        if self._sends_itself():
+        if self._sends_itself(holding_lock):
             self._drain(None, self._close_deadline)
         if not holding_lock:
             self._progress.wait(self._close_target, self._close_deadline)
