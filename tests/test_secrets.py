@@ -4,6 +4,7 @@ stderr, in any failure scenario."""
 from __future__ import annotations
 
 import base64
+import re
 
 from cdp_logging.collector import Collector
 
@@ -80,7 +81,13 @@ def test_write_key_never_appears(collector: Collector) -> None:
 
     assert 0 == done.returncode, output[-3000:]
     assert "codes ['http_status', 'invalid_message', 'message_too_large', 'network']" in done.stdout
-    assert "50 more messages not delivered (network)" in done.stderr  # the lossy exit...
+    # The lossy exit: 1 refused message earlier plus the 50 logged while the collector is
+    # down are all reported. How they split between full lines and "N more ... since the last
+    # warning" summaries depends on the 10 s rate-limit window, so add them up.
+    reported = re.findall(
+        r"^cdp_logging: (\d+) (?:more )?messages? not delivered \(network", done.stderr, re.M
+    )
+    assert 51 == sum(map(int, reported)), done.stderr[-3000:]
     assert "<write key>" in output  # ...and the echoed keys were scrubbed, not absent
     assert WRITE_KEY not in output
     assert token not in output
