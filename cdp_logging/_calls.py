@@ -98,43 +98,41 @@ _REQUIRED: Final = {
     "alias": (("previousId",), ("userId",)),
 }
 _LIBRARY: Final = {"name": "cdp_logging", "version": __version__}
+# One lookup per key on the hot path: accepted spelling -> (wire key, kind).
+_SPECS: Final = {key: (wire, _KINDS[wire]) for key, wire in _WIRE_KEYS.items()}
+# The JSON text of what build() writes itself; the names and values need no escaping.
+# call type -> (its required groups, the JSON text of its type member)
+_CALL_SPECS: Final = {name: (_REQUIRED[name], f'"type":"{name}"') for name in CALL_TYPES}
+_LIBRARY_CONTEXT: Final = ',"context":' + json.dumps({"library": _LIBRARY}, separators=(",", ":"))
 _UTC: Final = dt.timezone.utc
 
 
-class _MessageIds:
-    """Unique ids at a fraction of uuid4's cost: a random per-process prefix and a counter.
-
-    The prefix is drawn again in a forked child; otherwise parent and child would hand
-    out the same ids and the server, which de-duplicates on messageId, would drop one.
-    """
-
-    def __init__(self) -> None:
-        self.reseed()
-
-    def reseed(self) -> None:
-        self._prefix = uuid.uuid4().hex
-        self._counter = itertools.count(1)
-
-    def next(self) -> str:
-        return f"{self._prefix}-{next(self._counter)}"
-
-
-_ids = _MessageIds()
-
-
-def new_message_id() -> str:
-    return _ids.next()
+# Unique ids at a fraction of uuid4's cost: a random per-process prefix and a counter.
+# The prefix is drawn again in a forked child; otherwise parent and child would hand
+# out the same ids and the server, which de-duplicates on messageId, would drop one.
+_id_prefix = ""
+_id_counter = itertools.count(1)
 
 
 def reseed_message_ids() -> None:
-    """Draw a new prefix: called once in every forked child (see ``_sender``)."""
-    _ids.reseed()
+    """Draw a new prefix: at import, and once in every forked child (see ``_sender``)."""
+    global _id_prefix, _id_counter
+    _id_prefix = uuid.uuid4().hex + "-"
+    _id_counter = itertools.count(1)
+
+
+reseed_message_ids()
+
+
+def new_message_id() -> str:
+    return _id_prefix + str(next(_id_counter))
 
 
 # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): formatting a datetime costs more
 # than the rest of the timestamp, and a busy process logs many events per second.
 # Replaced as one tuple, so threads never see a second paired with another's text.
 _second_cache: tuple[int, str] = (-1, "")
+_MILLIS: Final = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 
 
 def iso_timestamp(created: float) -> str:
@@ -147,7 +145,7 @@ def iso_timestamp(created: float) -> str:
     if second != whole:
         text = dt.datetime.fromtimestamp(whole, _UTC).isoformat()[:19]
         _second_cache = (whole, text)
-    return f"{text}.{int((created - whole) * 1000):03d}+00:00"
+    return text + _MILLIS[int((created - whole) * 1000)]
 
 
 def _text(value: object) -> object:
@@ -221,19 +219,21 @@ def build(
     This runs in the application's thread at every logging call, so the common case
     (every value already of the right type) takes one pass and cheap checks; only
     when one of them fails does ``message_problems`` run to say exactly what is wrong.
+    The members the library adds (type, context, timestamp, messageId) are written as
+    JSON text directly, not put in a dict to be encoded again at every call.
     """
     message: dict[str, Any] = {}
     unknown: list[str] = []
     suspect = False
     for key, value in fields.items():
-        wire = _WIRE_KEYS.get(key)
-        if wire is None:
+        spec = _SPECS.get(key)
+        if spec is None:
             if strict and key != "type":
                 unknown.append(key)
             continue
         if value is None:
             continue  # absent, not null
-        kind = _KINDS[wire]
+        wire, kind = spec
         if kind == _OBJECT:
             # type() first: an ABC isinstance check costs more than the rest of the key.
             if type(value) is not dict and not isinstance(value, Mapping):
@@ -252,31 +252,39 @@ def build(
             )
             suspect = suspect or type(value) is not str
         message[wire] = value
-    required = _REQUIRED.get(call_type) if type(call_type) is str else None
-    if required is None:
+    known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
+    if known is None:
         message["type"] = _json.to_jsonable(call_type)
         return _invalid(
             f"unknown call type {call_type!r}: give one of {', '.join(CALL_TYPES)} "
             "as the log message or as cdp['type']",
             message,
         )
-    message["type"] = call_type
     if unknown:
+        message["type"] = call_type
         return _invalid(
             f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
             f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
             message,
         )
+    # What the library adds, as JSON text: type and context.library first, then a
+    # timestamp and messageId unless the caller gave them (theirs are members already).
+    required, added = known
     context = message.get("context")
-    message["context"] = {**context, "library": _LIBRARY} if context else {"library": _LIBRARY}
+    if context is None:
+        added += _LIBRARY_CONTEXT
+    else:
+        message["context"] = {**context, "library": _LIBRARY}
     stamp = message.get("timestamp")
     if stamp is None:
-        message["timestamp"] = iso_timestamp(created)
+        stamp = iso_timestamp(created)
+        added += ',"timestamp":"' + stamp + '"'  # digits and signs only: no escaping
     elif _timestamp_problem(message):
         suspect = True
     message_id = message.get("messageId")
     if message_id is None:
-        message["messageId"] = new_message_id()
+        message_id = new_message_id()
+        added += ',"messageId":"' + message_id + '"'  # hex and digits only
     elif not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
         suspect = True
     if not suspect:
@@ -289,21 +297,37 @@ def build(
                 suspect = True
                 break
     if suspect:
-        problems = message_problems(message)
-        problem = _timestamp_problem(message)
+        whole = _whole(message, call_type, stamp, message_id)
+        problems = message_problems(whole)
+        problem = _timestamp_problem(whole)
         if problem:
             problems.append(problem)
         if problems:  # the cheap checks only suspect; the full rules decide
-            return _invalid(f"{call_type}: {'; '.join(problems)}", message)
-    data = _json.dumps(message)
+            return _invalid(f"{call_type}: {'; '.join(problems)}", whole)
+    data = _json.dumps_members(message, added)
+    if data is None:
+        data = _json.dumps(_whole(message, call_type, stamp, message_id))
     if len(data) > MAX_MESSAGE_BYTES:
         return DeliveryError(
             MESSAGE_TOO_LARGE,
             f"{call_type} message is {len(data):,} bytes serialised; the limit is "
             f"{MAX_MESSAGE_BYTES:,}: send less in properties/traits/context",
-            messages=[_json.to_jsonable(message)],
+            messages=[_json.to_jsonable(_whole(message, call_type, stamp, message_id))],
         )
     return data
+
+
+def _whole(
+    message: dict[str, Any], call_type: object, stamp: object, message_id: object
+) -> dict[str, Any]:
+    """The message as a dict with what ``build`` adds: for validation and error reports."""
+    return {
+        **message,
+        "type": call_type,
+        "context": message.get("context") or {"library": _LIBRARY},
+        "timestamp": stamp,
+        "messageId": message_id,
+    }
 
 
 def fields_from_record(record: logging.LogRecord) -> tuple[object, Mapping[str, Any], bool] | None:

@@ -50,7 +50,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final
 
-__all__ = ["dumps", "to_jsonable"]
+__all__ = ["dumps", "dumps_members", "to_jsonable"]
 
 _MAX_DEPTH: Final = 64
 _MAX_INT_BITS: Final = 14_000  # about 4,200 decimal digits
@@ -202,10 +202,31 @@ _C_ENCODE: Final = (
 )
 
 
+_QUOTE: Final = json.encoder.encode_basestring  # the C function when there is one
+
+
 def _encode(value: Any) -> str:
     if _C_ENCODE is not None:
         return "".join(_C_ENCODE(value, 0))
     return _FAST.encode(value)
+
+
+def dumps_members(members: dict[str, Any], tail: str) -> bytes | None:
+    """JSON bytes of the object holding *members* and then *tail*, members already in JSON.
+
+    The fast path of ``_calls.build``: what the library adds to every message (type,
+    context, timestamp, messageId) is written as text once, so only the caller's own
+    members go through the encoder. None, for ``dumps`` to clean the whole message,
+    when a value breaks the C encoder's rules (NaN, a cycle, an odd key) or cannot be
+    UTF-8 (a lone surrogate), or when there is no C encoder.
+    """
+    if _C_ENCODE is None or not members:
+        return None
+    try:
+        # "{...}" without its closing brace, a comma, the tail, the brace.
+        return f"{''.join(_C_ENCODE(members, 0))[:-1]},{tail}}}".encode()
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
 
 
 def dumps(value: Any) -> bytes:

@@ -56,7 +56,7 @@ from ._errors import (
 from ._options import Options
 from ._protocol import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
 from ._queue import FULL as QUEUE_FULL_SIGNAL
-from ._queue import Entry, MemoryQueue, Tracked, entry_data
+from ._queue import Entry, MemoryQueue, Tracked, entry_data, join_entries
 from ._report import Reporter, warn
 from ._transport import Outcome, Transport, TransportError, classify
 
@@ -141,10 +141,18 @@ class _Batch:
     entries: list[Entry]
     attempts: int = 0
     joined: bytes = field(default=b"", repr=False)
+    has_tracked: bool | None = None  # any Tracked entry; None until joined
     not_before: float = 0.0  # monotonic time of the next attempt (backoff, Retry-After)
     last_reason: str = ""
     last_status: int | None = None
     settled: bool = False
+
+
+def _tracked(batch: _Batch) -> list[Tracked]:
+    """The entries someone waits on; a joined batch already knows whether there are any."""
+    if batch.has_tracked is False:
+        return []  # the usual batch: no Python loop over thousands of entries
+    return [entry for entry in batch.entries if type(entry) is Tracked]
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -350,9 +358,7 @@ class Sender:
             self._settle_delivered(batch, sent=False)
             return
         if not batch.joined:
-            batch.joined = b",".join(
-                [e if type(e) is bytes else e.data for e in batch.entries]  # type: ignore[union-attr]
-            )
+            batch.joined, batch.has_tracked = join_entries(batch.entries)
         while True:
             if not self._wait_until_due(batch, deadline):
                 return
@@ -471,7 +477,7 @@ class Sender:
                 self._delivered += count
             else:
                 self._not_sent += count
-        tracked = [entry for entry in batch.entries if type(entry) is Tracked]
+        tracked = _tracked(batch)
         on_flush = self._options.on_flush
         if on_flush is not None or tracked:
             messages = self._decode(batch)
@@ -500,7 +506,7 @@ class Sender:
         count = len(batch.entries)
         with self._lock:
             self._in_flight -= count
-        tracked = [entry for entry in batch.entries if type(entry) is Tracked]
+        tracked = _tracked(batch)
         messages = self._decode(batch) if tracked or self._reporter.wants_errors else []
         error = DeliveryError(code, self._scrub(reason), status=status, messages=messages)
         self._reporter.report(error, count)

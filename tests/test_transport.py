@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import cdp_logging
+from cdp_logging._transport import RequestsTransport
 from cdp_logging.collector import Collector
 
 from .conftest import WRITE_KEY
@@ -39,3 +42,31 @@ class TestEnvironment:
         assert client.track("u", "via proxy").exception(timeout=5) is None
         assert ["via proxy"] == [m["event"] for m in collector.messages()]
         client.close()
+
+    def test_ca_bundle_only_for_https(
+        self, collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """REQUESTS_CA_BUNDLE is used for https; over http it is not handed to requests,
+        which would stat() it on every request, on the sender thread."""
+        bundle = tmp_path / "ca.pem"
+        bundle.write_text("")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        checked: list[str] = []
+        real_isdir = os.path.isdir
+
+        def isdir(path: Any) -> bool:
+            checked.append(os.fspath(path))
+            return real_isdir(path)
+
+        monkeypatch.setattr(os.path, "isdir", isdir)
+        client = cdp_logging.Analytics(WRITE_KEY, host=collector.url, max_retries=0)
+        for n in range(3):
+            client.track("u", f"E{n}")
+            assert client.flush(5)
+        https = RequestsTransport("https://cdp.example/v1/batch", WRITE_KEY, gzip=False)
+
+        assert 3 == len(collector.messages())
+        assert 3 == len(collector.batches())
+        assert str(bundle) not in checked
+        client.close()
+        assert str(bundle) == https._get_session()[0].verify  # no request is made
