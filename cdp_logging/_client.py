@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _calls
-from ._errors import INVALID_MESSAGE, QUEUE_FULL, DeliveryError
+from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, DeliveryError
 from ._options import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_EVENTS_IN_BATCH,
@@ -315,11 +315,14 @@ class Analytics:
         strict: bool,
         future: Future[dict[str, Any]] | None = None,
         callback: Callback | None = None,
-    ) -> bool:
+        closed_ok: bool = False,
+    ) -> bool | None:
         """Build, serialise and queue one message; report instead of raising.
 
         This is the handler's and processor's entry point; applications use the six
-        calls. Returns whether the message was queued.
+        calls. Returns whether the message was queued, or None, unreported, when it
+        was refused because the client is closed and *closed_ok* says the caller will
+        send it elsewhere (the handler, which reopens a client ``dictConfig`` closed).
         """
         sender = self._sender
         if sender._pid != getpid():  # a forked child no fork hook has reset yet
@@ -342,6 +345,8 @@ class Analytics:
         refused = sender.submit(entry, call_type in self._triggers)
         if refused is None:
             return True
+        if closed_ok and refused == CLOSED:
+            return None
         if refused == QUEUE_FULL:
             reason = (
                 f"the queue already holds max_queue_size={self._options.max_queue_size} "

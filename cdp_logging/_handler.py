@@ -8,7 +8,6 @@ ignored here (it still reaches the application's other handlers as a log line).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from threading import get_ident
 from typing import Any
@@ -88,7 +87,6 @@ class AnalyticsHandler(logging.Handler):
         self._client = client if client is not None else Analytics(write_key, **self._options)
         # Kept only to reopen after close; never shown (repr is logging's default).
         self._write_key = self._client.options.write_key
-        self._reopen_lock = threading.Lock()
 
     @property
     def client(self) -> Analytics:
@@ -120,15 +118,18 @@ class AnalyticsHandler(logging.Handler):
             if found is None:
                 return
             call_type, fields, strict = found
-            client = self._client
-            if self._owns_client and client.closed:
-                client = self._reopen()
-            client.submit(call_type, fields, record.created, strict=strict)
+            queued = self._client.submit(
+                call_type, fields, record.created, strict=strict, closed_ok=self._owns_client
+            )
+            if queued is None:  # closed: by dictConfig, maybe while this call was on its way
+                self._reopen().submit(call_type, fields, record.created, strict=strict)
         except Exception:  # noqa: BLE001 - a logging call never raises into the app
             self.handleError(record)
 
     def _reopen(self) -> Analytics:
-        with self._reopen_lock:
+        # The handler's own lock, which logging re-creates in a forked child: a lock
+        # of ours held by a parent thread at fork would never be released there.
+        with self.lock:  # type: ignore[union-attr]
             if self._client.closed:
                 self._client = Analytics(self._write_key, **self._options)
                 # dictConfig took this handler off logging's list, so logging.shutdown

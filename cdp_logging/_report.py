@@ -46,6 +46,8 @@ class Reporter:
         self._on_error = on_error
         self._scrub = scrub
         self._interval = interval
+        # False where the caller tells the user itself (the CLI prints its own line).
+        self.warn_on_stderr = True
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         # code -> (time of last line, messages since then not yet written)
@@ -80,7 +82,7 @@ class Reporter:
                 self._pending[error.code] = (now, 0)
             else:
                 self._pending[error.code] = (last, held + affected)
-        if line is not None:
+        if line is not None and self.warn_on_stderr:
             warn(line)
         callback = self._on_error
         if callback is not None:
@@ -94,6 +96,8 @@ class Reporter:
         with self._lock:
             held = {code: n for code, (_, n) in self._pending.items() if n}
             self._pending.clear()
+        if not self.warn_on_stderr:
+            return
         for code, n in sorted(held.items()):
             noun = "message" if n == 1 else "messages"
             warn(f"{n} more {noun} not delivered ({code}) since the last warning")

@@ -82,6 +82,9 @@ MAX_RETRY_AFTER: Final = 60.0
 # A request is not started with less time than this left before its deadline: it could
 # not finish, and would only hold the caller (or exit) past the deadline.
 MIN_REQUEST_SECONDS: Final = 0.05
+# After "can't start new thread", how long calls leave the thread alone before trying
+# again (each try costs the calling thread; a process out of threads may get some back).
+THREAD_RETRY_SECONDS: Final = 1.0
 
 _PREFIX: Final = b'{"batch":['
 # Room for '],"sentAt":"2026-11-23T20:35:00.000+00:00"}' with a margin.
@@ -196,7 +199,9 @@ class Sender:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._thread_failed = False
+        # After a failed thread start, when to try again (monotonic); until then
+        # flush()/close() send from the calling thread.
+        self._retry_thread_at = 0.0
         self._closed = closed
         self._close_deadline = math.inf
         self._close_target = 0
@@ -237,7 +242,7 @@ class Sender:
         size = self._queue.put(entry)
         if size <= 0:
             return QUEUE_FULL if size == QUEUE_FULL_SIGNAL else CLOSED
-        if self._thread is None and not self._thread_failed:
+        if self._thread is None and time.monotonic() >= self._retry_thread_at:
             self._start()
         if size > self._high_water:
             # Past half full, hand the interpreter lock over once, so a sender thread
@@ -258,7 +263,7 @@ class Sender:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None or self._thread_failed or self._closed:
+            if self._thread is not None or self._closed or time.monotonic() < self._retry_thread_at:
                 return
             thread = threading.Thread(
                 target=self._run, name=f"cdp_logging-sender-{id(self):x}", daemon=True
@@ -269,8 +274,11 @@ class Sender:
                 # 3.12.0-3.12.2 refuse new threads in atexit hooks; elsewhere the
                 # process may be out of threads. Messages stay queued and flush()/
                 # close() (which run at exit) send them from the calling thread.
-                self._thread_failed = True
-                if "shutdown" not in str(error):
+                # A later call tries again; at interpreter shutdown that fails the
+                # same way, silently.
+                first = self._retry_thread_at == 0.0
+                self._retry_thread_at = time.monotonic() + THREAD_RETRY_SECONDS
+                if first and "shutdown" not in str(error):
                     warn(f"cannot start the sender thread ({error}); sending at flush/close")
                 return
             # The thread is a daemon so that a DNS lookup hung outside every timeout
@@ -569,6 +577,13 @@ class Sender:
             # Closed (at exit, before logging.shutdown flushes the handlers): what is
             # left is close()'s, and its deadline is the only one.
             return self._progress.wait(target, min(deadline, self._close_deadline))
+        if threading.get_ident() in sending_threads:
+            # A callback (on_flush, on_error, a Future's) runs while its batch is being
+            # settled, so waiting here would wait for that very batch, and hold up
+            # every later one, for the whole timeout. Ask, and say how things stand.
+            self._flush_upto = max(self._flush_upto, target)
+            self._wake.set()
+            return self._progress.wait(target, time.monotonic())
         holding_lock = _holding_logging_lock()
         if self._sends_itself(holding_lock):
             self._drain(target, deadline)
@@ -587,7 +602,10 @@ class Sender:
 
     def close(self, timeout: float) -> None:
         """Stop accepting, deliver what is queued within *timeout*, report the rest."""
-        if self._begin_close(timeout):
+        if self._begin_close(timeout) and threading.get_ident() not in sending_threads:
+            # From a callback (see flush) the sender thread finishes the close once
+            # the callback returns: it sends what is left by the deadline and stops;
+            # the exit hook reports anything it could not send.
             self._finish_close()
 
     def _begin_close(self, timeout: float) -> bool:

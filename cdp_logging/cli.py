@@ -164,6 +164,7 @@ def _send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+    client._reporter.warn_on_stderr = False  # we print our own FAILED line
     what = f"userId {args.user_id!r}"
     if args.type in ("track", "page", "screen"):
         what += f", {'event' if args.type == 'track' else 'name'} {args.event!r}"

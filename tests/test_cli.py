@@ -388,6 +388,7 @@ class TestSend:
         assert 1 == result.returncode
         assert "FAILED (http_status 401): " in result.stderr
         assert "unknown write key" in result.stderr
+        assert 1 == result.stderr.count("unknown write key"), result.stderr  # said once
         assert "OK:" not in result.stdout
         assert WRONG_KEY not in result.stdout + result.stderr
         assert [] == collector.messages()
@@ -408,6 +409,7 @@ class TestSend:
 
         assert 1 == result.returncode
         assert "FAILED (network): " in result.stderr
+        assert "cdp_logging:" not in result.stderr  # the library's own line is not repeated
         assert GOOD_KEY not in result.stdout + result.stderr
 
     def test_slow_host_exits_1_within_the_timeout(self, collector: Collector) -> None:

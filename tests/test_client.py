@@ -393,6 +393,59 @@ class TestFlushAndClose:
         assert {"shutdown_timeout"} == codes
         assert 5 == client.stats()["errors"]["shutdown_timeout"]
 
+    def test_flush_inside_a_callback_returns_at_once(
+        self, collector: Collector, make_client: MakeClient
+    ) -> None:
+        """flush() from a callback does not wait: it would wait for the very batch whose
+        callback is running, and hold up every batch after it for its whole timeout."""
+        clients: list[cdp_logging.Analytics] = []
+        results: list[tuple[bool, float]] = []
+
+        def on_flush(messages: list[dict[str, Any]]) -> None:
+            started = time.monotonic()
+            flushed = clients[0].flush(5)
+            results.append((flushed, time.monotonic() - started))
+
+        client = make_client(on_flush=on_flush, flush_interval=60, max_events_in_batch=1000)
+        clients.append(client)
+        client.track("u", "first")  # the first message is sent at once
+        for i in range(3):
+            client.track("u", f"e{i}")
+
+        assert client.flush(5)
+        assert 4 == len(collector.messages())
+        assert results
+        assert all(seconds < 1.0 for _, seconds in results), results
+
+    def test_close_inside_a_callback_returns_at_once(
+        self, collector: Collector, make_client: MakeClient
+    ) -> None:
+        """close() from on_error stops the client without waiting for its own batch;
+        what was queued before it is still delivered."""
+        collector.faults.status(400, count=1)
+        clients: list[cdp_logging.Analytics] = []
+        waited: list[float] = []
+        queued = threading.Event()
+
+        def on_error(error: DeliveryError) -> None:
+            queued.wait(5)  # the later messages are in the queue before close()
+            started = time.monotonic()
+            clients[0].close(5)
+            waited.append(time.monotonic() - started)
+
+        client = make_client(on_error=on_error, flush_interval=60, max_events_in_batch=1000)
+        clients.append(client)
+        refused = client.track("u", "refused")  # sent at once, answered 400
+        later = [client.track("u", f"e{i}") for i in range(3)]
+        queued.set()
+
+        assert isinstance(outcome(refused), DeliveryError)
+        assert [None, None, None] == [outcome(future) for future in later]
+        assert ["e0", "e1", "e2"] == sorted(m["event"] for m in collector.messages())
+        assert 1 == len(waited)
+        assert waited[0] < 1.0
+        assert client.closed
+
 
 class TestStats:
     def test_counters(self, collector: Collector, make_client: MakeClient) -> None:

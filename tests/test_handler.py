@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import threading
 import time
 from typing import Any
 
@@ -240,6 +241,41 @@ class TestLifecycle:
         handler.close()
 
         assert ["after", "before"] == sorted(m["event"] for m in collector.messages())
+
+    def test_close_while_another_thread_logs(
+        self, collector: Collector, app_logger: logging.Logger
+    ) -> None:
+        """Closing the handler (as dictConfig does) while another thread is logging
+        loses nothing and reports nothing: a record that meets the closed client on
+        its way in goes to the reopened one."""
+        errors: list[cdp_logging.DeliveryError] = []
+        handler = handler_for(collector, on_error=errors.append, shutdown_timeout=5)
+        app_logger.addHandler(handler)
+        started, stop = threading.Event(), threading.Event()
+        logged: list[int] = []
+
+        def log_until_stopped() -> None:
+            for i in range(200_000):  # bounded; stopped long before
+                app_logger.info("track", extra={"user_id": "u", "event": f"e{i}"})
+                logged.append(i)
+                if i == 10:
+                    started.set()
+                if stop.is_set():
+                    return
+
+        thread = threading.Thread(target=log_until_stopped)
+        thread.start()
+        assert started.wait(5)
+        for _ in range(10):
+            handler.close()
+        stop.set()
+        thread.join(30)
+        handler.close()
+
+        assert not thread.is_alive()
+        assert [] == [error.code for error in errors]
+        assert len(logged) == len({m["event"] for m in collector.messages()})
+        assert len(logged) < 200_000  # the closes happened while it was logging
 
     def test_shared_client_is_flushed_not_closed(
         self, collector: Collector, app_logger: logging.Logger

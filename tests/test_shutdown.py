@@ -8,9 +8,12 @@ import glob
 import os
 import subprocess
 import sysconfig
+import threading
 
 import pytest
 
+import cdp_logging
+from cdp_logging import _sender
 from cdp_logging.collector import Collector
 
 from .conftest import ROOT, WRITE_KEY, run_python
@@ -100,3 +103,33 @@ atexit.register(probe)  # runs first: shows this interpreter really refuses
         assert "refused: can't create new thread at interpreter shutdown" in done.stdout
         assert "" == done.stderr
         assert 5 == len(collector.messages())
+
+
+class TestThreadStartRefusedOnce:
+    def test_a_later_call_starts_the_thread(
+        self, collector: Collector, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A process briefly out of threads: the first start fails, a later call starts
+        the sender, and messages flow again without anyone calling flush()."""
+        monkeypatch.setattr(_sender, "THREAD_RETRY_SECONDS", 0.0)
+        real_start = threading.Thread.start
+        refused: list[str] = []
+
+        def start_once_refused(thread: threading.Thread) -> None:
+            if thread.name.startswith("cdp_logging-sender") and not refused:
+                refused.append(thread.name)
+                raise RuntimeError("can't start new thread")
+            real_start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", start_once_refused)
+        client = cdp_logging.Analytics(WRITE_KEY, host=collector.url)
+        try:
+            first = client.track("u", "while refused")
+            second = client.track("u", "after")
+
+            assert first.exception(timeout=5) is None
+            assert second.exception(timeout=5) is None
+            assert 1 == len(refused)
+            assert ["after", "while refused"] == sorted(m["event"] for m in collector.messages())
+        finally:
+            client.close(2)
