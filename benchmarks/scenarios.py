@@ -16,9 +16,9 @@ Libraries:
 * ``floor``: the same ``log.info`` call with only a ``logging.NullHandler``: what any
   logging call costs before an analytics library does anything.
 
-Every call is written out inline in each library's loop (no shared wrapper function),
-because a wrapper's call overhead would be a noticeable share of the floor and would
-flatter every ratio against it. The payload dicts are literals inside the call, so every
+Each timed call sits in one small function (``track_by_logging`` for cdp and the floor,
+``track_direct`` for segment), so every library pays the same one extra frame and the
+ratios are not skewed by it. The payload dicts are literals inside the call, so every
 call builds fresh ones, as application code does; a library that keeps a reference to
 them (segment queues the caller's dict) is charged for keeping them.
 """
