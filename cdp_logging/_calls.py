@@ -285,7 +285,7 @@ def build(
     if message_id is None:
         message_id = new_message_id()
         added += ',"messageId":"' + message_id + '"'  # hex and digits only
-    elif not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
+    elif type(message_id) is not str or not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
         suspect = True
     if not suspect:
         # Plain loops: generator expressions here cost more than the rest of the check.

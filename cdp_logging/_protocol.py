@@ -66,9 +66,9 @@ def message_problems(message: Mapping[str, Any]) -> list[str]:
         if key in message and not isinstance(message[key], Mapping):
             problems.append(f"{key} must be an object, got {type(message[key]).__name__}")
     message_id = message.get("messageId")
-    if not isinstance(message_id, str) or not message_id:
+    if message_id is None or message_id == "":
         problems.append("messageId is required")
-    elif len(message_id) > MAX_MESSAGE_ID_CHARS:
+    elif isinstance(message_id, str) and len(message_id) > MAX_MESSAGE_ID_CHARS:
         problems.append(f"messageId is longer than {MAX_MESSAGE_ID_CHARS} characters")
     if kind in _NEEDS_USER and not (
         _present(message, "userId") or _present(message, "anonymousId")

@@ -195,6 +195,12 @@ class TestValidation:
                 "no time zone",
             ),
             ("track", {"user_id": "u", "event": "E", "message_id": "x" * 101}, "longer than 100"),
+            (
+                "track",
+                {"user_id": "u", "event": "E", "message_id": 1.5},
+                "messageId must be a string",
+            ),
+            ("track", {"user_id": "u", "event": "E", "message_id": ""}, "messageId is required"),
             ("purchase", {"user_id": "u"}, "unknown call type 'purchase'"),
             (
                 "track",
@@ -212,6 +218,12 @@ class TestValidation:
         assert "invalid_message" == error.code
         assert needle in error.reason
         assert 1 == len(error.messages)
+
+    def test_a_message_id_that_is_not_text_is_named_once(self) -> None:
+        """A messageId of the wrong type is refused saying so, not also as missing."""
+        error = refusal("track", {"user_id": "u", "event": "E", "message_id": 1.5})
+
+        assert "track: messageId must be a string, got float" == error.reason
 
     def test_oversized_message_is_refused(self) -> None:
         """A message over 32,000 bytes serialised is refused as message_too_large."""
