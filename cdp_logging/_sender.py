@@ -573,10 +573,6 @@ class Sender:
         self.ensure_process()
         deadline = time.monotonic() + timeout
         target = self._queue.accepted
-        if self._closed:
-            # Closed (at exit, before logging.shutdown flushes the handlers): what is
-            # left is close()'s, and its deadline is the only one.
-            return self._progress.wait(target, min(deadline, self._close_deadline))
         if threading.get_ident() in sending_threads:
             # A callback (on_flush, on_error, a Future's) runs while its batch is being
             # settled, so waiting here would wait for that very batch, and hold up
@@ -584,6 +580,10 @@ class Sender:
             self._flush_upto = max(self._flush_upto, target)
             self._wake.set()
             return self._progress.wait(target, time.monotonic())
+        if self._closed:
+            # Closed (at exit, before logging.shutdown flushes the handlers): what is
+            # left is close()'s, and its deadline is the only one.
+            return self._progress.wait(target, min(deadline, self._close_deadline))
         holding_lock = _holding_logging_lock()
         if self._sends_itself(holding_lock):
             self._drain(target, deadline)

@@ -420,8 +420,8 @@ class TestFlushAndClose:
     def test_close_inside_a_callback_returns_at_once(
         self, collector: Collector, make_client: MakeClient
     ) -> None:
-        """close() from on_error stops the client without waiting for its own batch;
-        what was queued before it is still delivered."""
+        """close() (and then flush()) from on_error stops the client without waiting for
+        its own batch; what was queued before it is still delivered."""
         collector.faults.status(400, count=1)
         clients: list[cdp_logging.Analytics] = []
         waited: list[float] = []
@@ -431,6 +431,7 @@ class TestFlushAndClose:
             queued.wait(5)  # the later messages are in the queue before close()
             started = time.monotonic()
             clients[0].close(5)
+            clients[0].flush(5)  # closed now: still no waiting for this batch
             waited.append(time.monotonic() - started)
 
         client = make_client(on_error=on_error, flush_interval=60, max_events_in_batch=1000)
