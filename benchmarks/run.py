@@ -2,7 +2,8 @@
 
 Usage: python3 scripts/bench.py [--quick]   (creates .venv-bench, then runs this file)
    or: .venv-bench/bin/python benchmarks/run.py [--quick] [--repeat N] [--pin both|auto|none]
-                                                [--scenarios caller,loop]
+                                                [--scenarios caller,loop] [--jobs N]
+   and: .venv-bench/bin/python benchmarks/run.py --scenarios instructions [--quick]
 
 It starts the counting sink (``sink.py``) as a separate process on 127.0.0.1, then runs
 every scenario for every library in a fresh process (``scenarios.py``), so that no
@@ -16,6 +17,11 @@ placement changes how each SDK's sender thread and the caller share the GIL (see
 ``placement``). It writes every raw number to ``benchmarks/results.json``
 (``results-quick.json`` for ``--quick``, so a smoke run never overwrites a full run's).
 
+The opt-in ``instructions`` scenario (only with ``--scenarios``, never by default) counts
+instructions under valgrind's callgrind instead of timing anything: deterministic where
+times on a small VM are not. It runs once, after the timed placements if any, with its
+valgrind children in parallel (``--jobs``), and prints a table of its own.
+
 This is a measurement, not a test: it never fails on a missed target (CI does not run
 it), and every wait in it is bounded so that it cannot hang.
 """
@@ -28,13 +34,18 @@ import hashlib
 import json
 import os
 import platform
+import re
 import select
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +64,8 @@ PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("exit_flush", ("cdp", "segment")),
     ("memory", ("cdp", "segment")),
 )
+# Opt-in, never in the default set: instructions under callgrind, run once (see below).
+INSTRUCTIONS = "instructions"
 SCENARIO_TIMEOUT = 300.0  # one child process, start to end
 HTTP_TIMEOUT = 10.0
 SINK_START_TIMEOUT = 15.0
@@ -258,11 +271,11 @@ def ratio(top: float | None, bottom: float | None) -> str:
     return f"{top / bottom:.2f}x"
 
 
-def table(results: Results) -> str:
+def table(results: Results, rows: tuple[Row, ...] = ROWS) -> str:
     """Medians over repeats, with the ratios the issue asks for."""
     head = "| metric | cdp_logging | segment 2.4.0 | floor | cdp/segment | cdp/floor |"
     lines = [head, "|---|---:|---:|---:|---:|---:|"]
-    for row in ROWS:
+    for row in rows:
         cdp = value(results, row.scenario, "cdp", row.key)
         seg = value(results, row.scenario, "segment", row.key)
         floor = value(results, row.scenario, "floor", row.key)
@@ -424,6 +437,240 @@ def _run_problems(where: str, result: dict[str, Any]) -> list[str]:
     return found
 
 
+# -- (e) instructions under callgrind ---------------------------------------------------------
+
+# N for each measure; every library runs N and 2N in two processes. Chosen so that the 10
+# valgrind processes take ~3 minutes on the 2-vCPU VM with 2 jobs (184 s with both CPUs
+# also busy with other work; python under callgrind is ~50-80x slower, and its start-up
+# and imports alone take ~5-10 s); the noise between two identical runs is ~1M
+# instructions, i.e. ~0.2% of a per-call figure at N = 5,000.
+INSTRUCTION_CALLS = 5_000
+INSTRUCTION_CALLS_QUICK = 500
+INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("caller", ("cdp", "segment", "floor")),
+    ("delivery", ("cdp", "segment")),
+)
+INSTRUCTIONS_TIMEOUT = 900.0  # one valgrind process, start to end
+# The host of the caller measure: every library runs with send=False there, so nothing
+# ever connects to it (port 9 is "discard"; nothing listens on it here either).
+UNUSED_HOST = "http://127.0.0.1:9"
+_COLLECTED = re.compile(r"^==\d+== Collected : (\d+)\s*$", re.MULTILINE)
+_EVENTS = re.compile(r"^==\d+== Events\s*: (.+?)\s*$", re.MULTILINE)
+
+INSTRUCTION_ROWS: tuple[Row, ...] = (
+    Row("(e) caller instructions per call", INSTRUCTIONS, "caller_per_call"),
+    Row("(e) instructions per delivered event, whole process", INSTRUCTIONS, "delivery_per_event"),
+    Row("(e) delivery: events per request (2N run)", INSTRUCTIONS, "events_per_request"),
+)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One valgrind process: *measure* for *library* with *calls* calls."""
+
+    measure: str
+    library: str
+    calls: int
+
+
+def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
+    """Run one scenario child under callgrind; return its JSON line plus the total.
+
+    The delivery measure gets a sink of its own, so that children running in parallel
+    never count each other's messages. Valgrind's own output goes to a log file (read
+    for the "Collected" line), the child's stderr stays the child's. The callgrind
+    profile itself is not wanted: only the total, which the summary line carries.
+    """
+    sink = Sink(None) if job.measure == "delivery" else None
+    try:
+        url = sink.url if sink is not None else UNUSED_HOST
+        with tempfile.TemporaryDirectory(prefix="cdp-bench-") as tmp:
+            log = Path(tmp) / "valgrind.log"
+            command = [
+                valgrind,
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                f"--log-file={log}",
+                sys.executable,
+                str(SCENARIOS),
+                f"instructions_{job.measure}",
+                job.library,
+                url,
+                "--calls",
+                str(job.calls),
+            ]
+            # A fixed hash seed: str hashes (so dict and set layouts) are the same in the
+            # N and the 2N process, which keeps the difference free of that jitter.
+            env = {**os.environ, "PYTHONHASHSEED": "0"}
+            started = time.monotonic()
+            try:
+                finished = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    timeout=INSTRUCTIONS_TIMEOUT,
+                    cwd=ROOT,
+                    env=env,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return {"error": f"timed out after {INSTRUCTIONS_TIMEOUT:g} s"}
+            seconds = time.monotonic() - started
+            valgrind_log = log.read_text(errors="replace") if log.exists() else ""
+        lines = [line for line in finished.stdout.splitlines() if line.strip()]
+        try:
+            result: dict[str, Any] = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            return {
+                "error": f"exit status {finished.returncode}, no JSON result",
+                "stderr": _stderr_summary(finished.stderr),
+                "valgrind": _stderr_summary(valgrind_log),
+            }
+        result["returncode"] = finished.returncode
+        result["process_s"] = seconds
+        result["stderr"] = _stderr_summary(finished.stderr)
+        collected = _COLLECTED.search(valgrind_log)
+        events = _EVENTS.search(valgrind_log)
+        if collected is None or events is None or events.group(1) != "Ir":
+            result["error"] = "no 'Collected' line for Ir in valgrind's output"
+            result["valgrind"] = _stderr_summary(valgrind_log)
+        else:
+            result["instructions"] = int(collected.group(1))
+        if sink is not None:
+            counts = sink.count()
+            result["delivered_after_exit"] = counts["count"]
+            result["sink_requests"] = counts["requests"]
+            result["sink_bad_requests"] = counts["bad"]
+        return result
+    finally:
+        if sink is not None:
+            sink.stop()
+
+
+def _per_unit(small: dict[str, Any], large: dict[str, Any], key: str) -> float | None:
+    """(total of the 2N run - total of the N run) / (2N's *key* - N's *key*)."""
+    numbers = [run.get(name) for run in (large, small) for name in ("instructions", key)]
+    top, units, bottom, units_small = (n if isinstance(n, int) else None for n in numbers)
+    if top is None or units is None or bottom is None or units_small is None:
+        return None
+    if units <= units_small:
+        return None
+    return (top - bottom) / (units - units_small)
+
+
+def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls: int) -> Results:
+    """One "repeat" per library, shaped like the timed results, so ``table`` can show it."""
+    results: Results = {}
+    for library in ("cdp", "segment", "floor"):
+        metrics: dict[str, Any] = {"calls_n": calls, "calls_2n": 2 * calls}
+        found = False
+        for measure, libraries in INSTRUCTION_MEASURES:
+            if library not in libraries:
+                continue
+            small = runs.get((measure, library, calls))
+            large = runs.get((measure, library, 2 * calls))
+            if small is None or large is None:
+                continue
+            found = True
+            metrics[f"{measure}_instructions_n"] = small.get("instructions")
+            metrics[f"{measure}_instructions_2n"] = large.get("instructions")
+            if measure == "caller":
+                metrics["caller_per_call"] = _per_unit(small, large, "calls")
+            else:
+                metrics["delivery_per_event"] = _per_unit(small, large, "delivered_after_exit")
+                metrics["delivered_n"] = small.get("delivered_after_exit")
+                metrics["delivered_2n"] = large.get("delivered_after_exit")
+                metrics["requests_n"] = small.get("sink_requests")
+                metrics["requests_2n"] = large.get("sink_requests")
+                delivered = large.get("delivered_after_exit")
+                requests = large.get("sink_requests")
+                if isinstance(delivered, int) and isinstance(requests, int) and requests:
+                    metrics["events_per_request"] = delivered / requests
+        if found:
+            results.setdefault(INSTRUCTIONS, {})[library] = [metrics]
+    return results
+
+
+def _instruction_problems(runs: dict[tuple[str, str, int], dict[str, Any]]) -> list[str]:
+    found: list[str] = []
+    for (measure, library, calls), result in runs.items():
+        where = f"instructions {measure}/{library} N={calls:,}"
+        found.extend(_run_problems(where, result))
+        if measure == "delivery" and result.get("delivered_after_exit") != calls:
+            found.append(f"{where}: sink counted {result.get('delivered_after_exit')} of {calls}")
+        if result.get("consumer_threads_alive"):
+            found.append(f"{where}: segment's consumer thread runs with send=False")
+    return found
+
+
+def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
+    """Section (e): count, print and return the instruction numbers, or why they are absent."""
+    print(f"\n## {INSTRUCTIONS}: callgrind instruction counts (placement-independent, run once)\n")
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        reason = "valgrind is not installed (e.g. apt-get install valgrind); skipped"
+        print(f"{INSTRUCTIONS}: {reason}", flush=True)
+        return {"skipped": reason}
+    version = subprocess.run(
+        [valgrind, "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.strip()
+    calls = INSTRUCTION_CALLS_QUICK if quick else INSTRUCTION_CALLS
+    plan = [
+        Counted(measure, library, n)
+        for measure, libraries in INSTRUCTION_MEASURES
+        for library in libraries
+        for n in (calls, 2 * calls)
+    ]
+    # Longest first (segment, then the 2N runs), so the last job to start is a short one.
+    weight = {"segment": 2, "cdp": 1, "floor": 0}
+    plan.sort(key=lambda job: (weight[job.library], job.calls, job.measure), reverse=True)
+    print(
+        f"{version}; N = {calls:,} and 2N = {2 * calls:,}; {len(plan)} processes, {jobs} at a time",
+        flush=True,
+    )
+    printing = threading.Lock()
+    started = time.monotonic()
+
+    def run(job: Counted) -> dict[str, Any]:
+        result = count_instructions(valgrind, job)
+        note = result.get("error") or (
+            f"{result.get('instructions', 0):,} instructions, {result.get('process_s', 0.0):.1f} s"
+        )
+        with printing:
+            print(f"  {job.measure:<8} {job.library:<8} N={job.calls:<7,} {note}", flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = list(pool.map(run, plan))
+    elapsed = time.monotonic() - started
+    pairs = list(zip(plan, done, strict=True))
+    runs = {(job.measure, job.library, job.calls): result for job, result in pairs}
+    results = instruction_metrics(runs, calls)
+    table_text = table(results, INSTRUCTION_ROWS)
+    found = _instruction_problems(runs)
+    print()
+    print(table_text)
+    print(f"\n{len(plan)} valgrind processes in {elapsed:.0f} s, {jobs} at a time")
+    if found:
+        print()
+        print("Observed while measuring:")
+        for line in found:
+            print(f"- {line}")
+    return {
+        "valgrind": version,
+        "calls_n": calls,
+        "jobs": jobs,
+        "elapsed_s": elapsed,
+        "metrics": {lib: by_lib[0] for lib, by_lib in results.get(INSTRUCTIONS, {}).items()},
+        "runs": [
+            {"measure": job.measure, "library": job.library, "calls": job.calls, **result}
+            for job, result in pairs
+        ],
+        "observations": found,
+        "table": table_text,
+    }
+
+
 # -- provenance ---------------------------------------------------------------------------
 
 
@@ -478,6 +725,13 @@ def _source_digest() -> str:
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _usable_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where affinity is not available)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
 def placement(pinned: bool) -> tuple[int | None, int | None]:
@@ -573,7 +827,17 @@ def main() -> None:
     parser.add_argument(
         "--scenarios",
         default="",
-        help="comma-separated subset of: " + ", ".join(name for name, _ in PLAN),
+        help="comma-separated subset of: "
+        + ", ".join(name for name, _ in PLAN)
+        + f" (default: all of them), and {INSTRUCTIONS}: opt-in, never in the default set, "
+        "counts instructions under valgrind's callgrind (run once, whatever --repeat/--pin)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help=f"valgrind processes at a time for {INSTRUCTIONS} (default: the CPUs this "
+        "process may use); instruction counts do not depend on load",
     )
     parser.add_argument(
         "--pin",
@@ -586,23 +850,40 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="where to write the JSON")
     args = parser.parse_args()
     wanted = {name for name in args.scenarios.split(",") if name}
-    unknown = wanted - {name for name, _ in PLAN}
+    unknown = wanted - {name for name, _ in PLAN} - {INSTRUCTIONS}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    instructions = INSTRUCTIONS in wanted
+    wanted.discard(INSTRUCTIONS)
+    # Nothing timed to run when instructions was the only scenario asked for.
+    timed = not (instructions and not wanted)
+    jobs = args.jobs if args.jobs is not None else len(_usable_cpus())
+    if jobs < 1:
+        parser.error("--jobs must be at least 1")
     repeats = args.repeat if args.repeat is not None else (1 if args.quick else 5)
     if repeats < 1:
         parser.error("--repeat must be at least 1")
     pin = args.pin or ("auto" if args.quick else "both")
     placements = {"both": [True, False], "auto": [True], "none": [False]}[pin]
     default_name = "results-quick.json" if args.quick else "results.json"
+    if not timed:  # an instructions-only run never overwrites the timed numbers
+        default_name = (
+            "results-instructions-quick.json" if args.quick else "results-instructions.json"
+        )
     output = (args.output or HERE / default_name).resolve()
 
     info = meta(args.quick)
     info["repeats"] = repeats
+    if not timed:
+        placements = []
+    info["scenarios"] = (
+        [name for name, _ in PLAN if not wanted or name in wanted] if timed else []
+    ) + ([INSTRUCTIONS] if instructions else [])
     print(
         f"python {info['python']} on {info['platform']}, {info['cpu_count']} CPUs; "
         f"cdp_logging {info['cdp_logging']}, segment-analytics-python "
-        f"{info['segment_analytics_python']}; {repeats} repeat(s) per placement"
+        f"{info['segment_analytics_python']}; "
+        + (f"{repeats} repeat(s) per placement" if timed else f"{INSTRUCTIONS} only")
         + (" (quick)" if args.quick else ""),
         flush=True,
     )
@@ -612,8 +893,6 @@ def main() -> None:
         name = "pinned" if bench_cpu is not None else "unpinned"
         measured.append((name, results, sink_cpu, bench_cpu))
 
-    info["cdp_logging_source_sha256_at_end"] = _source_digest()
-    changed = info["cdp_logging_source_sha256_at_end"] != info["cdp_logging_source_sha256"]
     placements_out: dict[str, Any] = {}
     for name, results, sink_cpu, bench_cpu in measured:
         title = (
@@ -624,17 +903,22 @@ def main() -> None:
         section = report(title, results, repeats)
         section.update(sink_cpu=sink_cpu, bench_cpu=bench_cpu)
         placements_out[name] = section
+    # After the timed runs, never beside them: its valgrind processes load every CPU.
+    instructions_out = measure_instructions(args.quick, jobs) if instructions else None
+    info["cdp_logging_source_sha256_at_end"] = _source_digest()
+    changed = info["cdp_logging_source_sha256_at_end"] != info["cdp_logging_source_sha256"]
     if changed:
         print(
             "\nNOTE: cdp_logging's sources changed during the run: repeats measured different code"
         )
-    output.write_text(
-        json.dumps(
-            {"meta": info, "sources_changed_during_run": changed, "placements": placements_out},
-            indent=2,
-        )
-        + "\n"
-    )
+    everything: dict[str, Any] = {
+        "meta": info,
+        "sources_changed_during_run": changed,
+        "placements": placements_out,
+    }
+    if instructions_out is not None:
+        everything[INSTRUCTIONS] = instructions_out
+    output.write_text(json.dumps(everything, indent=2) + "\n")
     shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
     print(f"\nraw numbers: {shown}")
 

@@ -1,6 +1,6 @@
 """One benchmark scenario for one library, in a process of its own.
 
-Usage: python benchmarks/scenarios.py SCENARIO LIBRARY SINK_URL [--quick] [--cpu N]
+Usage: python benchmarks/scenarios.py SCENARIO LIBRARY SINK_URL [--quick] [--cpu N] [--calls N]
 
 Prints exactly one JSON line with the results on stdout (diagnostics from the libraries
 go to stderr). ``run.py`` starts a fresh process per scenario and library so that one
@@ -21,6 +21,11 @@ Each timed call sits in one small function (``track_by_logging`` for cdp and the
 ratios are not skewed by it. The payload dicts are literals inside the call, so every
 call builds fresh ones, as application code does; a library that keeps a reference to
 them (segment queues the caller's dict) is charged for keeping them.
+
+``instructions_caller`` and ``instructions_delivery`` are not measurements on their own:
+``run.py`` runs each of them under callgrind twice, with ``--calls N`` and ``--calls 2N``,
+and takes the difference of the two processes' instruction totals (see ``run.py``'s
+``instructions`` scenario). They time nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from collections.abc import Callable
 from typing import Any
 
 SCENARIOS = ("caller", "loop", "exit", "exit_held", "exit_flush", "memory")
+# Run only under callgrind by run.py's opt-in ``instructions`` scenario.
+INSTRUCTION_SCENARIOS = ("instructions_caller", "instructions_delivery")
 LIBRARIES = ("cdp", "segment", "floor")
 
 WRITE_KEY = "bench"
@@ -163,11 +170,12 @@ def make_floor() -> logging.Logger:
     return logger
 
 
-def make_segment(host: str) -> Any:
-    """segment-analytics-python's client with its defaults, only ``host`` changed."""
+def make_segment(host: str, **options: Any) -> Any:
+    """segment-analytics-python's client with its defaults, only ``host`` changed
+    (and *options*, which only the instruction counts pass: ``send=False``)."""
     import segment.analytics as analytics
 
-    return analytics.Client(WRITE_KEY, host=host)
+    return analytics.Client(WRITE_KEY, host=host, **options)
 
 
 def segment_pending(client: Any) -> int:
@@ -429,14 +437,99 @@ def memory(library: str, quick: bool) -> dict[str, Any]:
     }
 
 
+# -- (e) instructions, counted by run.py under callgrind ------------------------------------
+
+
+def instructions_caller(library: str, host: str, calls: int) -> dict[str, Any]:
+    """*calls* of the ``caller`` scenario's call, untimed, each library in "don't send" mode.
+
+    run.py counts this whole process's instructions under callgrind for N and 2N calls;
+    the difference over N is the instructions per call. Nothing here is timed, and there
+    is no warm-up: whatever happens once (imports, start-up, the first call's lazy set-up,
+    exit) happens in both processes and cancels out.
+
+    * cdp: ``send=False``. Its sender thread still runs and settles every batch as
+      ``not_sent`` (it only skips the HTTP request); the flush at the end waits until
+      all of them are settled, so that work is inside the count, as it would be in a
+      real process.
+    * segment: ``send=False``. ``track()`` then does all its work (validation, ids,
+      timestamp, ``clean()``, the size check's ``json.dumps``) and returns ``(True, msg)``
+      just before ``queue.put``: nothing is queued and its consumer thread is never
+      started. So it can never refuse a call, and the loop does not check the result.
+    * floor: the ``NullHandler`` logger, as in ``caller``.
+    """
+    extra: dict[str, Any] = {}
+    if library == "cdp":
+        log, handler = make_cdp(host, send=False)
+        for _ in range(calls):
+            track_by_logging(log)
+        flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+        stats = cdp_stats(handler)
+        extra = {
+            "flushed": flushed,
+            "library_stats": stats,
+            "rejected_by_library": int(stats["dropped"]),
+        }
+    elif library == "segment":
+        client = make_segment(host, send=False)
+        for _ in range(calls):
+            track_direct(client)
+        extra = {
+            "consumer_threads_alive": sum(1 for c in client.consumers if c.is_alive()),
+            "pending": segment_pending(client),
+        }
+    elif library == "floor":
+        log = make_floor()
+        for _ in range(calls):
+            track_by_logging(log)
+    else:
+        raise SystemExit(f"unknown library {library!r}")
+    return {"calls": calls, "send": False, **extra}
+
+
+def instructions_delivery(library: str, sink: str, calls: int) -> dict[str, Any]:
+    """*calls* events at default settings against the sink, then wait until delivered.
+
+    The ``loop`` scenario's work, untimed: run.py counts the whole process (the caller,
+    the SDK's background thread, the HTTP requests, exit) under callgrind for N and 2N
+    events and divides the difference by the difference in delivered events.
+    """
+    rejected = 0
+    extra: dict[str, Any] = {}
+    if library == "cdp":
+        log, handler = make_cdp(sink)
+        for _ in range(calls):
+            track_by_logging(log)
+        flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+        stats = cdp_stats(handler)
+        rejected = int(stats["dropped"])
+        extra = {"library_stats": stats}
+    elif library == "segment":
+        client = make_segment(sink)
+        for _ in range(calls):
+            if not track_direct(client)[0]:
+                rejected += 1
+        # client.flush() is queue.join(), unbounded; run.py bounds the whole process.
+        client.flush()
+        flushed = segment_pending(client) == 0
+    else:
+        raise SystemExit(f"scenario instructions_delivery does not apply to {library!r}")
+    return {"sent": calls, "rejected_by_library": rejected, "flushed": flushed, **extra}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("scenario", choices=SCENARIOS + INSTRUCTION_SCENARIOS)
     parser.add_argument("library", choices=LIBRARIES)
     parser.add_argument("sink", help="the sink's base URL, e.g. http://127.0.0.1:8765")
     parser.add_argument("--quick", action="store_true", help="fewer calls (smoke run)")
     parser.add_argument("--cpu", type=int, default=None, help="run on this CPU only")
+    parser.add_argument(
+        "--calls", type=int, default=None, help="calls, for the instructions_* scenarios only"
+    )
     args = parser.parse_args()
+    if (args.calls is None) != (args.scenario not in INSTRUCTION_SCENARIOS):
+        parser.error("--calls is required by the instructions_* scenarios, and only by them")
     if args.cpu is not None:
         # Before any thread starts: the sender threads inherit it.
         os.sched_setaffinity(0, {args.cpu})
@@ -447,6 +540,10 @@ def main() -> None:
         result = loop(args.library, sink, args.quick)
     elif args.scenario in ("exit", "exit_held", "exit_flush"):
         result = exit_delivery(args.library, sink, args.scenario)
+    elif args.scenario == "instructions_caller":
+        result = instructions_caller(args.library, sink, args.calls)
+    elif args.scenario == "instructions_delivery":
+        result = instructions_delivery(args.library, sink, args.calls)
     else:
         result = memory(args.library, args.quick)
     result.update(scenario=args.scenario, library=args.library, pid=os.getpid())
