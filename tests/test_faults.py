@@ -57,7 +57,8 @@ class TestFaultMatrix:
     def test_slow_server_never_slows_the_logging_call(
         self, collector: Collector, app_logger: logging.Logger
     ) -> None:
-        """With 3 s per request, the logging call stays in microseconds, at p99 too."""
+        """With 3 s per request, the logging call stays fast (median under 2 ms) and,
+        at p99 too, never waits for a request."""
         collector.faults.latency(3.0)
         handler = AnalyticsHandler(write_key=WRITE_KEY, host=collector.url, shutdown_timeout=0.2)
         app_logger.addHandler(handler)
@@ -68,7 +69,12 @@ class TestFaultMatrix:
             durations.append(time.perf_counter() - started)
         durations.sort()
 
-        assert durations[len(durations) * 99 // 100] < 0.002  # vs 3 s a request
+        assert durations[len(durations) // 2] < 0.002
+        # vs 3 s a request. Not 2 ms at p99: on a loaded machine a call that the OS
+        # preempts takes a scheduler slice or more (measured: up to ~100 ms), and in some
+        # runs more than 1% of the 2,000 calls are preempted.
+        assert durations[len(durations) * 99 // 100] < 0.05
+        assert durations[-1] < 1.0  # not one call waited for a 3 s request
         collector.faults.clear()
         assert handler.client.flush(15)
         assert 2000 == len(collector.messages())
