@@ -651,11 +651,7 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
     print()
     print(table_text)
     print(f"\n{len(plan)} valgrind processes in {elapsed:.0f} s, {jobs} at a time")
-    if found:
-        print()
-        print("Observed while measuring:")
-        for line in found:
-            print(f"- {line}")
+    print_observations(found)
     return {
         "valgrind": version,
         "calls_n": calls,
@@ -799,11 +795,7 @@ def report(title: str, results: Results, repeats: int) -> dict[str, Any]:
     if repeats > 1:
         print()
         print(spread_text)
-    if found:
-        print()
-        print("Observed while measuring:")
-        for line in found:
-            print(f"- {line}")
+    print_observations(found)
     return {
         "results": results,
         "targets": targets_raw,
@@ -812,6 +804,15 @@ def report(title: str, results: Results, repeats: int) -> dict[str, Any]:
         "targets_table": targets_text,
         "spread_table": spread_text,
     }
+
+
+def print_observations(found: list[str]) -> None:
+    """Anything odd a run saw (errors, stderr output, refused calls), after its table."""
+    if found:
+        print()
+        print("Observed while measuring:")
+        for line in found:
+            print(f"- {line}")
 
 
 def main() -> None:
