@@ -243,8 +243,8 @@ class TestLimits:
         """With the queue full, new messages are refused at once as queue_full."""
         collector.faults.latency(2.0, count=1)
         client = make_client(max_queue_size=10, max_events_in_batch=1000, flush_interval=60)
-        client.track("u", "in flight")  # the sender is now stuck in a 2 s request
-        assert collector.wait_for_requests(0, timeout=1)
+        # The sender gets stuck in a 2 s request with it; taken or not yet, at most 10 more fit.
+        client.track("u", "in flight")
         started = time.monotonic()
         futures = [client.track("u", f"e{i}") for i in range(30)]
         elapsed = time.monotonic() - started
