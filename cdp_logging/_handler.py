@@ -8,6 +8,8 @@ ignored here (it still reaches the application's other handlers as a log line).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Iterable
 from threading import get_ident
 from typing import Any
@@ -28,6 +30,32 @@ from ._sender import sending_threads
 from ._transport import Transport
 
 __all__ = ["AnalyticsHandler"]
+
+
+_reopen_locks: dict[int, threading.Lock] = {}
+
+
+def _reopen_lock() -> threading.Lock:
+    pid = os.getpid()
+    lock = _reopen_locks.get(pid)
+    if lock is None:
+        lock = _reopen_locks.setdefault(pid, threading.Lock())  # atomic: one per pid
+    return lock
+
+
+def _relist(handler: logging.Handler) -> None:
+    """Put a reopened handler back on the list ``logging.shutdown`` flushes at exit.
+
+    dictConfig took it off, so a record logged after our exit hook ran would be lost.
+    Private API, stable since 2.7; skipped if absent. Not under our lock: it takes
+    logging's module lock.
+    """
+    listed = getattr(logging, "_handlerList", None)
+    add_ref = getattr(logging, "_addHandlerRef", None)
+    if not callable(add_ref) or listed is None:
+        return
+    if not any(ref() is handler for ref in list(listed)):
+        add_ref(handler)
 
 
 class AnalyticsHandler(logging.Handler):
@@ -127,18 +155,18 @@ class AnalyticsHandler(logging.Handler):
             self.handleError(record)
 
     def _reopen(self) -> Analytics:
-        # The handler's own lock, which logging re-creates in a forked child: a lock
-        # of ours held by a parent thread at fork would never be released there.
-        with self.lock:  # type: ignore[union-attr]
-            if self._client.closed:
+        # A lock of our own, not the handler's: logging.shutdown() holds that one while
+        # our close() waits for delivery, so a logging call would wait with it, and
+        # dictConfig takes it after logging's module lock, the opposite order to ours
+        # below. Per pid, so a parent thread holding it at fork cannot block the child.
+        with _reopen_lock():
+            reopened = self._client.closed
+            if reopened:
                 self._client = Analytics(self._write_key, **self._options)
-                # dictConfig took this handler off logging's list, so logging.shutdown
-                # would not flush it; a record logged after our exit hook ran would be
-                # lost. Put it back (private, but stable since 2.7; skipped if absent).
-                add_ref = getattr(logging, "_addHandlerRef", None)
-                if callable(add_ref):
-                    add_ref(self)
-            return self._client
+            client = self._client
+        if reopened:
+            _relist(self)
+        return client
 
     def flush(self) -> None:
         """Deliver what is queued, waiting at most ``shutdown_timeout`` seconds."""

@@ -202,9 +202,6 @@ _C_ENCODE: Final = (
 )
 
 
-_QUOTE: Final = json.encoder.encode_basestring  # the C function when there is one
-
-
 def _encode(value: Any) -> str:
     if _C_ENCODE is not None:
         return "".join(_C_ENCODE(value, 0))

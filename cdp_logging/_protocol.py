@@ -66,7 +66,7 @@ def message_problems(message: Mapping[str, Any]) -> list[str]:
         if key in message and not isinstance(message[key], Mapping):
             problems.append(f"{key} must be an object, got {type(message[key]).__name__}")
     message_id = message.get("messageId")
-    if message_id is None or message_id == "":
+    if message_id is None or (isinstance(message_id, str) and not message_id):
         problems.append("messageId is required")
     elif isinstance(message_id, str) and len(message_id) > MAX_MESSAGE_ID_CHARS:
         problems.append(f"messageId is longer than {MAX_MESSAGE_ID_CHARS} characters")

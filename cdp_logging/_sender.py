@@ -202,6 +202,7 @@ class Sender:
         # After a failed thread start, when to try again (monotonic); until then
         # flush()/close() send from the calling thread.
         self._retry_thread_at = 0.0
+        self._warned_no_thread = False
         self._closed = closed
         self._close_deadline = math.inf
         self._close_target = 0
@@ -276,9 +277,9 @@ class Sender:
                 # close() (which run at exit) send them from the calling thread.
                 # A later call tries again; at interpreter shutdown that fails the
                 # same way, silently.
-                first = self._retry_thread_at == 0.0
                 self._retry_thread_at = time.monotonic() + THREAD_RETRY_SECONDS
-                if first and "shutdown" not in str(error):
+                if not self._warned_no_thread and "shutdown" not in str(error):
+                    self._warned_no_thread = True
                     warn(f"cannot start the sender thread ({error}); sending at flush/close")
                 return
             # The thread is a daemon so that a DNS lookup hung outside every timeout
@@ -602,11 +603,17 @@ class Sender:
 
     def close(self, timeout: float) -> None:
         """Stop accepting, deliver what is queued within *timeout*, report the rest."""
-        if self._begin_close(timeout) and threading.get_ident() not in sending_threads:
-            # From a callback (see flush) the sender thread finishes the close once
-            # the callback returns: it sends what is left by the deadline and stops;
-            # the exit hook reports anything it could not send.
+        if not self._begin_close(timeout):
+            return
+        if threading.get_ident() not in sending_threads:
             self._finish_close()
+        elif not self._thread_alive():
+            # From a callback, with no sender thread to finish the close: send the rest
+            # from here (without waiting for the batch whose callback is running), or
+            # it would wait for the exit hook, past its deadline.
+            self._drain(None, self._close_deadline)
+        # Otherwise (see flush) the sender thread finishes once the callback returns:
+        # it sends what is left by the deadline and stops; the exit hook reports the rest.
 
     def _begin_close(self, timeout: float) -> bool:
         """Refuse new messages and tell the sender thread to send everything; False if

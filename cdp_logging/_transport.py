@@ -158,9 +158,10 @@ class RequestsTransport:
         session.trust_env = False
         session.proxies.update(requests.utils.get_environ_proxies(self._endpoint))
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        # Only https needs it, and a path in `verify` costs a stat() per request even
-        # over http (requests checks whether it is a directory), on the sender thread.
-        if bundle and self._endpoint.startswith("https:"):
+        # Only TLS needs it, and a path in `verify` costs a stat() per request even over
+        # plain http (requests checks whether it is a directory), on the sender thread.
+        tls = [self._endpoint, *session.proxies.values()]  # an https proxy needs it too
+        if bundle and any(url.startswith("https:") for url in tls):
             session.verify = bundle
         return session
 
@@ -170,6 +171,8 @@ class RequestsTransport:
         request = template.copy()
         request.body = data
         request.headers["Content-Length"] = str(len(data))
+        if session.cookies:  # a load balancer's stickiness cookie, say: send it back
+            request.prepare_cookies(session.cookies)
         try:
             # A redirected POST turns into a GET and loses the batch; report the new
             # location instead so the user can fix `host`.

@@ -6,6 +6,7 @@ import logging
 import logging.config
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -276,6 +277,37 @@ class TestLifecycle:
         assert [] == [error.code for error in errors]
         assert len(logged) == len({m["event"] for m in collector.messages()})
         assert len(logged) < 200_000  # the closes happened while it was logging
+
+    def test_logging_call_does_not_wait_while_shutdown_flushes(
+        self, collector: Collector, app_logger: logging.Logger
+    ) -> None:
+        """logging.shutdown() holds the handler's lock while our flush() and close() wait
+        for a slow request; a record that meets the closed client meanwhile reopens it
+        without waiting for that lock, so the logging call stays fast."""
+        handler = handler_for(collector, shutdown_timeout=2)
+        app_logger.addHandler(handler)
+        collector.faults.latency(5.0)
+        app_logger.info("track", extra={"user_id": "u", "event": "slow"})  # sent at once
+        first = handler.client
+        closing = threading.Thread(target=logging.shutdown, args=([weakref.ref(handler)],))
+        closing.start()
+        deadline = time.monotonic() + 10
+        while not first.closed and time.monotonic() < deadline:  # flush() takes ~2 s first
+            time.sleep(0.01)
+        assert first.closed
+        collector.faults.clear()  # for the reopened client; "slow" stays slow
+        durations: list[float] = []
+        for _ in range(200):
+            started = time.monotonic()
+            app_logger.info("track", extra={"user_id": "u", "event": "during"})
+            durations.append(time.monotonic() - started)
+        closing.join(10)
+        handler.close()
+
+        assert not closing.is_alive()
+        assert handler.client is not first  # reopened
+        assert max(durations) < 1.0, max(durations)  # not close()'s ~2 s wait
+        assert 200 == sum(m["event"] == "during" for m in collector.messages())
 
     def test_shared_client_is_flushed_not_closed(
         self, collector: Collector, app_logger: logging.Logger

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sysconfig
 import threading
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
@@ -131,5 +133,38 @@ class TestThreadStartRefusedOnce:
             assert second.exception(timeout=5) is None
             assert 1 == len(refused)
             assert ["after", "while refused"] == sorted(m["event"] for m in collector.messages())
+        finally:
+            client.close(2)
+
+    def test_close_from_a_callback_with_no_thread_sends_the_rest(
+        self, collector: Collector, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no sender thread, flush() sends from the calling thread; a callback there
+        that closes the client still gets what is queued sent, not left to the exit hook."""
+        monkeypatch.setattr(_sender, "THREAD_RETRY_SECONDS", 3600.0)
+        real_start = threading.Thread.start
+
+        def refuse_senders(thread: threading.Thread) -> None:
+            if thread.name.startswith("cdp_logging-sender"):
+                raise RuntimeError("can't start new thread")
+            real_start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", refuse_senders)
+        late: list[Future[dict[str, Any]]] = []
+        clients: list[cdp_logging.Analytics] = []
+
+        def on_flush(messages: list[dict[str, Any]]) -> None:
+            if not late:
+                late.append(clients[0].track("u", "late"))  # after flush()'s target
+                clients[0].close(5)
+
+        client = cdp_logging.Analytics(WRITE_KEY, host=collector.url, on_flush=on_flush)
+        clients.append(client)
+        try:
+            client.track("u", "first")
+            client.flush(5)
+
+            assert late[0].exception(timeout=0) is None  # already settled: delivered
+            assert ["first", "late"] == sorted(m["event"] for m in collector.messages())
         finally:
             client.close(2)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +72,51 @@ class TestEnvironment:
         assert str(bundle) not in checked
         client.close()
         assert str(bundle) == https._get_session()[0].verify  # no request is made
+
+    def test_https_proxy_gets_the_ca_bundle(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An https proxy in front of an http host is a TLS connection: it needs the bundle."""
+        bundle = tmp_path / "corp-ca.pem"
+        bundle.write_text("")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", "https://proxy.example:3128")
+        transport = RequestsTransport("http://cdp.example/v1/batch", WRITE_KEY, gzip=False)
+
+        assert str(bundle) == transport._get_session()[0].verify  # no request is made
+
+
+class TestCookies:
+    def test_a_cookie_the_server_sets_is_sent_back(self) -> None:
+        """Like Session.post: a load balancer's stickiness cookie comes back on later batches."""
+        seen: list[str | None] = []
+
+        class Sticky(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                seen.append(self.headers.get("Cookie"))
+                body = b'{"success":true}'
+                self.send_response(200)
+                self.send_header("Set-Cookie", "AWSALB=sticky; Path=/")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sticky) as server:
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            url = f"http://127.0.0.1:{server.server_address[1]}/v1/batch"
+            transport = RequestsTransport(url, WRITE_KEY, gzip=False)
+            try:
+                for _ in range(2):
+                    assert 200 == transport.send(b'{"batch":[]}', timeout=5).status
+            finally:
+                transport.close()
+                server.shutdown()
+
+        assert [None, "AWSALB=sticky"] == seen
