@@ -26,7 +26,7 @@ from ._options import (
     ErrorCallback,
     FlushCallback,
 )
-from ._sender import sending_threads
+from ._sender import exit_hook_ran, sending_threads
 from ._transport import Transport
 
 __all__ = ["AnalyticsHandler"]
@@ -150,7 +150,13 @@ class AnalyticsHandler(logging.Handler):
                 call_type, fields, record.created, strict=strict, closed_ok=self._owns_client
             )
             if queued is None:  # closed: by dictConfig, maybe while this call was on its way
-                self._reopen().submit(call_type, fields, record.created, strict=strict)
+                client = self._reopen()
+                client.submit(call_type, fields, record.created, strict=strict)
+                if exit_hook_ran():
+                    # Logged after our exit hook and logging.shutdown() (from an atexit
+                    # hook that runs later): nothing will close this client, so send now,
+                    # within shutdown_timeout; a later record reopens another.
+                    client.close()
         except Exception:  # noqa: BLE001 - a logging call never raises into the app
             self.handleError(record)
 

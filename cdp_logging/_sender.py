@@ -763,12 +763,22 @@ def flush_all(timeout: float) -> bool:
     return settled
 
 
+_exit_hook_ran = False
+
+
+def exit_hook_ran() -> bool:
+    """Whether ``close_all`` has run: a client opened after it is closed by nobody."""
+    return _exit_hook_ran
+
+
 def close_all() -> None:
     """Deliver, within each one's shutdown_timeout, what every sender still holds.
 
     Every sender is told to close before any is waited for, so N clients deliver side
     by side and exit takes the longest shutdown_timeout, not their sum.
     """
+    global _exit_hook_ran
+    _exit_hook_ran = True
     senders = list(_SENDERS)
     for sender in senders:
         with contextlib.suppress(Exception):

@@ -159,6 +159,32 @@ for i in range(50):
         assert 50 == len(collector.messages())
 
 
+class TestAfterLoggingShutdown:
+    def test_record_logged_after_logging_shutdown_is_delivered(
+        self, collector: Collector
+    ) -> None:
+        """An atexit hook registered before logging was imported runs after
+        logging.shutdown(): a record it logs reopens the handler, and is sent then, since
+        no exit hook is left to close that new client."""
+        done = run_python(
+            f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
+            + """
+import atexit
+def late():  # registered first, so it runs last
+    logging.getLogger("app").info("track", extra={"user_id": "u", "event": "very late"})
+atexit.register(late)
+import logging, logging.config
+logging.config.dictConfig({"version": 1, "handlers": {"cdp": {
+    "class": "cdp_logging.AnalyticsHandler", "write_key": KEY, "host": URL}},
+    "root": {"handlers": ["cdp"], "level": "INFO"}})
+logging.getLogger("app").info("track", extra={"user_id": "u", "event": "in time"})
+"""
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert ["in time", "very late"] == sorted(m["event"] for m in collector.messages())
+
+
 class TestBoundedExit:
     def test_exit_with_a_hanging_server_takes_about_shutdown_timeout(
         self, collector: Collector
