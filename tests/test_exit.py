@@ -160,9 +160,7 @@ for i in range(50):
 
 
 class TestAfterLoggingShutdown:
-    def test_record_logged_after_logging_shutdown_is_delivered(
-        self, collector: Collector
-    ) -> None:
+    def test_record_logged_after_logging_shutdown_is_delivered(self, collector: Collector) -> None:
         """An atexit hook registered before logging was imported runs after
         logging.shutdown(): a record it logs reopens the handler, and is sent then, since
         no exit hook is left to close that new client."""
