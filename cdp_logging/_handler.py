@@ -8,8 +8,6 @@ ignored here (it still reaches the application's other handlers as a log line).
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Iterable
 from threading import get_ident
 from typing import Any
@@ -26,21 +24,10 @@ from ._options import (
     ErrorCallback,
     FlushCallback,
 )
-from ._sender import exit_hook_ran, sending_threads
+from ._sender import exit_hook_ran, process_lock, sending_threads
 from ._transport import Transport
 
 __all__ = ["AnalyticsHandler"]
-
-
-_reopen_locks: dict[int, threading.Lock] = {}
-
-
-def _reopen_lock() -> threading.Lock:
-    pid = os.getpid()
-    lock = _reopen_locks.get(pid)
-    if lock is None:
-        lock = _reopen_locks.setdefault(pid, threading.Lock())  # atomic: one per pid
-    return lock
 
 
 def _relist(handler: logging.Handler) -> None:
@@ -165,7 +152,7 @@ class AnalyticsHandler(logging.Handler):
         # our close() waits for delivery, so a logging call would wait with it, and
         # dictConfig takes it after logging's module lock, the opposite order to ours
         # below. Per pid, so a parent thread holding it at fork cannot block the child.
-        with _reopen_lock():
+        with process_lock("reopen"):
             reopened = self._client.closed
             if reopened:
                 self._client = Analytics(self._write_key, **self._options)

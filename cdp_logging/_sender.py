@@ -66,7 +66,9 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "Sender",
     "close_all",
+    "exit_hook_ran",
     "flush_all",
+    "process_lock",
     "sending_threads",
 ]
 
@@ -677,7 +679,7 @@ class Sender:
     def _after_fork(self) -> None:
         """Reset for this process, once, however many threads notice the new pid at once."""
         pid = os.getpid()
-        with _process_lock(pid):
+        with process_lock("reset", pid):
             if self._pid == pid:
                 return  # another thread of this child did it while we waited
             _reset_process(pid)
@@ -725,18 +727,21 @@ def _resolve(
 _SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
 
 
-# One lock per process id, made on first use: a lock inherited through fork may be held
-# by a thread that no longer exists, but a new pid's lock is always new.
-_PROCESS_LOCKS: dict[int, threading.Lock] = {}
+# One lock per purpose and process id, made on first use: a lock inherited through fork
+# may be held by a thread that no longer exists, but a new pid's lock is always new.
+_PROCESS_LOCKS: dict[tuple[str, int], threading.Lock] = {}
 _process_pid = os.getpid()
 
 
-def _process_lock(pid: int) -> threading.Lock:
-    return _PROCESS_LOCKS.setdefault(pid, threading.Lock())
+def process_lock(purpose: str, pid: int | None = None) -> threading.Lock:
+    """This process's lock for *purpose*, safe to take in a child forked with or
+    without fork hooks (uWSGI): it was never held by a thread of the parent."""
+    key = (purpose, os.getpid() if pid is None else pid)
+    return _PROCESS_LOCKS.setdefault(key, threading.Lock())  # atomic: one per key
 
 
 def _reset_process(pid: int) -> None:
-    """Once per forked process: what every sender shares. Call with _process_lock(pid)."""
+    """Once per forked process: what every sender shares. Call with process_lock("reset", pid)."""
     global _process_pid
     if _process_pid == pid:
         return
