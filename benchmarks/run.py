@@ -139,6 +139,54 @@ def _stderr_summary(text: str) -> dict[str, Any]:
     return {"lines": len(lines), "first_distinct": distinct}
 
 
+def run_child(
+    command: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], float]:
+    """Run one scenario child, whose last stdout line is its JSON result.
+
+    Returns the result, with ``returncode``, ``process_s`` and a ``stderr`` summary
+    added (or an ``error`` saying why there is none), and ``time.monotonic()`` when the
+    child had ended.
+    """
+    started = time.monotonic()
+    try:
+        finished = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else ""
+        failed = {"error": f"timed out after {timeout:g} s", "stderr": _stderr_summary(stderr)}
+        return failed, time.monotonic()
+    ended = time.monotonic()
+    lines = [line for line in finished.stdout.splitlines() if line.strip()]
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        failed = {
+            "error": f"exit status {finished.returncode}, no JSON result",
+            "stderr": _stderr_summary(finished.stderr),
+        }
+        return failed, ended
+    result["returncode"] = finished.returncode
+    result["process_s"] = ended - started
+    result["stderr"] = _stderr_summary(finished.stderr)
+    return result, ended
+
+
+def add_sink_counts(result: dict[str, Any], sink: Sink) -> None:
+    """What the sink received, read once the child has ended."""
+    counts = sink.count()
+    result["delivered_after_exit"] = counts["count"]
+    result["sink_requests"] = counts["requests"]
+    result["sink_bad_requests"] = counts["bad"]
+
+
 def run_one(
     sink: Sink, scenario: str, library: str, quick: bool, cpu: int | None
 ) -> dict[str, Any]:
@@ -154,38 +202,10 @@ def run_one(
         command.append("--quick")
     if cpu is not None:
         command += ["--cpu", str(cpu)]
-    started = time.monotonic()
-    try:
-        finished = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=SCENARIO_TIMEOUT,
-            cwd=ROOT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else ""
-        return {
-            "error": f"timed out after {SCENARIO_TIMEOUT:g} s",
-            "stderr": _stderr_summary(stderr),
-        }
-    ended = time.monotonic()
-    lines = [line for line in finished.stdout.splitlines() if line.strip()]
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {
-            "error": f"exit status {finished.returncode}, no JSON result",
-            "stderr": _stderr_summary(finished.stderr),
-        }
-    result["returncode"] = finished.returncode
-    result["process_s"] = ended - started
-    result["stderr"] = _stderr_summary(finished.stderr)
-    sink_after = sink.count()
-    result["delivered_after_exit"] = sink_after["count"]
-    result["sink_requests"] = sink_after["requests"]
-    result["sink_bad_requests"] = sink_after["bad"]
+    result, ended = run_child(command, SCENARIO_TIMEOUT)
+    if "error" in result:
+        return result
+    add_sink_counts(result, sink)
     if "t_end" in result:
         result["exit_s"] = ended - result["t_end"]
     if "t_flushed" in result:
@@ -502,33 +522,11 @@ def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
             # A fixed hash seed: str hashes (so dict and set layouts) are the same in the
             # N and the 2N process, which keeps the difference free of that jitter.
             env = {**os.environ, "PYTHONHASHSEED": "0"}
-            started = time.monotonic()
-            try:
-                finished = subprocess.run(
-                    command,
-                    capture_output=True,
-                    text=True,
-                    timeout=INSTRUCTIONS_TIMEOUT,
-                    cwd=ROOT,
-                    env=env,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                return {"error": f"timed out after {INSTRUCTIONS_TIMEOUT:g} s"}
-            seconds = time.monotonic() - started
+            result, _ = run_child(command, INSTRUCTIONS_TIMEOUT, env)
             valgrind_log = log.read_text(errors="replace") if log.exists() else ""
-        lines = [line for line in finished.stdout.splitlines() if line.strip()]
-        try:
-            result: dict[str, Any] = json.loads(lines[-1])
-        except (IndexError, json.JSONDecodeError):
-            return {
-                "error": f"exit status {finished.returncode}, no JSON result",
-                "stderr": _stderr_summary(finished.stderr),
-                "valgrind": _stderr_summary(valgrind_log),
-            }
-        result["returncode"] = finished.returncode
-        result["process_s"] = seconds
-        result["stderr"] = _stderr_summary(finished.stderr)
+        if "error" in result:
+            result["valgrind"] = _stderr_summary(valgrind_log)
+            return result
         collected = _COLLECTED.search(valgrind_log)
         events = _EVENTS.search(valgrind_log)
         if collected is None or events is None or events.group(1) != "Ir":
@@ -537,10 +535,7 @@ def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
         else:
             result["instructions"] = int(collected.group(1))
         if sink is not None:
-            counts = sink.count()
-            result["delivered_after_exit"] = counts["count"]
-            result["sink_requests"] = counts["requests"]
-            result["sink_bad_requests"] = counts["bad"]
+            add_sink_counts(result, sink)
         return result
     finally:
         if sink is not None:
