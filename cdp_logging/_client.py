@@ -8,6 +8,7 @@ invalid message, a full queue or a closed client are reported through ``on_error
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import time
@@ -17,7 +18,7 @@ from os import getpid
 from types import TracebackType
 from typing import Any
 
-from . import _calls
+from . import _calls, _capture
 from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, DeliveryError
 from ._options import (
     DEFAULT_FLUSH_INTERVAL,
@@ -339,6 +340,8 @@ class Analytics:
         if not isinstance(built, bytes):
             self._refuse(built, future, callback)
             return False
+        if _capture.capturing() and self._captured(built, future, callback):
+            return True
         entry: bytes | Tracked = built
         if future is not None or callback is not None:
             entry = Tracked(built, future, callback)
@@ -359,6 +362,22 @@ class Analytics:
         messages = [_calls.decode(built)] if wants else []
         self._refuse(DeliveryError(refused, reason, messages=messages), future, callback)
         return False
+
+    def _captured(
+        self, built: bytes, future: Future[dict[str, Any]] | None, callback: Callback | None
+    ) -> bool:
+        """Hand *built* to an active capture (cdp_logging.testing) instead of the queue."""
+        message = _capture.offer(built)
+        if message is None:
+            return False
+        if future is not None:
+            future.set_result(message)
+        if callback is not None:
+            try:
+                callback(None, message)
+            except Exception as problem:  # noqa: BLE001
+                warn(f"callback raised {type(problem).__name__}: {self._scrub(str(problem))}")
+        return True
 
     def _refuse(
         self,
@@ -394,6 +413,20 @@ class Analytics:
         ``shutdown_timeout``; calls after close are reported with code ``closed``.
         """
         self._sender.close(self._timeout(timeout))
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """``flush`` for asyncio: the wait runs in a worker thread, so the loop keeps running.
+
+        .. versionadded:: 0.2.0
+        """
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """``close`` for asyncio, waiting in a worker thread, never on the loop.
+
+        .. versionadded:: 0.2.0
+        """
+        await asyncio.to_thread(self.close, timeout)
 
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:

@@ -1,0 +1,47 @@
+"""The process-wide capture switch behind ``cdp_logging.testing.capture_messages``.
+
+Clients consult it at the one place they accept a built message, so a capture sees
+exactly the bytes that would have been queued (same validation, ids, context and
+timestamps) and those bytes never reach a sender, not even after the block.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+__all__ = ["capturing", "offer", "start", "stop"]
+
+_lock = threading.Lock()
+# Every active capture's list, outermost first: nested captures all see a message.
+_sinks: list[list[dict[str, Any]]] = []
+
+
+def capturing() -> bool:
+    """Say whether any capture is active; a lock-free read on the hot path."""
+    return bool(_sinks)
+
+
+def offer(built: bytes) -> dict[str, Any] | None:
+    """Hand *built* to every active capture; return its dict if one took it."""
+    with _lock:
+        if not _sinks:
+            return None
+        message: dict[str, Any] = json.loads(built)
+        for sink in _sinks:
+            sink.append(message)
+        return message
+
+
+def start(sink: list[dict[str, Any]]) -> None:
+    with _lock:
+        _sinks.append(sink)
+
+
+def stop(sink: list[dict[str, Any]]) -> None:
+    with _lock:
+        for index in range(len(_sinks) - 1, -1, -1):
+            if _sinks[index] is sink:
+                del _sinks[index]
+                break
