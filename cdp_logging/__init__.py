@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._client import Analytics
 from ._errors import DeliveryError
-from ._flushing import flush, flushing
+from ._flushing import aflush, flush, flushing
 from ._handler import AnalyticsHandler
 from ._processor import AnalyticsProcessor
 from ._version import __version__
@@ -20,6 +20,7 @@ __all__ = [
     "AnalyticsProcessor",
     "DeliveryError",
     "__version__",
+    "aflush",
     "flush",
     "flushing",
 ]

@@ -8,12 +8,13 @@ flushes every client in the process then, bounded by one timeout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from types import TracebackType
 
 from ._sender import flush_all
 
-__all__ = ["flush", "flushing"]
+__all__ = ["aflush", "flush", "flushing"]
 
 DEFAULT_FLUSH_TIMEOUT = 2.0
 
@@ -27,6 +28,14 @@ def flush(timeout: float = DEFAULT_FLUSH_TIMEOUT) -> bool:
     .. versionadded:: 0.1.0
     """
     return flush_all(timeout)
+
+
+async def aflush(timeout: float = DEFAULT_FLUSH_TIMEOUT) -> bool:
+    """``flush`` for asyncio: the wait runs in a worker thread, never blocking the loop.
+
+    .. versionadded:: 0.2.0
+    """
+    return await asyncio.to_thread(flush_all, timeout)
 
 
 class flushing(contextlib.ContextDecorator):  # a verb, like contextlib.suppress
