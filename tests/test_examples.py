@@ -65,3 +65,28 @@ class TestExamples:
 
         assert 0 == done.returncode, done.stdout + done.stderr
         assert "demo OK" in done.stdout
+
+
+def test_user_style_example_test_passes(collector: Collector) -> None:
+    """examples/test_flask_app.py passes with the installed fixture and sends nothing."""
+    env = {**os.environ, "CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "examples/test_flask_app.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+
+    assert 0 == done.returncode, done.stdout + done.stderr
+    assert [] == collector.messages()
