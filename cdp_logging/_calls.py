@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _json
+from ._context import BOUND, Bound
 from ._errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
 from ._protocol import CALL_TYPES, MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, message_problems
 from ._version import __version__
@@ -252,6 +253,9 @@ def build(
             )
             suspect = suspect or type(value) is not str
         message[wire] = value
+    bound = BOUND.get()
+    if bound is not None:
+        _add_bound(message, bound)
     known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
@@ -315,6 +319,21 @@ def build(
             messages=[_json.to_jsonable(_whole(message, call_type, stamp, message_id))],
         )
     return data
+
+
+def _add_bound(message: dict[str, Any], bound: Bound) -> None:
+    """What ``bind_context`` bound, under the call's own fields (theirs win, key by key)."""
+    for wire, value in bound.ids.items():
+        if wire not in message:
+            message[wire] = value
+    if bound.context:
+        own = message.get("context")
+        message["context"] = bound.context if own is None else {**bound.context, **own}
+    if bound.integrations:
+        own = message.get("integrations")
+        message["integrations"] = (
+            bound.integrations if own is None else {**bound.integrations, **own}
+        )
 
 
 def _whole(
