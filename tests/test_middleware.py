@@ -171,3 +171,53 @@ class TestWSGI:
         for query, message in seen:
             assert query[5:] == message["userId"]
             assert "?" + query == message["context"]["page"]["search"]
+
+
+class TestASGI:
+    def test_binds_for_the_whole_app_call_including_streaming_and_restores(self) -> None:
+        """Events before and during a streamed body carry the request; nothing is left after."""
+        import asyncio
+
+        from cdp_logging.asgi import AnalyticsMiddleware as ASGIMiddleware
+
+        seen: list[dict[str, Any]] = []
+
+        def track() -> None:
+            data = _calls.build("track", {"event": "E"}, 1.0)
+            seen.append(json.loads(data) if isinstance(data, bytes) else data.messages[0])
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            track()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"a", "more_body": True})
+            track()
+            await send({"type": "http.response.body", "body": b""})
+
+        async def send(message: Any) -> None:
+            await asyncio.sleep(0)
+
+        scope = {
+            "type": "http",
+            "scheme": "https",
+            "path": "/cart",
+            "query_string": b"a=1",
+            "client": ("10.0.0.9", 5000),
+            "headers": [
+                (b"host", b"shop.example"),
+                (b"user-agent", b"\xff\xfeUA"),
+                (b"x-forwarded-for", b"1.2.3.4"),
+                (b"cookie", b"ajs_anonymous_id=anon-7"),
+            ],
+        }
+        middleware = ASGIMiddleware(app, user_id=lambda scope: 5, trusted_proxies=1)
+
+        asyncio.run(middleware(scope, None, send))
+
+        assert 2 == len(seen)
+        for message in seen:
+            assert "5" == message["userId"]
+            assert "anon-7" == message["anonymousId"]
+            assert "1.2.3.4" == message["context"]["ip"]
+            assert "https://shop.example/cart?a=1" == message["context"]["page"]["url"]
+            assert message["context"]["userAgent"].endswith("UA")
+        assert {} == cdp_logging.get_context()
