@@ -105,6 +105,7 @@ _SPECS: Final = {key: (wire, _KINDS[wire]) for key, wire in _WIRE_KEYS.items()}
 # call type -> (its required groups, the JSON text of its type member)
 _CALL_SPECS: Final = {name: (_REQUIRED[name], f'"type":"{name}"') for name in CALL_TYPES}
 _LIBRARY_CONTEXT: Final = ',"context":' + json.dumps({"library": _LIBRARY}, separators=(",", ":"))
+_LIBRARY_MEMBER: Final = ',"library":' + json.dumps(_LIBRARY, separators=(",", ":")) + "}"
 _UTC: Final = dt.timezone.utc
 
 
@@ -276,7 +277,10 @@ def build(
     required, added = known
     context = message.get("context")
     if context is None:
-        added += _LIBRARY_CONTEXT
+        if bound is not None and bound.context_json:
+            added += ',"context":{' + bound.context_json + _LIBRARY_MEMBER
+        else:
+            added += _LIBRARY_CONTEXT
     else:
         message["context"] = {**context, "library": _LIBRARY}
     stamp = message.get("timestamp")
@@ -328,12 +332,18 @@ def _add_bound(message: dict[str, Any], bound: Bound) -> None:
             message[wire] = value
     if bound.context:
         own = message.get("context")
-        message["context"] = bound.context if own is None else {**bound.context, **own}
+        if own is not None:
+            message["context"] = {**bound.context, **own}
     if bound.integrations:
         own = message.get("integrations")
         message["integrations"] = (
             bound.integrations if own is None else {**bound.integrations, **own}
         )
+
+
+def _bound_context() -> dict[str, Any]:
+    bound = BOUND.get()
+    return bound.context if bound is not None and bound.context else {}
 
 
 def _whole(
@@ -343,7 +353,7 @@ def _whole(
     return {
         **message,
         "type": call_type,
-        "context": message.get("context") or {"library": _LIBRARY},
+        "context": message.get("context") or {**_bound_context(), "library": _LIBRARY},
         "timestamp": stamp,
         "messageId": message_id,
     }

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
+from . import _json
+
 __all__ = ["BOUND", "Bound", "bind_context", "bound_context", "clear_context", "get_context"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -44,7 +46,7 @@ class Bound:
     copies, so the app changing its dict afterwards changes nothing bound.
     """
 
-    __slots__ = ("context", "ids", "integrations")
+    __slots__ = ("context", "context_json", "ids", "integrations")
 
     def __init__(
         self,
@@ -55,6 +57,9 @@ class Bound:
         self.ids = ids
         self.context = context
         self.integrations = integrations
+        # The context's members as JSON text, once per bind rather than once per call:
+        # a request's page, user agent and ip are most of what binding would cost.
+        self.context_json = _json.dumps(context).decode()[1:-1] if context else None
 
     def public(self) -> dict[str, Any]:
         result: dict[str, Any] = {_PUBLIC[key]: value for key, value in self.ids.items()}

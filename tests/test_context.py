@@ -89,6 +89,15 @@ class TestBindContext:
 
         assert "1.2.3.4" == cdp_logging.get_context()["context"]["ip"]
 
+    def test_a_refused_message_reports_the_bound_context(self) -> None:
+        """The error's message shows the bound context too, as it would have been sent."""
+        cdp_logging.bind_context(context={"ip": "1.2.3.4"})
+
+        refused = build("track", {"event": "E"}, 1.0)
+
+        assert not isinstance(refused, bytes)
+        assert {"ip": "1.2.3.4", "library": LIBRARY} == refused.messages[0]["context"]
+
     def test_get_context_and_clear(self) -> None:
         """get_context shows what is bound in snake_case; clear_context unbinds it."""
         cdp_logging.bind_context(user_id="u")
