@@ -221,3 +221,50 @@ class TestASGI:
             assert "https://shop.example/cart?a=1" == message["context"]["page"]["url"]
             assert message["context"]["userAgent"].endswith("UA")
         assert {} == cdp_logging.get_context()
+
+
+class TestDjango:
+    def test_binds_the_request_and_the_authenticated_user_pk(self) -> None:
+        """The Django middleware binds page, ip and the user's pk for the view only."""
+        from .conftest import run_python
+
+        done = run_python(
+            """
+            import json
+            import django
+            from django.conf import settings
+
+            settings.configure(ALLOWED_HOSTS=["*"], CDP_TRUSTED_PROXIES=1)
+            django.setup()
+            from django.test import RequestFactory
+
+            import cdp_logging
+            from cdp_logging import _calls
+            from cdp_logging.django import AnalyticsMiddleware
+
+            class User:
+                is_authenticated = True
+                pk = 31
+
+            def view(request):
+                data = _calls.build("track", {"event": "E"}, 1.0)
+                return json.loads(data)
+
+            request = RequestFactory().get(
+                "/cart?a=1", HTTP_X_FORWARDED_FOR="1.2.3.4", HTTP_USER_AGENT="UA",
+                HTTP_COOKIE="ajs_anonymous_id=anon-1",
+            )
+            request.user = User()
+            message = AnalyticsMiddleware(view)(request)
+            print(json.dumps([message, cdp_logging.get_context()]))
+            """
+        )
+
+        assert 0 == done.returncode, done.stderr
+        message, after = json.loads(done.stdout)
+        assert "31" == message["userId"]
+        assert "anon-1" == message["anonymousId"]
+        assert "1.2.3.4" == message["context"]["ip"]
+        assert "UA" == message["context"]["userAgent"]
+        assert "http://testserver/cart?a=1" == message["context"]["page"]["url"]
+        assert {} == after
