@@ -43,11 +43,14 @@ import time
 import tracemalloc
 import urllib.request
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 SCENARIOS = ("caller", "loop", "exit", "exit_held", "exit_flush", "memory")
 # Run only under callgrind by run.py's opt-in ``instructions`` scenario.
 INSTRUCTION_SCENARIOS = ("instructions_caller", "instructions_delivery")
+# cdp only: the caller with and without a request's context bound (issue #10).
+CONTEXT_SCENARIOS = ("caller_context",)
 LIBRARIES = ("cdp", "segment", "floor")
 
 WRITE_KEY = "bench"
@@ -254,6 +257,52 @@ def caller(library: str, sink: str, quick: bool) -> dict[str, Any]:
         "sent": warmup + calls,
         **extra,
     }
+
+
+def caller_context(sink: str, quick: bool) -> dict[str, Any]:
+    """The caller's median with nothing bound and with what the middleware binds.
+
+    The two are measured in alternating rounds in one process, so the machine's
+    drifting speed affects both alike; the difference is the cost of the merge.
+    """
+    import cdp_logging
+
+    log, handler = make_cdp(sink)
+    calls = 2_000 if quick else 20_000
+    clock = time.perf_counter_ns
+    request = {
+        "user_id": "019mr8mf4r",
+        "anonymous_id": "4f1e2d3c-5b6a-4789-8123-456789abcdef",
+        "context": {
+            "ip": "203.0.113.7",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0",
+            "locale": "de-DE",
+            "page": {
+                "path": "/cart",
+                "url": "https://shop.example/cart?ref=mail",
+                "search": "?ref=mail",
+                "referrer": "https://mail.example/",
+            },
+        },
+    }
+    samples: dict[str, list[int]] = {"unbound": [], "bound": []}
+    for _ in range(1_000):
+        track_by_logging(log)
+    for round_ in range(10):
+        for name in ("unbound", "bound") if round_ % 2 == 0 else ("bound", "unbound"):
+            with cdp_logging.bound_context(**request) if name == "bound" else nullcontext():
+                for _ in range(calls // 10):
+                    started = clock()
+                    track_by_logging(log)
+                    samples[name].append(clock() - started)
+    finished = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+    result: dict[str, Any] = {"flushed": finished, "library_stats": cdp_stats(handler)}
+    for name, values in samples.items():
+        values.sort()
+        result[f"{name}_median_us"] = statistics.median(values) / 1000
+        result[f"{name}_p99_us"] = percentile(values, 99) / 1000
+    result["bound_extra_us"] = result["bound_median_us"] - result["unbound_median_us"]
+    return result
 
 
 # -- (b) tight loop -------------------------------------------------------------------
@@ -519,7 +568,7 @@ def instructions_delivery(library: str, sink: str, calls: int) -> dict[str, Any]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=SCENARIOS + INSTRUCTION_SCENARIOS)
+    parser.add_argument("scenario", choices=SCENARIOS + INSTRUCTION_SCENARIOS + CONTEXT_SCENARIOS)
     parser.add_argument("library", choices=LIBRARIES)
     parser.add_argument("sink", help="the sink's base URL, e.g. http://127.0.0.1:8765")
     parser.add_argument("--quick", action="store_true", help="fewer calls (smoke run)")
@@ -540,6 +589,8 @@ def main() -> None:
         result = loop(args.library, sink, args.quick)
     elif args.scenario in ("exit", "exit_held", "exit_flush"):
         result = exit_delivery(args.library, sink, args.scenario)
+    elif args.scenario == "caller_context":
+        result = caller_context(sink, args.quick)
     elif args.scenario == "instructions_caller":
         result = instructions_caller(args.library, sink, args.calls)
     elif args.scenario == "instructions_delivery":

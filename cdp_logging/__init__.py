@@ -8,6 +8,7 @@ it into a CDP message and hands it to a background sender; structlog users add
 from __future__ import annotations
 
 from ._client import Analytics
+from ._context import bind_context, bound_context, clear_context, get_context
 from ._errors import DeliveryError
 from ._flushing import aflush, flush, flushing
 from ._handler import AnalyticsHandler
@@ -21,6 +22,10 @@ __all__ = [
     "DeliveryError",
     "__version__",
     "aflush",
+    "bind_context",
+    "bound_context",
+    "clear_context",
     "flush",
     "flushing",
+    "get_context",
 ]

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _json
+from ._context import BOUND, Bound
 from ._errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
 from ._protocol import CALL_TYPES, MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_CHARS, message_problems
 from ._version import __version__
@@ -104,6 +105,7 @@ _SPECS: Final = {key: (wire, _KINDS[wire]) for key, wire in _WIRE_KEYS.items()}
 # call type -> (its required groups, the JSON text of its type member)
 _CALL_SPECS: Final = {name: (_REQUIRED[name], f'"type":"{name}"') for name in CALL_TYPES}
 _LIBRARY_CONTEXT: Final = ',"context":' + json.dumps({"library": _LIBRARY}, separators=(",", ":"))
+_LIBRARY_MEMBER: Final = ',"library":' + json.dumps(_LIBRARY, separators=(",", ":")) + "}"
 _UTC: Final = dt.timezone.utc
 
 
@@ -252,6 +254,9 @@ def build(
             )
             suspect = suspect or type(value) is not str
         message[wire] = value
+    bound = BOUND.get()
+    if bound is not None:
+        _add_bound(message, bound)
     known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
@@ -272,7 +277,10 @@ def build(
     required, added = known
     context = message.get("context")
     if context is None:
-        added += _LIBRARY_CONTEXT
+        if bound is not None and bound.context_json:
+            added += ',"context":{' + bound.context_json + _LIBRARY_MEMBER
+        else:
+            added += _LIBRARY_CONTEXT
     else:
         message["context"] = {**context, "library": _LIBRARY}
     stamp = message.get("timestamp")
@@ -317,6 +325,27 @@ def build(
     return data
 
 
+def _add_bound(message: dict[str, Any], bound: Bound) -> None:
+    """What ``bind_context`` bound, under the call's own fields (theirs win, key by key)."""
+    for wire, value in bound.ids.items():
+        if wire not in message:
+            message[wire] = value
+    if bound.context:
+        own = message.get("context")
+        if own is not None:
+            message["context"] = {**bound.context, **own}
+    if bound.integrations:
+        own = message.get("integrations")
+        message["integrations"] = (
+            bound.integrations if own is None else {**bound.integrations, **own}
+        )
+
+
+def _bound_context() -> dict[str, Any]:
+    bound = BOUND.get()
+    return bound.context if bound is not None and bound.context else {}
+
+
 def _whole(
     message: dict[str, Any], call_type: object, stamp: object, message_id: object
 ) -> dict[str, Any]:
@@ -324,7 +353,7 @@ def _whole(
     return {
         **message,
         "type": call_type,
-        "context": message.get("context") or {"library": _LIBRARY},
+        "context": message.get("context") or {**_bound_context(), "library": _LIBRARY},
         "timestamp": stamp,
         "messageId": message_id,
     }

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import cdp_logging
+from cdp_logging.asgi import AnalyticsMiddleware
 
 logging.config.dictConfig(
     {
@@ -39,6 +40,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan)
+# Every event tracked during a request carries its ip, user agent, locale and page.
+app.add_middleware(AnalyticsMiddleware)
 
 
 @app.get("/articles/{article_id}")

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from typing import Any
 
 from flask import Flask, request
+
+from cdp_logging.wsgi import AnalyticsMiddleware
 
 logging.config.dictConfig(
     {
@@ -26,13 +29,23 @@ log = logging.getLogger("shop")
 app = Flask(__name__)
 
 
+def current_user(environ: dict[str, Any]) -> str | None:
+    """Who is asking; a real app reads its session here (the path stands in for one)."""
+    path = str(environ.get("PATH_INFO", ""))
+    return path.rsplit("/", 1)[-1] if path.startswith("/checkout/") else None
+
+
+# Every event tracked during a request carries its user, ip, user agent and page.
+app.wsgi_app = AnalyticsMiddleware(app.wsgi_app, user_id=current_user)  # type: ignore[method-assign]
+
+
 @app.post("/checkout/<user_id>")
 def checkout(user_id: str) -> dict[str, str]:
+    # No user_id here: the middleware bound it for this request.
     log.info(
         "track",
         extra={
             "cdp": {
-                "user_id": user_id,
                 "event": "Order Completed",
                 "properties": {"total": request.args.get("total", type=float)},
             }

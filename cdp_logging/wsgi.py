@@ -1,0 +1,114 @@
+"""WSGI middleware: bind who and where for one request, and never beyond it.
+
+.. versionadded:: 0.2.0
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ._context import bind_context
+from ._report import warn
+from ._request import request_fields
+
+__all__ = ["AnalyticsMiddleware"]
+
+Environ = dict[str, Any]
+WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
+
+
+class AnalyticsMiddleware:
+    """Wrap a WSGI app so every event tracked while a request runs carries its context.
+
+    The app, and the iteration of its response, run in a copy of the caller's
+    ``contextvars`` context (as asyncio runs each task), so nothing bound by the
+    request, by us or by the app, outlives it, even when a server never calls
+    ``close()``.
+
+    Args:
+        app: The WSGI application.
+        user_id: ``environ -> str | None``; one that raises is reported and ignored.
+        collect_ip: False to leave ``context.ip`` out.
+        anonymous_id_cookie: The cookie holding the anonymous id; None for none.
+        trusted_proxies: How many proxies in front append to X-Forwarded-For; 0
+            ignores the header.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        user_id: Callable[[Environ], object] | None = None,
+        collect_ip: bool = True,
+        anonymous_id_cookie: str | None = "ajs_anonymous_id",
+        trusted_proxies: int = 0,
+    ) -> None:
+        if type(trusted_proxies) is not int or trusted_proxies < 0:
+            raise ValueError(f"trusted_proxies must be an int >= 0, got {trusted_proxies!r}")
+        self.app = app
+        self._user_id = user_id
+        self._collect_ip = collect_ip
+        self._cookie = anonymous_id_cookie
+        self._trusted = trusted_proxies
+
+    def _bind(self, environ: Environ) -> None:
+        try:
+            headers = {
+                key[5:].replace("_", "-").lower(): value
+                for key, value in environ.items()
+                if key.startswith("HTTP_")
+            }
+            fields = request_fields(
+                scheme=str(environ.get("wsgi.url_scheme", "http")),
+                host=str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")),
+                path=str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")),
+                query=str(environ.get("QUERY_STRING", "")),
+                headers=headers,
+                peer=environ.get("REMOTE_ADDR"),
+                collect_ip=self._collect_ip,
+                trusted_proxies=self._trusted,
+                cookie_name=self._cookie,
+            )
+            bind_context(**fields)
+        except Exception as error:  # noqa: BLE001 - bad input never raises into the app
+            warn(f"AnalyticsMiddleware could not read the request: {type(error).__name__}")
+        if self._user_id is not None:
+            try:
+                user = self._user_id(environ)
+                if user is not None:
+                    bind_context(user_id=user)
+            except Exception as error:  # noqa: BLE001
+                warn(f"AnalyticsMiddleware user_id callable raised {type(error).__name__}")
+
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        context = contextvars.copy_context()
+
+        def run() -> Iterable[bytes]:
+            self._bind(environ)
+            return self.app(environ, start_response)
+
+        return _Response(context, context.run(run))
+
+
+class _Response:
+    """The app's response iterable, consumed and closed inside the request's context."""
+
+    def __init__(self, context: contextvars.Context, result: Iterable[bytes]) -> None:
+        self._context = context
+        self._result = result
+        self._iterator: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iterator is None:
+            self._iterator = self._context.run(iter, self._result)
+        return self._context.run(next, self._iterator)
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            self._context.run(close)
