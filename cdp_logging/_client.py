@@ -33,8 +33,8 @@ from ._options import (
     build_options,
 )
 from ._queue import Tracked
-from ._report import Reporter, warn
-from ._sender import Sender, close_all
+from ._report import Reporter
+from ._sender import Sender, close_all, resolve_call
 from ._transport import RequestsTransport, Transport
 
 __all__ = ["Analytics", "Callback"]
@@ -370,13 +370,7 @@ class Analytics:
         message = _capture.offer(built)
         if message is None:
             return False
-        if future is not None:
-            future.set_result(message)
-        if callback is not None:
-            try:
-                callback(None, message)
-            except Exception as problem:  # noqa: BLE001
-                warn(f"callback raised {type(problem).__name__}: {self._scrub(str(problem))}")
+        resolve_call(future, callback, None, message, self._scrub)
         return True
 
     def _refuse(
@@ -387,13 +381,7 @@ class Analytics:
     ) -> None:
         self._reporter.report(error, 1)
         message = error.messages[0] if error.messages else {}
-        if future is not None:
-            future.set_exception(error)
-        if callback is not None:
-            try:
-                callback(error, message)
-            except Exception as problem:  # noqa: BLE001
-                warn(f"callback raised {type(problem).__name__}: {self._scrub(str(problem))}")
+        resolve_call(future, callback, error, message, self._scrub)
 
     # -- lifecycle -------------------------------------------------------------------
 

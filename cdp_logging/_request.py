@@ -1,4 +1,4 @@
-"""Who and where, from one request's headers: shared by the WSGI and ASGI middleware.
+"""Who and where, from one request's headers: shared by the WSGI, ASGI and Django middleware.
 
 Headers come from the client, so everything here is untrusted: nothing raises, and
 every value is cut to a documented length so the bound context stays far inside the
@@ -7,13 +7,26 @@ protocol's 32,000 bytes per message (the rule is in README, "Who and where").
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
 
-__all__ = ["MAX_COOKIE_CHARS", "MAX_VALUE_CHARS", "anonymous_id", "client_ip", "request_fields"]
+from ._context import Bound, bind_context
+from ._report import warn
+
+__all__ = [
+    "MAX_COOKIE_CHARS",
+    "MAX_VALUE_CHARS",
+    "RequestReader",
+    "anonymous_id",
+    "bind_request",
+    "client_ip",
+    "request_fields",
+]
 
 # The longest any one header-derived value may be; longer ones are cut to this.
 MAX_VALUE_CHARS: Final = 1000
@@ -113,3 +126,92 @@ def request_fields(
         if found:
             fields["anonymous_id"] = found
     return fields
+
+
+@dataclass(frozen=True)
+class RequestReader:
+    """What one middleware collects, checked once when the middleware is made.
+
+    The WSGI, ASGI and Django middleware differ only in where a request's parts come
+    from; this holds the choices they share, so each passes its parts and nothing else.
+    *setting* names the option in the error a bad ``trusted_proxies`` raises (Django
+    reads it from ``CDP_TRUSTED_PROXIES``).
+    """
+
+    collect_ip: bool = True
+    anonymous_id_cookie: str | None = "ajs_anonymous_id"
+    trusted_proxies: int = 0
+    setting: str = "trusted_proxies"
+
+    def __post_init__(self) -> None:
+        if type(self.trusted_proxies) is not int or self.trusted_proxies < 0:
+            raise ValueError(f"{self.setting} must be an int >= 0, got {self.trusted_proxies!r}")
+
+    def fields(
+        self,
+        *,
+        scheme: str,
+        host: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, bytes | str],
+        peer: str | None,
+    ) -> dict[str, Any]:
+        """``bind_context`` keywords for one request, by this reader's choices."""
+        return request_fields(
+            scheme=scheme,
+            host=host,
+            path=path,
+            query=query,
+            headers=headers,
+            peer=peer,
+            collect_ip=self.collect_ip,
+            trusted_proxies=self.trusted_proxies,
+            cookie_name=self.anonymous_id_cookie,
+        )
+
+    def environ_fields(
+        self, environ: Mapping[str, Any], *, path: str, scheme: str
+    ) -> dict[str, Any]:
+        """The same, from a WSGI environ (Django's ``request.META`` is one)."""
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        return self.fields(
+            scheme=scheme,
+            host=str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")),
+            path=path,
+            query=str(environ.get("QUERY_STRING", "")),
+            headers=headers,
+            peer=environ.get("REMOTE_ADDR"),
+        )
+
+
+def bind_request(
+    read: Callable[[], dict[str, Any]], user_id: Callable[[], object] | None
+) -> contextvars.Token[Bound | None] | None:
+    """Bind what *read* finds, then the id *user_id* returns; never raise into the app.
+
+    The two are bound apart so that a request whose headers cannot be read still gets
+    its user, and a ``user_id`` callable that raises (or returns something no id can
+    be) still leaves the request's where. Returns the token of the first bind, which
+    restores the state before both (ASGI resets it; WSGI and Django run the request
+    in a copied context instead), or None when nothing was bound.
+    """
+    token = None
+    try:
+        token = bind_context(**read())
+    except Exception as error:  # noqa: BLE001 - bad input never raises into the app
+        warn(f"AnalyticsMiddleware could not read the request: {type(error).__name__}")
+    if user_id is not None:
+        try:
+            user = user_id()
+            if user is not None:
+                user_token = bind_context(user_id=user)
+                if token is None:
+                    token = user_token
+        except Exception as error:  # noqa: BLE001
+            warn(f"AnalyticsMiddleware user_id callable raised {type(error).__name__}")
+    return token

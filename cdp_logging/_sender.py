@@ -39,7 +39,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import InvalidStateError
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -69,6 +69,7 @@ __all__ = [
     "exit_hook_ran",
     "flush_all",
     "process_lock",
+    "resolve_call",
     "sending_threads",
 ]
 
@@ -706,7 +707,17 @@ def _resolve(
     message: dict[str, Any],
     scrub: Callable[[str], str],
 ) -> None:
-    future = item.future
+    resolve_call(item.future, item.callback, error, message, scrub)
+
+
+def resolve_call(
+    future: Future[dict[str, Any]] | None,
+    callback: Callable[[Exception | None, dict[str, Any]], object] | None,
+    error: DeliveryError | None,
+    message: dict[str, Any],
+    scrub: Callable[[str], str],
+) -> None:
+    """Tell one call how it ended: its Future, then its callback (which must not raise)."""
     if future is not None and not future.done():
         # The application may cancel() between done() and here: nothing to tell it then.
         with contextlib.suppress(InvalidStateError):
@@ -714,9 +725,9 @@ def _resolve(
                 future.set_result(message)
             else:
                 future.set_exception(error)
-    if item.callback is not None:
+    if callback is not None:
         try:
-            item.callback(error, message)
+            callback(error, message)
         except Exception as problem:  # noqa: BLE001
             warn(f"callback raised {type(problem).__name__}: {scrub(str(problem))}")
 

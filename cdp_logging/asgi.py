@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._context import BOUND, bind_context
-from ._report import warn
-from ._request import request_fields
+from ._context import BOUND
+from ._request import RequestReader, bind_request
 
 __all__ = ["AnalyticsMiddleware"]
 
@@ -38,58 +37,35 @@ class AnalyticsMiddleware:
         anonymous_id_cookie: str | None = "ajs_anonymous_id",
         trusted_proxies: int = 0,
     ) -> None:
-        if type(trusted_proxies) is not int or trusted_proxies < 0:
-            raise ValueError(f"trusted_proxies must be an int >= 0, got {trusted_proxies!r}")
         self.app = app
         self._user_id = user_id
-        self._collect_ip = collect_ip
-        self._cookie = anonymous_id_cookie
-        self._trusted = trusted_proxies
+        self._reader = RequestReader(collect_ip, anonymous_id_cookie, trusted_proxies)
 
     def _fields(self, scope: Scope) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        try:
-            headers: dict[str, bytes] = {}
-            for name, value in scope.get("headers") or ():
-                key = bytes(name).decode("latin-1").lower()
-                headers[key] = headers[key] + b", " + value if key in headers else bytes(value)
-            client = scope.get("client")
-            host = headers.get("host", b"").decode("latin-1", "replace")
-            raw_query = scope.get("query_string", b"")
-            fields = request_fields(
-                scheme=str(scope.get("scheme", "http")),
-                host=host,
-                path=str(scope.get("root_path", "")) + str(scope.get("path", "")),
-                query=raw_query.decode("latin-1", "replace"),
-                headers=headers,
-                peer=str(client[0]) if client else None,
-                collect_ip=self._collect_ip,
-                trusted_proxies=self._trusted,
-                cookie_name=self._cookie,
-            )
-        except Exception as error:  # noqa: BLE001 - bad input never raises into the app
-            warn(f"AnalyticsMiddleware could not read the request: {type(error).__name__}")
-        if self._user_id is not None:
-            try:
-                user = self._user_id(scope)
-                if user is not None:
-                    fields["user_id"] = user
-            except Exception as error:  # noqa: BLE001
-                warn(f"AnalyticsMiddleware user_id callable raised {type(error).__name__}")
-        return fields
+        headers: dict[str, bytes] = {}
+        for name, value in scope.get("headers") or ():
+            key = bytes(name).decode("latin-1").lower()
+            headers[key] = headers[key] + b", " + value if key in headers else bytes(value)
+        client = scope.get("client")
+        return self._reader.fields(
+            scheme=str(scope.get("scheme", "http")),
+            host=headers.get("host", b"").decode("latin-1", "replace"),
+            path=str(scope.get("root_path", "")) + str(scope.get("path", "")),
+            query=scope.get("query_string", b"").decode("latin-1", "replace"),
+            headers=headers,
+            peer=str(client[0]) if client else None,
+        )
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan: no request to describe
             return
-        fields = self._fields(scope)
-        try:
-            token = bind_context(**fields)
-        except TypeError as error:  # a user_id of a type no id can be
-            warn(f"AnalyticsMiddleware could not bind: {error}")
-            fields.pop("user_id", None)
-            token = bind_context(**fields)
+        user_id = self._user_id
+        token = bind_request(
+            lambda: self._fields(scope), None if user_id is None else lambda: user_id(scope)
+        )
         try:
             await self.app(scope, receive, send)
         finally:
-            BOUND.reset(token)
+            if token is not None:
+                BOUND.reset(token)

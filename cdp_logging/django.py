@@ -16,9 +16,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-from ._context import bind_context
-from ._report import warn
-from ._request import request_fields
+from ._request import RequestReader, bind_request
 
 __all__ = ["AnalyticsMiddleware", "authenticated_user_pk"]
 
@@ -50,41 +48,24 @@ class AnalyticsMiddleware:
         self._user_id: Callable[[Any], object] = (
             import_string(path) if path else authenticated_user_pk
         )
-        self._collect_ip = bool(getattr(settings, "CDP_COLLECT_IP", True))
-        self._cookie = getattr(settings, "CDP_ANONYMOUS_ID_COOKIE", "ajs_anonymous_id")
-        self._trusted = int(getattr(settings, "CDP_TRUSTED_PROXIES", 0))
-        if self._trusted < 0:
-            raise ValueError(f"CDP_TRUSTED_PROXIES must be >= 0, got {self._trusted}")
+        self._reader = RequestReader(
+            bool(getattr(settings, "CDP_COLLECT_IP", True)),
+            getattr(settings, "CDP_ANONYMOUS_ID_COOKIE", "ajs_anonymous_id"),
+            int(getattr(settings, "CDP_TRUSTED_PROXIES", 0)),
+            setting="CDP_TRUSTED_PROXIES",
+        )
 
     def _bind(self, request: Any) -> None:
         meta = request.META
-        try:
-            headers = {
-                key[5:].replace("_", "-").lower(): value
-                for key, value in meta.items()
-                if key.startswith("HTTP_")
-            }
-            bind_context(
-                **request_fields(
-                    scheme=str(meta.get("wsgi.url_scheme", request.scheme or "http")),
-                    host=str(meta.get("HTTP_HOST") or meta.get("SERVER_NAME", "")),
-                    path=str(request.path),
-                    query=str(meta.get("QUERY_STRING", "")),
-                    headers=headers,
-                    peer=meta.get("REMOTE_ADDR"),
-                    collect_ip=self._collect_ip,
-                    trusted_proxies=self._trusted,
-                    cookie_name=self._cookie,
-                )
-            )
-        except Exception as error:  # noqa: BLE001 - bad input never raises into the app
-            warn(f"AnalyticsMiddleware could not read the request: {type(error).__name__}")
-        try:
-            user = self._user_id(request)
-            if user is not None:
-                bind_context(user_id=user)
-        except Exception as error:  # noqa: BLE001
-            warn(f"AnalyticsMiddleware user_id callable raised {type(error).__name__}")
+        user_id = self._user_id
+        bind_request(
+            lambda: self._reader.environ_fields(
+                meta,
+                path=str(request.path),
+                scheme=str(meta.get("wsgi.url_scheme", request.scheme or "http")),
+            ),
+            lambda: user_id(request),
+        )
 
     def __call__(self, request: Any) -> Any:
         def run() -> Any:

@@ -9,9 +9,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._context import bind_context
-from ._report import warn
-from ._request import request_fields
+from ._request import RequestReader, bind_request
 
 __all__ = ["AnalyticsMiddleware"]
 
@@ -45,42 +43,20 @@ class AnalyticsMiddleware:
         anonymous_id_cookie: str | None = "ajs_anonymous_id",
         trusted_proxies: int = 0,
     ) -> None:
-        if type(trusted_proxies) is not int or trusted_proxies < 0:
-            raise ValueError(f"trusted_proxies must be an int >= 0, got {trusted_proxies!r}")
         self.app = app
         self._user_id = user_id
-        self._collect_ip = collect_ip
-        self._cookie = anonymous_id_cookie
-        self._trusted = trusted_proxies
+        self._reader = RequestReader(collect_ip, anonymous_id_cookie, trusted_proxies)
 
     def _bind(self, environ: Environ) -> None:
-        try:
-            headers = {
-                key[5:].replace("_", "-").lower(): value
-                for key, value in environ.items()
-                if key.startswith("HTTP_")
-            }
-            fields = request_fields(
-                scheme=str(environ.get("wsgi.url_scheme", "http")),
-                host=str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")),
+        user_id = self._user_id
+        bind_request(
+            lambda: self._reader.environ_fields(
+                environ,
                 path=str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")),
-                query=str(environ.get("QUERY_STRING", "")),
-                headers=headers,
-                peer=environ.get("REMOTE_ADDR"),
-                collect_ip=self._collect_ip,
-                trusted_proxies=self._trusted,
-                cookie_name=self._cookie,
-            )
-            bind_context(**fields)
-        except Exception as error:  # noqa: BLE001 - bad input never raises into the app
-            warn(f"AnalyticsMiddleware could not read the request: {type(error).__name__}")
-        if self._user_id is not None:
-            try:
-                user = self._user_id(environ)
-                if user is not None:
-                    bind_context(user_id=user)
-            except Exception as error:  # noqa: BLE001
-                warn(f"AnalyticsMiddleware user_id callable raised {type(error).__name__}")
+                scheme=str(environ.get("wsgi.url_scheme", "http")),
+            ),
+            None if user_id is None else lambda: user_id(environ),
+        )
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         context = contextvars.copy_context()

@@ -14,9 +14,14 @@ from .conftest import ROOT, WRITE_KEY
 
 
 def run_example(name: str, collector: Collector) -> subprocess.CompletedProcess[str]:
+    return run_python_against(collector, str(ROOT / "examples" / name))
+
+
+def run_python_against(collector: Collector, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run python with *args* as a user would, with the collector as its CDP."""
     env = {**os.environ, "CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url}
     return subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name)],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -69,23 +74,8 @@ class TestExamples:
 
 def test_user_style_example_test_passes(collector: Collector) -> None:
     """examples/test_flask_app.py passes with the installed fixture and sends nothing."""
-    env = {**os.environ, "CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "examples/test_flask_app.py",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
-        check=False,
+    done = run_python_against(
+        collector, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/test_flask_app.py"
     )
 
     assert 0 == done.returncode, done.stdout + done.stderr
