@@ -25,7 +25,6 @@ __all__ = [
     "anonymous_id",
     "bind_request",
     "client_ip",
-    "request_fields",
 ]
 
 # The longest any one header-derived value may be; longer ones are cut to this.
@@ -86,48 +85,6 @@ def client_ip(peer: str | None, forwarded_for: str, trusted_proxies: int) -> str
     return peer or None
 
 
-def request_fields(
-    *,
-    scheme: str,
-    host: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, bytes | str],
-    peer: str | None,
-    collect_ip: bool,
-    trusted_proxies: int,
-    cookie_name: str | None,
-) -> dict[str, Any]:
-    """``bind_context`` keywords for one request. *headers*: lower-case names."""
-    context: dict[str, Any] = {}
-    if collect_ip:
-        ip = client_ip(peer, _text(headers.get("x-forwarded-for")), trusted_proxies)
-        if ip:
-            context["ip"] = ip
-    for header, key in (("user-agent", "userAgent"), ("accept-language", "locale")):
-        value = _text(headers.get(header))
-        if value:
-            if key == "locale":
-                value = value.split(",")[0].split(";")[0].strip()
-            context[key] = _clip(value)
-    search = "?" + query if query else ""
-    page = {
-        "path": _clip(path),
-        "url": _clip(f"{scheme}://{host}{path}{search}"),
-        "search": _clip(search),
-    }
-    referrer = _text(headers.get("referer"))
-    if referrer:
-        page["referrer"] = _clip(referrer)
-    context["page"] = page
-    fields: dict[str, Any] = {"context": context}
-    if cookie_name:
-        found = anonymous_id(_text(headers.get("cookie")), cookie_name)
-        if found:
-            fields["anonymous_id"] = found
-    return fields
-
-
 @dataclass(frozen=True)
 class RequestReader:
     """What one middleware collects, checked once when the middleware is made.
@@ -157,18 +114,34 @@ class RequestReader:
         headers: Mapping[str, bytes | str],
         peer: str | None,
     ) -> dict[str, Any]:
-        """``bind_context`` keywords for one request, by this reader's choices."""
-        return request_fields(
-            scheme=scheme,
-            host=host,
-            path=path,
-            query=query,
-            headers=headers,
-            peer=peer,
-            collect_ip=self.collect_ip,
-            trusted_proxies=self.trusted_proxies,
-            cookie_name=self.anonymous_id_cookie,
-        )
+        """``bind_context`` keywords for one request. *headers*: lower-case names."""
+        context: dict[str, Any] = {}
+        if self.collect_ip:
+            ip = client_ip(peer, _text(headers.get("x-forwarded-for")), self.trusted_proxies)
+            if ip:
+                context["ip"] = ip
+        for header, key in (("user-agent", "userAgent"), ("accept-language", "locale")):
+            value = _text(headers.get(header))
+            if value:
+                if key == "locale":
+                    value = value.split(",")[0].split(";")[0].strip()
+                context[key] = _clip(value)
+        search = "?" + query if query else ""
+        page = {
+            "path": _clip(path),
+            "url": _clip(f"{scheme}://{host}{path}{search}"),
+            "search": _clip(search),
+        }
+        referrer = _text(headers.get("referer"))
+        if referrer:
+            page["referrer"] = _clip(referrer)
+        context["page"] = page
+        fields: dict[str, Any] = {"context": context}
+        if self.anonymous_id_cookie:
+            found = anonymous_id(_text(headers.get("cookie")), self.anonymous_id_cookie)
+            if found:
+                fields["anonymous_id"] = found
+        return fields
 
     def environ_fields(
         self, environ: Mapping[str, Any], *, path: str, scheme: str
