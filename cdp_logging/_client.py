@@ -21,7 +21,9 @@ from typing import Any
 from . import _calls, _capture
 from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, DeliveryError
 from ._options import (
+    DEFAULT_BUFFER,
     DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BUFFER_BYTES,
     DEFAULT_MAX_EVENTS_IN_BATCH,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RETRIES,
@@ -85,6 +87,10 @@ class Analytics:
         flush_triggers: Call types that start a flush as soon as they are queued.
         shutdown_timeout: Seconds ``close()``, ``flush()`` without a timeout, and the
             exit hook may spend delivering.
+        buffer: ``"memory"``, or ``"sqlite:PATH"`` for a file that survives the
+            process being killed (README "Surviving crashes").
+        max_buffer_bytes: The bound on the SQLite buffer's files; beyond it new
+            messages are dropped (``queue_full``).
         transport: Replaces the HTTP transport (tests); see ``cdp_logging.typing``.
 
     Raises:
@@ -109,6 +115,8 @@ class Analytics:
         send: bool = True,
         flush_triggers: Iterable[str] | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        buffer: str = DEFAULT_BUFFER,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         transport: Transport | None = None,
     ) -> None:
         options = build_options(
@@ -125,6 +133,8 @@ class Analytics:
             send=send,
             flush_triggers=flush_triggers,
             shutdown_timeout=shutdown_timeout,
+            buffer=buffer,
+            max_buffer_bytes=max_buffer_bytes,
         )
         self._options = options
         self._scrub = _scrubber(options.write_key)
@@ -350,7 +360,14 @@ class Analytics:
             return True
         if closed_ok and refused == CLOSED:
             return None
-        if refused == QUEUE_FULL:
+        if refused == QUEUE_FULL and self._options.buffer_path is not None:
+            reason = (
+                f"the buffer {self._options.buffer_path} is at max_buffer_bytes="
+                f"{self._options.max_buffer_bytes} (or max_queue_size="
+                f"{self._options.max_queue_size} wait to be written): {self._options.host} "
+                "is not taking messages as fast as they come; check the network or raise them"
+            )
+        elif refused == QUEUE_FULL:
             reason = (
                 f"the queue already holds max_queue_size={self._options.max_queue_size} "
                 f"messages: {self._options.host} is not taking them as fast as they come; "

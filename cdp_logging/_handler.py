@@ -15,7 +15,9 @@ from typing import Any
 from ._calls import fields_from_record
 from ._client import Analytics
 from ._options import (
+    DEFAULT_BUFFER,
     DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BUFFER_BYTES,
     DEFAULT_MAX_EVENTS_IN_BATCH,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RETRIES,
@@ -79,6 +81,8 @@ class AnalyticsHandler(logging.Handler):
         send: bool = True,
         flush_triggers: Iterable[str] | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        buffer: str = DEFAULT_BUFFER,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         transport: Transport | None = None,
         client: Analytics | None = None,
     ) -> None:
@@ -96,6 +100,8 @@ class AnalyticsHandler(logging.Handler):
             "send": send,
             "flush_triggers": flush_triggers,
             "shutdown_timeout": shutdown_timeout,
+            "buffer": buffer,
+            "max_buffer_bytes": max_buffer_bytes,
             "transport": transport,
         }
         self._owns_client = client is None

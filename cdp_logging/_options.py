@@ -17,9 +17,15 @@ from typing import Any, Final
 from ._errors import DeliveryError
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 
+# The smallest durable buffer: a quarter goes to the WAL, and a file this size still
+# holds a few hundred messages.
+MIN_BUFFER_BYTES: Final = 256 * 1024
+
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_BUFFER",
     "DEFAULT_HOST",
+    "DEFAULT_MAX_BUFFER_BYTES",
     "DEFAULT_MAX_EVENTS_IN_BATCH",
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_MAX_RETRIES",
@@ -41,6 +47,9 @@ DEFAULT_MAX_QUEUE_SIZE: Final = 10_000
 DEFAULT_MAX_RETRIES: Final = 10
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
+# Durable buffer (issue 12): where queued messages live, and the bound on its file.
+DEFAULT_BUFFER: Final = "memory"
+DEFAULT_MAX_BUFFER_BYTES: Final = 64 * 1024 * 1024
 
 ErrorCallback = Callable[[DeliveryError], object]
 FlushCallback = Callable[[list[dict[str, Any]]], object]
@@ -67,10 +76,17 @@ class Options:
     flush_triggers: frozenset[str]
     on_error: ErrorCallback | None = field(repr=False)
     on_flush: FlushCallback | None = field(repr=False)
+    buffer: str = DEFAULT_BUFFER
+    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
 
     @property
     def endpoint(self) -> str:
         return self.host + "/v1/batch"
+
+    @property
+    def buffer_path(self) -> str | None:
+        """The SQLite file of ``buffer="sqlite:PATH"``; None for the memory buffer."""
+        return self.buffer[len("sqlite:") :] if self.buffer.startswith("sqlite:") else None
 
 
 def _number(name: str, value: object, *, minimum: float, integer: bool) -> Any:
@@ -164,6 +180,8 @@ def build_options(
     send: bool = True,
     flush_triggers: Iterable[str] | None = None,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    buffer: str = DEFAULT_BUFFER,
+    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
 ) -> Options:
     """Validate every option and fill the environment fallbacks.
 
@@ -190,4 +208,16 @@ def build_options(
         flush_triggers=_triggers(flush_triggers),
         on_error=_callback("on_error", on_error),
         on_flush=_callback("on_flush", on_flush),
+        buffer=_buffer(buffer),
+        max_buffer_bytes=_number(
+            "max_buffer_bytes", max_buffer_bytes, minimum=MIN_BUFFER_BYTES, integer=True
+        ),
     )
+
+
+def _buffer(value: object) -> str:
+    if value == "memory":
+        return value
+    if isinstance(value, str) and value.startswith("sqlite:") and value[len("sqlite:") :].strip():
+        return value
+    raise ValueError(f'buffer must be "memory" or "sqlite:PATH", got {value!r}')

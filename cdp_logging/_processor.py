@@ -18,7 +18,9 @@ from ._calls import EVENT_DICT_FLAT_KEYS, fields_from_event_dict
 from ._client import Analytics
 from ._handler import AnalyticsHandler
 from ._options import (
+    DEFAULT_BUFFER,
     DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BUFFER_BYTES,
     DEFAULT_MAX_EVENTS_IN_BATCH,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RETRIES,
@@ -78,6 +80,8 @@ class AnalyticsProcessor:
         send: bool = True,
         flush_triggers: Iterable[str] | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        buffer: str = DEFAULT_BUFFER,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         transport: Transport | None = None,
     ) -> None:
         if after not in _AFTER:
@@ -102,6 +106,8 @@ class AnalyticsProcessor:
                 send=send,
                 flush_triggers=flush_triggers,
                 shutdown_timeout=shutdown_timeout,
+                buffer=buffer,
+                max_buffer_bytes=max_buffer_bytes,
                 transport=transport,
             )
 

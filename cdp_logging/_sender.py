@@ -56,7 +56,7 @@ from ._errors import (
 from ._options import Options
 from ._protocol import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
 from ._queue import FULL as QUEUE_FULL_SIGNAL
-from ._queue import Entry, MemoryQueue, Tracked, entry_data, join_entries
+from ._queue import Entry, Tracked, entry_data, join_entries, make_queue
 from ._report import Reporter, warn
 from ._transport import Outcome, Transport, TransportError, classify
 
@@ -196,9 +196,9 @@ class Sender:
         client the parent closed stays closed. ``_pid`` is set last: threads of a
         child that forked without hooks wait in ``_after_fork`` until all is fresh.
         """
-        self._queue = MemoryQueue(self._options.max_queue_size)
         self._progress = _Progress()
         self._wake = threading.Event()
+        self._queue = make_queue(self._options, self._wake_now, self._progress.settle)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -264,6 +264,11 @@ class Sender:
                 self._urgent = True
             self._wake.set()
         return None
+
+    def _wake_now(self) -> None:
+        """A durable buffer took over rows a dead process left: send them now."""
+        self._urgent = True
+        self._wake.set()
 
     def _start(self) -> None:
         with self._lock:
@@ -505,6 +510,7 @@ class Sender:
                 }
                 for item in tracked:
                     _resolve(item, None, by_entry[id(item)], self._scrub)
+        self._queue.settle(batch.start, batch.start + count, True)
         self._progress.settle(batch.start, batch.start + count)
 
     def _settle_internal_error(self, batch: _Batch, error: BaseException) -> None:
@@ -518,6 +524,9 @@ class Sender:
         count = len(batch.entries)
         with self._lock:
             self._in_flight -= count
+        # A durable buffer deletes the rows, or keeps them for the next process when
+        # only close()'s deadline stopped us; its note says so in the report.
+        reason += self._queue.settle(batch.start, batch.start + count, code != SHUTDOWN_TIMEOUT)
         tracked = _tracked(batch)
         messages = self._decode(batch) if tracked or self._reporter.wants_errors else []
         error = DeliveryError(code, self._scrub(reason), status=status, messages=messages)
