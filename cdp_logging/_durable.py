@@ -393,7 +393,7 @@ class SQLiteQueue:
     def _guarded(self, work: Callable[[], object]) -> bool:
         """Run one write; on failure roll back, say why once, and retry later or give up."""
         conn = self._conn
-        assert conn is not None  # noqa: S101 - _open() came first
+        assert conn is not None
         try:
             work()
         except (sqlite3.Error, OSError) as error:
@@ -428,7 +428,7 @@ class SQLiteQueue:
     def _write(self) -> None:
         """One transaction: settled rows out, memory in, our lease renewed."""
         conn = self._conn
-        assert conn is not None  # noqa: S101
+        assert conn is not None
         with self._lock:
             batch, start = self._pending, self._pending_start
             size = self._pending_bytes
@@ -486,7 +486,7 @@ class SQLiteQueue:
     def _adopt(self) -> None:
         """Take over the rows of owners that are gone: theirs are ours to send now."""
         conn = self._conn
-        assert conn is not None  # noqa: S101
+        assert conn is not None
         self._next_adopt = time.monotonic() + ADOPT_INTERVAL
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
@@ -591,7 +591,7 @@ class SQLiteQueue:
     def _read(self, count: int, limit: int) -> list[Entry]:
         """Our next rows from the file, from the head on, consecutive."""
         conn = self._conn
-        assert conn is not None  # noqa: S101
+        assert conn is not None
         if count <= 0 or time.monotonic() < self._read_retry_at:
             return []
         try:
@@ -662,6 +662,35 @@ class SQLiteQueue:
             adopted = self._guarded(self._adopt)
         self._start_writer()  # keeps our lease while the rows are sent
         return adopted
+
+    def adopt_now_pending(self) -> bool:
+        """Whether the last adoption stopped at ADOPT_BATCH rows (more may be waiting)."""
+        return self._orphans_possible
+
+    def remaining(self) -> tuple[int, int]:
+        """Rows left in the file: (nobody alive owns them, a live process owns them)."""
+        with self._db_lock:
+            if self._conn is None:
+                return (0, 0) if not self._broken else (-1, 0)
+            now = time.time()
+            try:
+                live = [
+                    token
+                    for token, host, pid, until in self._conn.execute(
+                        "SELECT token, host, pid, until FROM owners WHERE token != ?",
+                        (self._token,),
+                    )
+                    if until >= now and not (host == _HOST and _pid_gone(pid))
+                ]
+                marks = ",".join("?" * len(live)) or "NULL"
+                mine = self._conn.execute(
+                    f"SELECT count(*) FROM messages WHERE owner IN ({marks})",  # noqa: S608 - only ?s
+                    live,
+                ).fetchone()[0]
+                total = self._conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+            except sqlite3.Error:
+                return -1, 0
+            return int(total) - int(mine), int(mine)
 
     def rows(self) -> int:
         """Rows in the file, whoever owns them; -1 when it cannot be read."""

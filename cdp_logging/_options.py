@@ -17,13 +17,9 @@ from typing import Any, Final
 from ._errors import DeliveryError
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 
-# The smallest durable buffer: a quarter goes to the WAL, and a file this size still
-# holds a few hundred messages.
-MIN_BUFFER_BYTES: Final = 256 * 1024
-
 __all__ = [
-    "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_BUFFER",
+    "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_HOST",
     "DEFAULT_MAX_BUFFER_BYTES",
     "DEFAULT_MAX_EVENTS_IN_BATCH",
@@ -50,6 +46,9 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
 # Durable buffer (issue 12): where queued messages live, and the bound on its file.
 DEFAULT_BUFFER: Final = "memory"
 DEFAULT_MAX_BUFFER_BYTES: Final = 64 * 1024 * 1024
+# The smallest durable buffer: a quarter goes to the WAL, and a file this size still
+# holds a few hundred messages.
+MIN_BUFFER_BYTES: Final = 256 * 1024
 
 ErrorCallback = Callable[[DeliveryError], object]
 FlushCallback = Callable[[list[dict[str, Any]]], object]

@@ -119,9 +119,7 @@ def make_queue(
         return MemoryQueue(options.max_queue_size)
     from ._durable import SQLiteQueue  # sqlite3 is imported only by those who use it
 
-    return SQLiteQueue(
-        path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone
-    )
+    return SQLiteQueue(path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone)
 
 
 class MemoryQueue:
