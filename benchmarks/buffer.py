@@ -149,7 +149,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "BUFFER", "SINK"))
     args = parser.parse_args()
     if args.child:
-        child(*args.child, quick=args.quick)
+        scenario, buffer, url = args.child
+        child(scenario, buffer, url, args.quick)
         return
     sink = Sink(cpu=None)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}

@@ -88,6 +88,7 @@ ADOPT_INTERVAL: Final = 1.0
 # threads ever wait; the caller never touches the file.
 BUSY_TIMEOUT_MS: Final = 2_000
 RETRY_SECONDS: Final = 2.0
+PROBLEM_INTERVAL: Final = 60.0
 # Bytes a row costs beyond its payload in the table and its index (rowid, owner, seq,
 # cell pointers), used only to estimate what memory will need once written.
 ROW_OVERHEAD: Final = 48
@@ -196,16 +197,23 @@ class SQLiteQueue:
         self._closed = False
         self._tracked: dict[int, Tracked] = {}  # written entries someone waits on, by seq
         self._file_bytes = 0
+        # Pages used per estimated byte (page fill, the index): learned from each write,
+        # and pessimistic until the first.
+        self._factor = 1.5
         wal = max_bytes // 4
         self._db_limit = max_bytes - wal
         self._wal_limit = wal
+        # One transaction writes at most this much, so the WAL (checkpointed at half
+        # its allowance) stays inside its quarter of the bound.
+        self._chunk = max(16 * 1024, wal // 4)
         self._budget = float(self._db_limit) * SOFT_FILL
         self._conn: sqlite3.Connection | None = None
         self._broken = False  # for good: memory only
         self._write_retry_at = 0.0  # locked or full: writes wait until then
         self._read_retry_at = 0.0
         self._open_retry_at = 0.0
-        self._warned: set[str] = set()
+        self._warned: dict[str, float] = {}  # kind -> when its line was written
+        self._recovered_at = -1.0
         self._token = random.getrandbits(62) + 1
         self._writer: threading.Thread | None = None
         self._writer_retry_at = 0.0
@@ -235,7 +243,7 @@ class SQLiteQueue:
             size = len(entry) + ROW_OVERHEAD
             if (
                 count >= self._max_memory
-                or self._file_bytes + self._pending_bytes + size > self._budget
+                or self._file_bytes + (self._pending_bytes + size) * self._factor > self._budget
             ):
                 return FULL
             self._pending.append(entry)
@@ -296,7 +304,7 @@ class SQLiteQueue:
         now = time.monotonic()
         if now >= self._write_retry_at:
             if self._pending or self._deletes or self._releases or now >= self._next_heartbeat:
-                self._guarded(self._write)
+                self._spool()
             if not self._closed and time.monotonic() >= self._next_adopt:
                 self._guarded(self._adopt)
         if now >= self._read_retry_at > 0:
@@ -330,7 +338,7 @@ class SQLiteQueue:
             conn.execute("PRAGMA synchronous=NORMAL")
             page = int(conn.execute("PRAGMA page_size").fetchone()[0])
             conn.execute(f"PRAGMA max_page_count={max(16, self._db_limit // page)}")
-            conn.execute(f"PRAGMA wal_autocheckpoint={max(8, self._wal_limit // page // 2)}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={max(4, self._wal_limit // page // 2)}")
             conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
             conn.execute("BEGIN IMMEDIATE")
             app = int(conn.execute("PRAGMA application_id").fetchone()[0])
@@ -367,16 +375,18 @@ class SQLiteQueue:
         return True
 
     def _problem(self, kind: str, error: BaseException) -> None:
-        """One stderr line per kind of trouble, naming the file and the fix."""
-        if kind in self._warned:
+        """One stderr line per kind of trouble (a minute apart at most), naming the file
+        and the fix."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -PROBLEM_INTERVAL) < PROBLEM_INTERVAL:
             return
-        self._warned.add(kind)
+        self._warned[kind] = now
         warn(f"buffer {self.path}: {error} ({kind}): {_ADVICE[kind]}")
 
     def _recovered(self) -> None:
-        if self._warned:
+        if any(at > self._recovered_at for at in self._warned.values()):
             warn(f"buffer {self.path}: usable again; messages are written to it")
-            self._warned.clear()
+        self._recovered_at = time.monotonic()
 
     def _break(self) -> None:
         """For good: memory only. Rows we had in the file stay there, for a later process
@@ -401,12 +411,19 @@ class SQLiteQueue:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             kind = _kind(error)
+            self._measure()
+            if kind == "full" and self._file_bytes >= self._budget * 0.8:
+                # Our own bound (max_page_count), not the disk: the estimate was short.
+                # Refuse new messages until deletes make room; no disk warning.
+                self._factor *= 1.1
+                self._file_bytes = max(self._file_bytes, int(self._budget))
+                self._write_retry_at = time.monotonic() + SPOOL_INTERVAL
+                return False
             self._problem(kind, error)
             if kind in ("corrupt", "unwritable"):
                 self._break()
             else:
                 self._write_retry_at = time.monotonic() + RETRY_SECONDS
-                self._measure()
             return False
         if self._write_retry_at:
             self._write_retry_at = 0.0
@@ -430,10 +447,13 @@ class SQLiteQueue:
         conn = self._conn
         assert conn is not None
         with self._lock:
-            batch, start = self._pending, self._pending_start
-            size = self._pending_bytes
-            self._pending, self._pending_bytes = [], 0
-            self._pending_start += len(batch)
+            pending, start = self._pending, self._pending_start
+            count = _prefix(pending, self._chunk)
+            batch = pending[:count]
+            del pending[:count]
+            size = sum(len(e) + ROW_OVERHEAD for e in batch)
+            self._pending_bytes -= size
+            self._pending_start += count
         deletes, releases = self._deletes, self._releases
         self._deletes, self._releases = [], []
         try:
@@ -479,9 +499,23 @@ class SQLiteQueue:
                 self._tracked[start + i] = entry
         self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
         if deletes or releases or batch:
+            before = self._file_bytes
             self._measure()
+            if batch and not deletes and not releases and size >= 16 * 1024:
+                grown = (self._file_bytes - before) / size
+                if grown > 0:  # 0 when the rows went into free pages
+                    self._factor = max(1.0, 0.5 * self._factor + 0.5 * grown)
         if releases:
             self._orphans_possible = True
+
+    def _spool(self) -> bool:
+        """Write memory out, one chunk per transaction; False if the file refused."""
+        for _ in range(64):  # bounded: puts may go on meanwhile; the next tick continues
+            if not self._guarded(self._write):
+                return False
+            if not self._pending:
+                break
+        return True
 
     def _adopt(self) -> None:
         """Take over the rows of owners that are gone: theirs are ours to send now."""
@@ -492,6 +526,7 @@ class SQLiteQueue:
         conn.execute("BEGIN IMMEDIATE")
         reserved: tuple[int, list[Entry], int] | None = None
         ids: list[int] = []
+        weight = 0
         try:
             dead = [
                 token
@@ -505,14 +540,17 @@ class SQLiteQueue:
             if not (dead or released or self._orphans_possible):
                 conn.execute("COMMIT")
                 return
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM messages WHERE owner NOT IN (SELECT token FROM owners) "
-                    "ORDER BY id LIMIT ?",
-                    (ADOPT_BATCH,),
-                )
-            ]
+            ids = []
+            weight = 0
+            for row_id, length in conn.execute(
+                "SELECT id, length(data) FROM messages "
+                "WHERE owner NOT IN (SELECT token FROM owners) ORDER BY id LIMIT ?",
+                (ADOPT_BATCH,),
+            ):
+                ids.append(row_id)
+                weight += length + ROW_OVERHEAD
+                if weight >= self._chunk:
+                    break  # a rewrite this size fits the WAL; the next look goes on
             if ids:
                 # The adopted rows get the next sequence numbers, after everything
                 # accepted so far: memory's entries are written in this transaction
@@ -548,7 +586,7 @@ class SQLiteQueue:
             for i, entry in enumerate(reserved[1]):
                 if type(entry) is Tracked:
                     self._tracked[reserved[0] + i] = entry
-        self._orphans_possible = len(ids) >= ADOPT_BATCH
+        self._orphans_possible = len(ids) >= ADOPT_BATCH or weight >= self._chunk
         if ids:
             self._measure()
             self._wake_sender()
@@ -564,7 +602,7 @@ class SQLiteQueue:
             now = time.monotonic()
             writable = self._open() and now >= self._write_retry_at
             if writable and (self._pending or now >= self._next_heartbeat):
-                writable = self._guarded(self._write)
+                writable = self._spool()
             with self._lock:
                 limit = self._pending_start + len(self._pending)
             if before is not None:
@@ -701,6 +739,14 @@ class SQLiteQueue:
                 return int(self._conn.execute("SELECT count(*) FROM messages").fetchone()[0])
             except sqlite3.Error:
                 return -1
+
+
+def _prefix(entries: list[Entry], max_bytes: int) -> int:
+    """How many entries from the front fit one write of *max_bytes* (at least one)."""
+    if not entries:
+        return 0
+    ends = list(accumulate(len(e) + ROW_OVERHEAD for e in entries))
+    return max(1, bisect_right(ends, max_bytes))
 
 
 def _fit(entries: list[Entry], max_bytes: int) -> list[Entry]:
