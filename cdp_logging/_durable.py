@@ -63,8 +63,10 @@ import sqlite3
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable
-from itertools import accumulate
+from collections.abc import Callable, Iterator
+from itertools import accumulate, repeat
+from itertools import count as numbered
+from operator import itemgetter
 from typing import Final
 
 from ._queue import CLOSED, FULL, Entry, Tracked, entry_data
@@ -472,7 +474,7 @@ class SQLiteQueue:
                 token = self._token
                 conn.executemany(
                     "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
-                    [(token, start + i, entry_data(e)) for i, e in enumerate(batch)],
+                    _rows(token, start, batch),
                 )
             renewed = conn.execute(
                 "UPDATE owners SET until = ? WHERE token = ?",
@@ -494,9 +496,10 @@ class SQLiteQueue:
             self._deletes[:0] = deletes
             self._releases[:0] = releases
             raise
-        for i, entry in enumerate(batch):
-            if type(entry) is Tracked:
-                self._tracked[start + i] = entry
+        if not all_bytes(batch):
+            for i, entry in enumerate(batch):
+                if type(entry) is Tracked:
+                    self._tracked[start + i] = entry
         self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
         if deletes or releases or batch:
             before = self._file_bytes
@@ -565,7 +568,7 @@ class SQLiteQueue:
                 token = self._token
                 conn.executemany(
                     "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
-                    [(token, start + i, entry_data(e)) for i, e in enumerate(batch)],
+                    _rows(token, start, batch),
                 )
                 conn.executemany(
                     "UPDATE messages SET owner = ?, seq = ? WHERE id = ?",
@@ -654,12 +657,18 @@ class SQLiteQueue:
             self._lost(expected, upto)
             if not rows:
                 return []
-        entries: list[Entry] = []
-        for seq, data in rows:
-            if seq != self._head + len(entries):
-                break  # a gap: the next take settles it
-            tracked = self._tracked.pop(seq, None)
-            entries.append(tracked if tracked is not None else bytes(data))
+        head = self._head
+        if rows[-1][0] != head + len(rows) - 1:  # a gap: take up to it; the next take settles it
+            count = next(i for i, row in enumerate(rows) if row[0] != head + i)
+            rows = rows[:count]
+        # Per-row work in C (itemgetter, map): this runs while the app logs, and
+        # every Python-level step here would take the interpreter lock from it.
+        entries: list[Entry] = list(map(_DATA, rows))
+        if self._tracked:
+            for seq in range(head, head + len(entries)):
+                tracked = self._tracked.pop(seq, None)
+                if tracked is not None:
+                    entries[seq - head] = tracked
         return entries
 
     def _lost(self, start: int, end: int) -> None:
@@ -739,6 +748,21 @@ class SQLiteQueue:
                 return int(self._conn.execute("SELECT count(*) FROM messages").fetchone()[0])
             except sqlite3.Error:
                 return -1
+
+
+_DATA: Final = itemgetter(1)
+
+
+def all_bytes(entries: list[Entry]) -> bool:
+    """Whether no entry is Tracked (the logging case), checked in C."""
+    return Tracked not in map(type, entries)
+
+
+def _rows(token: int, start: int, batch: list[Entry]) -> Iterator[tuple[int, int, bytes]]:
+    """INSERT parameters; for bare bytes (the logging case) zipped in C, not per row in Python."""
+    if all_bytes(batch):
+        return zip(repeat(token), numbered(start), batch)  # type: ignore[arg-type]
+    return zip(repeat(token), numbered(start), map(entry_data, batch))
 
 
 def _prefix(entries: list[Entry], max_bytes: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import signal
@@ -136,6 +137,31 @@ class TestSigkill:
         assert len(by_id) == len(got)
 
 
+class TestExit:
+    def test_script_that_just_ends_delivers_and_empties_the_file(
+        self, collector: Collector, tmp_path: Path
+    ) -> None:
+        """dictConfig, a burst, the end of the script: the exit hook delivers everything
+        through the file, which is left empty, and nothing is written to stderr."""
+        path = tmp_path / "buffer.db"
+        code = f"""
+import logging, logging.config
+logging.config.dictConfig({{"version": 1, "handlers": {{"cdp": {{
+    "class": "cdp_logging.AnalyticsHandler", "write_key": {WRITE_KEY!r},
+    "host": {collector.url!r}, "buffer": "sqlite:{path}", "flush_interval": 60}}}},
+    "root": {{"handlers": ["cdp"], "level": "INFO"}}}})
+for i in range(300):
+    logging.getLogger("app").info("track", extra={{"user_id": str(i), "event": "Ended"}})
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert 300 == len({m["messageId"] for m in collector.messages()})
+        assert 0 == rows(path)
+
+
 @pytest.mark.usefixtures("fast_retries")
 class TestOutage:
     def test_file_absorbs_up_to_its_bound_then_queue_full(
@@ -163,6 +189,9 @@ class TestOutage:
                 client.track(f"u{round_}-{i}", "E", blob)
             # Let the writer catch up before the next round (memory waits for it).
             assert wait_until(lambda: not queue_of(client)._pending, 10)
+            # Failed requests leave their body in exception reference cycles until the
+            # collector runs: live memory is what counts.
+            gc.collect()
             sizes.append(tracemalloc.get_traced_memory()[0])
             files = [p for p in (path, Path(f"{path}-wal")) if p.exists()]
             assert sum(p.stat().st_size for p in files) <= bound
