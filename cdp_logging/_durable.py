@@ -220,6 +220,7 @@ class SQLiteQueue:
         self._writer: threading.Thread | None = None
         self._writer_retry_at = 0.0
         self._spool_now = threading.Event()
+        self._from_memory: set[int] = set()  # starts of batches taken from memory
         self._deletes: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int]] = []
         self._next_heartbeat = 0.0
@@ -293,7 +294,10 @@ class SQLiteQueue:
             if self._pid != os.getpid():
                 return
             with self._db_lock:
-                self._maintain()
+                try:
+                    self._maintain()
+                except Exception as error:  # noqa: BLE001 - a bug here must not stop the writes
+                    warn(f"buffer {self.path}: writer error {type(error).__name__}: {error}")
                 with self._lock:
                     done = self._closed and not self._pending
                 if done and not self._deletes and not self._releases:
@@ -623,6 +627,7 @@ class SQLiteQueue:
             entries = _fit(entries, max_bytes)
             with self._lock:
                 if self._head >= self._pending_start:  # from memory
+                    self._from_memory.add(first)
                     del self._pending[: len(entries)]
                     self._pending_bytes -= sum(len(e) + ROW_OVERHEAD for e in entries)
                     self._pending_start += len(entries)
@@ -689,6 +694,9 @@ class SQLiteQueue:
         """Delete rows [start, end) (*final*), or hand them to the next process; returns
         a note for the report ("" when the rows were not in the file)."""
         if self._pid != os.getpid() or self._broken:
+            return ""
+        if start in self._from_memory:  # sent from memory while the file was unusable
+            self._from_memory.discard(start)
             return ""
         with self._db_lock:
             (self._deletes if final else self._releases).append((start, end))
