@@ -19,9 +19,9 @@ The shape, and why:
   writer renews every second (``LEASE_SECONDS`` = 5). A live process never takes rows
   of another live owner, so two live processes never both send one row. Rows of an
   owner whose lease ran out, or whose pid is gone from this host (checked with
-  ``kill(pid, 0)``, so a restart does not wait for the lease), or released with owner
-  0, are adopted by the next writer that looks (every ``ADOPT_INTERVAL`` s): within
-  ~7 s of a death, the contract says 10.
+  ``kill(pid, 0)``, so a restart does not wait for the lease), or that handed its
+  lease back at close, are adopted by the next writer that looks (every
+  ``ADOPT_INTERVAL`` s): within ~7 s of a death, the contract says 10.
 * **Bounded by the file's real size.** The decision to refuse (``queue_full``) is made
   in ``put``, from the pages the database uses (``page_count - freelist_count``,
   measured after every write) plus an estimate for what still waits in memory; it
@@ -62,12 +62,14 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from itertools import accumulate, repeat
 from itertools import count as numbered
 from operator import itemgetter
-from typing import Final
+from typing import Any, Final
 
 from ._queue import CLOSED, FULL, Entry, Tracked, entry_data
 from ._report import warn
@@ -197,7 +199,13 @@ class SQLiteQueue:
         self._pending_bytes = 0
         self._head = 0  # next sequence number to take
         self._closed = False
-        self._tracked: dict[int, Tracked] = {}  # written entries someone waits on, by seq
+        # Written entries someone may wait on, by seq. A callback is held here (nobody
+        # else holds it); a Future only weakly: one the app dropped (every direct call
+        # returns one) costs nothing while its row waits in the file.
+        self._tracked: dict[int, Tracked] = {}
+        self._futures: weakref.WeakValueDictionary[int, Future[dict[str, Any]]] = (
+            weakref.WeakValueDictionary()
+        )
         self._file_bytes = 0
         # Pages used per estimated byte (page fill, the index): learned from each write,
         # and pessimistic until the first.
@@ -220,6 +228,7 @@ class SQLiteQueue:
         self._writer: threading.Thread | None = None
         self._writer_retry_at = 0.0
         self._spool_now = threading.Event()
+        self._given_up = False  # our lease handed back at close: nothing renews it
         self._from_memory: set[int] = set()  # starts of batches taken from memory
         self._deletes: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int]] = []
@@ -405,6 +414,7 @@ class SQLiteQueue:
         if end > start:
             self._gone(start, end)
         self._tracked.clear()
+        self._futures.clear()
 
     def _guarded(self, work: Callable[[], object]) -> bool:
         """Run one write; on failure roll back, say why once, and retry later or give up."""
@@ -469,22 +479,22 @@ class SQLiteQueue:
                     "DELETE FROM messages WHERE owner = ? AND seq >= ? AND seq < ?",
                     (self._token, low, high),
                 )
-            for low, high in releases:
-                conn.execute(
-                    "UPDATE messages SET owner = 0 WHERE owner = ? AND seq >= ? AND seq < ?",
-                    (self._token, low, high),
-                )
             if batch:
                 token = self._token
                 conn.executemany(
                     "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
                     _rows(token, start, batch),
                 )
+            if releases:
+                # close() ran out of time: whatever we still own is for the next process.
+                # Giving up the lease hands over every row at once; rewriting each row's
+                # owner would cost a page write per few rows, past the close deadline.
+                self._given_up = True
+            until = 0.0 if self._given_up else time.time() + LEASE_SECONDS
             renewed = conn.execute(
-                "UPDATE owners SET until = ? WHERE token = ?",
-                (time.time() + LEASE_SECONDS, self._token),
+                "UPDATE owners SET until = ? WHERE token = ?", (until, self._token)
             ).rowcount
-            if not renewed:
+            if not renewed and not self._given_up:
                 # Someone took us for dead (we were stopped past the lease) and adopted
                 # our rows; take() notices the gap. We are alive again: say so.
                 conn.execute(
@@ -500,10 +510,7 @@ class SQLiteQueue:
             self._deletes[:0] = deletes
             self._releases[:0] = releases
             raise
-        if not all_bytes(batch):
-            for i, entry in enumerate(batch):
-                if type(entry) is Tracked:
-                    self._tracked[start + i] = entry
+        self._remember(start, batch)
         self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
         if deletes or releases or batch:
             before = self._file_bytes
@@ -523,6 +530,17 @@ class SQLiteQueue:
             if not self._pending:
                 break
         return True
+
+    def _remember(self, start: int, batch: list[Entry]) -> None:
+        """Keep who waits on the entries just written (see ``_tracked``)."""
+        if all_bytes(batch):
+            return
+        for i, entry in enumerate(batch):
+            if type(entry) is Tracked:
+                if entry.callback is not None:
+                    self._tracked[start + i] = entry
+                elif entry.future is not None:
+                    self._futures[start + i] = entry.future
 
     def _adopt(self) -> None:
         """Take over the rows of owners that are gone: theirs are ours to send now."""
@@ -590,9 +608,7 @@ class SQLiteQueue:
                     self._pending_bytes += size
             raise
         if reserved is not None:
-            for i, entry in enumerate(reserved[1]):
-                if type(entry) is Tracked:
-                    self._tracked[reserved[0] + i] = entry
+            self._remember(reserved[0], reserved[1])
         self._orphans_possible = len(ids) >= ADOPT_BATCH or weight >= self._chunk
         if ids:
             self._measure()
@@ -608,7 +624,8 @@ class SQLiteQueue:
                 return self._head, []  # a stale copy in a forked child: never used
             now = time.monotonic()
             writable = self._open() and now >= self._write_retry_at
-            if writable and (self._pending or now >= self._next_heartbeat):
+            due = now >= self._next_heartbeat and not self._given_up
+            if writable and (self._pending or due):
                 writable = self._spool()
             with self._lock:
                 limit = self._pending_start + len(self._pending)
@@ -669,9 +686,13 @@ class SQLiteQueue:
         # Per-row work in C (itemgetter, map): this runs while the app logs, and
         # every Python-level step here would take the interpreter lock from it.
         entries: list[Entry] = list(map(_DATA, rows))
-        if self._tracked:
+        if self._tracked or self._futures:
             for seq in range(head, head + len(entries)):
                 tracked = self._tracked.pop(seq, None)
+                if tracked is None:
+                    future = self._futures.pop(seq, None)
+                    if future is not None:
+                        tracked = Tracked(entries[seq - head], future, None)  # type: ignore[arg-type]
                 if tracked is not None:
                     entries[seq - head] = tracked
         return entries
@@ -679,13 +700,15 @@ class SQLiteQueue:
     def _lost(self, start: int, end: int) -> None:
         if end <= start:
             return
-        warn(
-            f"buffer {self.path}: {end - start} message(s) of this process were taken over "
-            f"by another process sharing the file (this one was stopped for over "
-            f"{LEASE_SECONDS:g}s); that process sends them"
-        )
+        if not self._given_up:
+            warn(
+                f"buffer {self.path}: {end - start} message(s) of this process were taken over "
+                f"by another process sharing the file (this one was stopped for over "
+                f"{LEASE_SECONDS:g}s); that process sends them"
+            )
         for seq in range(start, end):
             self._tracked.pop(seq, None)
+            self._futures.pop(seq, None)
         with self._lock:
             self._head = end
         self._gone(start, end)
@@ -698,13 +721,14 @@ class SQLiteQueue:
         if start in self._from_memory:  # sent from memory while the file was unusable
             self._from_memory.discard(start)
             return ""
+        note = f"; kept in {self.path}: the next process that opens it sends them"
+        if not final and self._given_up:
+            return note  # the lease is already handed back: nothing to write
         with self._db_lock:
             (self._deletes if final else self._releases).append((start, end))
             if self._conn is not None and time.monotonic() >= self._write_retry_at:
                 self._guarded(self._write)
-        if final:
-            return ""
-        return f"; kept in {self.path}: the next process that opens it sends them"
+        return "" if final else note
 
     # -- for cdp-logging drain and tests ------------------------------------------------
 
