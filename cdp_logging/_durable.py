@@ -307,10 +307,28 @@ class SQLiteQueue:
                     self._maintain()
                 except Exception as error:  # noqa: BLE001 - a bug here must not stop the writes
                     warn(f"buffer {self.path}: writer error {type(error).__name__}: {error}")
-                with self._lock:
-                    done = self._closed and not self._pending
-                if done and not self._deletes and not self._releases:
+                if self._finished():
                     return
+
+    def _finished(self) -> bool:
+        """Closed and nothing of ours left to keep a lease for: then leave the file."""
+        with self._lock:
+            if not self._closed or self._pending or self._deletes or self._releases:
+                return False
+        conn = self._conn
+        if self._given_up or conn is None:
+            return True
+        try:
+            # The sender may still be delivering within close()'s deadline: the lease
+            # is renewed until no row is ours, so nobody takes those rows meanwhile.
+            if conn.execute(
+                "SELECT 1 FROM messages WHERE owner = ? LIMIT 1", (self._token,)
+            ).fetchone():
+                return False
+            conn.execute("DELETE FROM owners WHERE token = ?", (self._token,))
+        except sqlite3.Error:
+            return False  # locked: look again at the next tick
+        return True
 
     def _maintain(self) -> None:
         """Write what memory holds, settle what waits, renew our lease, adopt orphans."""
