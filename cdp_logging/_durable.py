@@ -260,12 +260,14 @@ class SQLiteQueue:
                 return FULL
             self._pending.append(entry)
             self._pending_bytes += size
-            waiting = self._pending_start + count + 1 - self._head
         if self._writer is None:
             self._start_writer()
         elif count + 1 == SPOOL_COUNT:
             self._spool_now.set()
-        return waiting
+        # What waits in memory, not everything in the file: the sender yields the
+        # interpreter lock past half of max_queue_size, which should mean "the writer
+        # lags", not "the host is down and the file holds a backlog".
+        return count + 1
 
     def close(self) -> None:
         with self._lock:
