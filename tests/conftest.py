@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def collector() -> Iterator[Collector]:
     from cdp_logging.collector import Collector
 
-    with Collector(write_keys=(WRITE_KEY,)) as running:
+    with Collector(write_keys=(WRITE_KEY,), strict=True) as running:
         yield running
 
 

@@ -62,7 +62,7 @@ class RunningCollector:
     def __init__(self, *args: str, cwd: Path) -> None:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cdp_logging", "collect", "--port", "0", *args],
+            [sys.executable, "-m", "cdp_logging", "collect", "--strict", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -131,7 +131,7 @@ def track(url: str, *, key: str = GOOD_KEY, timestamp: str | None = None) -> Bas
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector(write_keys=(GOOD_KEY,)) as running:
+    with Collector(write_keys=(GOOD_KEY,), strict=True) as running:
         yield running
 
 
@@ -151,7 +151,7 @@ class TestCollect:
             line = running.line()
             returncode, rest, stderr = running.stop()
 
-        assert f"collector listening on {running.url} (viewer: {running.url}/)" == (
+        assert f"collector listening on {running.url} (viewer: {running.url}/, strict)" == (
             running.first_line
         )
         assert running.url.startswith("http://127.0.0.1:")

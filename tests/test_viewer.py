@@ -69,7 +69,7 @@ def shown(events: list[StoredEvent]) -> list[tuple[bool, int, tuple[str, ...], A
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector(write_keys=(KEY,)) as running:
+    with Collector(write_keys=(KEY,), strict=True) as running:
         yield running
 
 
@@ -164,7 +164,7 @@ class TestSQLiteStore:
         invalid = message(event=None)
         answers = []
         for database in (None, tmp_path / "events.sqlite3"):
-            with Collector(write_keys=(KEY,), database=database) as running:
+            with Collector(write_keys=(KEY,), database=database, strict=True) as running:
                 post(running, batch(*sent))
                 post(running, batch(invalid))
                 post(running, b"nope")
@@ -186,10 +186,10 @@ class TestSQLiteStore:
         """A new collector on the same file starts with what the last one stored."""
         database = tmp_path / "events.sqlite3"
         sent = message()
-        with Collector(database=database) as first:
+        with Collector(database=database, strict=True) as first:
             post(first, batch(sent))
             post(first, batch(message(event=None)))
-        with Collector(database=database) as second:
+        with Collector(database=database, strict=True) as second:
             post(second, batch(message("identify")))
             kept = second.messages()
             ids = [event.id for event in second.events()]
@@ -199,7 +199,7 @@ class TestSQLiteStore:
 
     def test_reading_after_close_reopens_the_file(self, tmp_path: Path) -> None:
         """A closed collector can still be read: the file is opened again."""
-        with Collector(database=tmp_path / "events.sqlite3") as running:
+        with Collector(database=tmp_path / "events.sqlite3", strict=True) as running:
             post(running, batch(message()))
 
         assert 1 == len(running.messages())
@@ -207,7 +207,7 @@ class TestSQLiteStore:
     def test_uses_wal_mode(self, tmp_path: Path) -> None:
         """The file is in WAL mode, so another process can read while the collector writes."""
         database = tmp_path / "events.sqlite3"
-        with Collector(database=database):
+        with Collector(database=database, strict=True):
             with sqlite3.connect(database) as reader:
                 mode = reader.execute("PRAGMA journal_mode").fetchone()[0]
             reader.close()
@@ -216,7 +216,7 @@ class TestSQLiteStore:
 
     def test_wait_for_messages(self, tmp_path: Path) -> None:
         """wait_for_messages works on the database store too."""
-        with Collector(database=tmp_path / "events.sqlite3") as running:
+        with Collector(database=tmp_path / "events.sqlite3", strict=True) as running:
             post(running, batch(message(), message()))
 
             assert running.wait_for_messages(2, timeout=0)
@@ -230,7 +230,7 @@ class TestSQLiteStore:
         other.close()
 
         with pytest.raises(ValueError, match="not a cdp-logging collector database"):
-            Collector(database=database)
+            Collector(database=database, strict=True)
 
     def test_a_file_that_is_not_a_database_raises(self, tmp_path: Path) -> None:
         """A file that is not SQLite raises sqlite3.DatabaseError at construction."""
@@ -238,7 +238,7 @@ class TestSQLiteStore:
         path.write_text("not a database\n" * 100)
 
         with pytest.raises(sqlite3.DatabaseError):
-            Collector(database=path)
+            Collector(database=path, strict=True)
 
 
 class TestEventsEndpoint:
@@ -419,9 +419,9 @@ class TestViewerPage:
     def test_shows_what_a_database_kept(self, tmp_path: Path, page: Page) -> None:
         """Opened on a collector restarted on its database, the page lists earlier events."""
         database = tmp_path / "events.sqlite3"
-        with Collector(database=database) as first:
+        with Collector(database=database, strict=True) as first:
             post(first, batch(message(userId="kept")))
-        with Collector(database=database) as second:
+        with Collector(database=database, strict=True) as second:
             page.goto(f"{second.url}/")
 
             expect(page.locator("#rows tr")).to_have_count(1, timeout=WAIT_MS)

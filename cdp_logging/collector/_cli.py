@@ -13,6 +13,7 @@ end it as a normal run.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import sqlite3
@@ -69,6 +70,13 @@ def describe_rejected(record: RequestRecord) -> str:
     return f"rejected {answer} ({record.message_count} {noun}): {reason}"
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, memory_by_default: bool = False) -> None:
     """Add the ``collect`` options to *parser*.
 
@@ -103,6 +111,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, memory_by_default: bool = 
         storage.add_argument(
             "--memory", action="store_true", help="keep events in memory only, not in a file"
         )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help=(
+            "reject (400, with the reasons) every batch the protocol's rules refuse, as a "
+            "client's tests want; default: answer as the real services do and mark "
+            "each message with what they would drop or flag"
+        ),
+    )
     parser.add_argument(
         "--quiet", action="store_true", help="print only the first line and errors, not events"
     )
@@ -140,6 +157,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             on_batch=None if args.quiet else show,
             on_rejected=None if args.quiet else show_rejected,
             database=database,
+            strict=args.strict,
         )
     except ValueError as error:
         parser.error(str(error))
@@ -160,7 +178,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 file=sys.stderr,
             )
             return 1
-        say(f"collector listening on {collector.url} (viewer: {collector.url}/)\n")
+        mode = "strict" if args.strict else "lenient"
+        say(f"collector listening on {collector.url} (viewer: {collector.url}/, {mode})\n")
+        if not args.write_keys and not _is_loopback(args.host):
+            # Anyone who can reach the port can then post events and read them all back.
+            print(
+                f"{prog}: warning: listening on {args.host} without --write-key: anyone "
+                "who can reach it can send events and read every stored one",
+                file=sys.stderr,
+                flush=True,
+            )
         if database is not None:
             say(f"storing events in {Path(database).resolve()} ({earlier} from earlier runs)\n")
         stopped.wait()

@@ -38,9 +38,18 @@ class Collector:
     """A local server for ``POST /v1/batch`` that keeps what it accepts, for tests.
 
     Use it as a context manager: it listens on entry (in a daemon thread) and stops
-    on exit. It is strict where the real services are lenient: a batch holding one
-    invalid message is rejected whole with 400 and a reason, so a test cannot pass
-    while a message is being lost.
+    on exit.
+
+    By default it answers as the real services do (Segment, Customer.io): it accepts
+    the write key as Basic user name, Bearer token or ``writeKey`` in the body, null
+    for absent fields, no ``sentAt``, any Content-Type, and a message they would drop;
+    it keeps with each message what they would drop or flag in it (``events()``, the
+    viewer). That is the local CDP any SDK can be pointed at.
+
+    ``strict=True`` is for a client's own tests: a batch holding one invalid message is
+    rejected whole with 400 and a reason, so a test cannot pass while a message is
+    being lost; only HTTP Basic is accepted, ``sentAt`` is required, and a body that
+    is not declared as JSON gets 415.
 
     ``stop()`` then ``start()`` listens on the same port again (the address is reused),
     so a test can take the collector down, let a client fail against the URL it was
@@ -60,6 +69,8 @@ class Collector:
         database: An SQLite file to keep everything in, created when missing and
             added to when it exists. None (the default) keeps it in memory, which is
             faster and what tests want.
+        strict: Apply the protocol's rules strictly (see above) instead of answering
+            as the real services do.
 
     Raises:
         ValueError: *write_keys* is a single string, empty, or holds an empty key;
@@ -79,6 +90,7 @@ class Collector:
         on_batch: BatchCallback | None = None,
         on_rejected: RejectedCallback | None = None,
         database: str | os.PathLike[str] | None = None,
+        strict: bool = False,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be from 0 to 65535, got {port!r}")
@@ -87,7 +99,9 @@ class Collector:
         # Opened last, once every other option is known to be good, so a ValueError
         # never leaves a database file open behind it.
         self._store: Store = MemoryStore() if database is None else SQLiteStore(database)
-        self._backend = Backend(self._store, self.faults, keys, on_batch, on_rejected)
+        self._backend = Backend(
+            self._store, self.faults, keys, on_batch, on_rejected, strict=bool(strict)
+        )
         self._host = host
         self._port: int | None = port or None
         self._lock = threading.Lock()
@@ -99,7 +113,8 @@ class Collector:
         state = "running" if self.running else "stopped"
         keys = self._backend.write_keys
         accepted = "any key" if keys is None else f"{len(keys)} key(s)"
-        return f"<Collector {where} {state}, accepting {accepted}>"
+        mode = "strict" if self._backend.strict else "lenient"
+        return f"<Collector {where} {state}, {mode}, accepting {accepted}>"
 
     @property
     def url(self) -> str:
@@ -119,6 +134,11 @@ class Collector:
     def port(self) -> int | None:
         """The port listened on (or to be), None before a first start with port 0."""
         return self._port
+
+    @property
+    def strict(self) -> bool:
+        """Whether the protocol's rules are applied strictly (400) or only marked."""
+        return self._backend.strict
 
     @property
     def running(self) -> bool:

@@ -35,6 +35,9 @@ from ._validate import (
     content_type_problem,
     decode_body,
     item_problems,
+    lenient_auth_problem,
+    lenient_marks,
+    lenient_payload_problem,
     load_payload,
     payload_problem,
 )
@@ -66,6 +69,8 @@ class Backend:
     write_keys: frozenset[str] | None
     on_batch: BatchCallback | None
     on_rejected: RejectedCallback | None = None
+    # False: accept what the real services accept and mark it; True: reject with 400.
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ class _Outcome:
     retry_after: str | None = None
     # Rejected for what its messages hold, so each message is shown with its own problems.
     by_messages: bool = False
+    # Accepted by the lenient mode, with what the real service would flag in the request
+    # as a whole (each message gets these besides its own).
+    marks: tuple[str, ...] = ()
 
 
 class CollectorServer(ThreadingHTTPServer):
@@ -379,7 +387,12 @@ class _Handler(BaseHTTPRequestHandler):
         backend = self._collector.backend
         headers = _redacted(self.headers.items())
         gzipped = self.headers.get("Content-Encoding", "").strip().lower() == "gzip"
-        auth = auth_problem(self.headers.get("Authorization"), backend.write_keys)
+        authorization = self.headers.get("Authorization")
+        if backend.strict:
+            auth = auth_problem(authorization, backend.write_keys)
+        else:
+            # Judged again once the body is read: the key may be its "writeKey".
+            auth = lenient_auth_problem(authorization, None, backend.write_keys)
 
         def record(
             outcome: _Outcome, body_bytes: int, batch: list[Any], sent_at: str | None
@@ -436,13 +449,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             batch = batch_messages(payload)
             sent_at = payload["sentAt"] if isinstance(payload.get("sentAt"), str) else None
+            if not backend.strict:
+                auth = lenient_auth_problem(
+                    authorization, payload.get("writeKey"), backend.write_keys
+                )
 
         outcome = self._judge(backend, auth, body_problem, payload)
         if outcome.accepted:
-            # payload_problem() has checked that every item is a message object.
-            messages: list[dict[str, Any]] = batch
-            backend.store.add_accepted(record(outcome, body_bytes, batch, sent_at), messages)
-            _announce(backend, messages)
+            rows: list[Row] = [
+                # payload_problem() has checked that every item is a valid message.
+                (item, ()) if backend.strict else (item, (*outcome.marks, *lenient_marks(item)))
+                for item in batch
+            ]
+            backend.store.add_accepted(record(outcome, body_bytes, batch, sent_at), rows)
+            _announce(backend, [item for item in batch if isinstance(item, dict)])
         else:
             rejected_record = record(outcome, body_bytes, batch, sent_at)
             backend.store.add_rejected(rejected_record, _rejected_rows(outcome, batch))
@@ -472,15 +492,25 @@ class _Handler(BaseHTTPRequestHandler):
             return _status_fault(fault)
         if auth is not None:
             return _Outcome(401, auth)
+        marks: tuple[str, ...] = ()
         content_type = content_type_problem(self.headers.get("Content-Type"))
         if content_type is not None:
-            return _Outcome(415, content_type)
+            if backend.strict:
+                return _Outcome(415, content_type)
+            # Segment's docs require application/json, yet its SDKs never send anything
+            # else; flag it rather than refuse what a server might still take.
+            marks = (content_type,)
         if body_problem is not None:
             return _Outcome(body_problem.status, body_problem.reason)
         assert payload is not None
-        problem = payload_problem(payload)
-        if problem is not None:
-            return _Outcome(400, problem, by_messages=True)
+        if backend.strict:
+            problem = payload_problem(payload)
+            if problem is not None:
+                return _Outcome(400, problem, by_messages=True)
+        else:
+            problem = lenient_payload_problem(payload)
+            if problem is not None:
+                return _Outcome(400, problem)
         fault = backend.faults.take(
             ("reject_type", "reset_after_store"), _call_types(payload["batch"])
         )
@@ -489,8 +519,8 @@ class _Handler(BaseHTTPRequestHandler):
             return _Outcome(fault.status or 400, reason)
         if fault is not None:
             reason = "reset after store by a fault: no answer sent"
-            return _Outcome(200, reason, accepted=True, reset=True)
-        return _Outcome(200, accepted=True)
+            return _Outcome(200, reason, accepted=True, reset=True, marks=marks)
+        return _Outcome(200, accepted=True, marks=marks)
 
 
 def _announce(backend: Backend, messages: list[dict[str, Any]]) -> None:

@@ -74,10 +74,13 @@ class StoredEvent:
         accepted: Whether its request was accepted (and the message stored).
         status: The HTTP status its request was answered (0: no answer, by a fault).
         problems: Why it was rejected: its own problems when the batch was rejected
-            for its messages, else the request's reason. Empty when accepted.
+            for its messages, else the request's reason. When accepted: what the real
+            service would drop or flag in it (the lenient mode's marks), empty when
+            nothing, and always empty in the strict mode.
         message: The message as received: normally an object, but whatever JSON
-            value stood in the batch when rejected, and None when the request held
-            no readable batch at all (bad JSON, a refused connection).
+            value stood in the batch when rejected (or accepted by the lenient mode),
+            and None when the request held no readable batch at all (bad JSON, a
+            refused connection).
 
     .. versionadded:: 0.1.0
     """
@@ -113,13 +116,17 @@ class Store(abc.ABC):
 
     # -- what the server calls ------------------------------------------------------
 
-    def add_accepted(self, record: RequestRecord, messages: Sequence[Mapping[str, Any]]) -> None:
+    def add_accepted(
+        self, record: RequestRecord, messages: Sequence[Mapping[str, Any] | Row]
+    ) -> None:
         """Remember a request and store its *messages*, counting repeated messageIds.
 
-        A repeat is stored all the same: the real services de-duplicate later, and a
-        test of a client's retries needs to see each copy that arrived.
+        Each item is a message, or a ``(message, marks)`` row: the lenient mode accepts
+        what the real services accept and keeps, with each message, what they would
+        drop or flag in it. A repeat is stored all the same: the real services
+        de-duplicate later, and a test of a client's retries needs to see each copy.
         """
-        rows = [(message, ()) for message in messages]
+        rows = [item if isinstance(item, tuple) else (item, ()) for item in messages]
         received_at = now_iso()
         with self._changed:
             self._insert(record, True, received_at, rows)
@@ -232,7 +239,7 @@ class MemoryStore(Store):
         if not self._events_kept:
             self._first_id = self._next_id
         for message, problems in rows:
-            if accepted:
+            if accepted and isinstance(message, dict):
                 message_id = message.get("messageId")
                 if isinstance(message_id, str):
                     if message_id in self._seen_ids:
@@ -240,7 +247,7 @@ class MemoryStore(Store):
                     self._seen_ids.add(message_id)
                 self._by_type[str(message.get("type"))] += 1
                 self._message_total += 1
-            stored = copy.deepcopy(dict(message) if accepted else message)
+            stored = copy.deepcopy(message)
             self._events_kept.append(
                 StoredEvent(self._next_id, received_at, accepted, record.status, problems, stored)
             )
@@ -249,7 +256,13 @@ class MemoryStore(Store):
         self._accepted_requests += accepted
 
     def _messages(self) -> list[dict[str, Any]]:
-        return copy.deepcopy([event.message for event in self._events_kept if event.accepted])
+        return copy.deepcopy(
+            [
+                event.message
+                for event in self._events_kept
+                if event.accepted and isinstance(event.message, dict)
+            ]
+        )
 
     def _records(self) -> list[RequestRecord]:
         return list(self._records_kept)

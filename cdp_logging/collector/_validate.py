@@ -28,6 +28,9 @@ __all__ = [
     "content_type_problem",
     "decode_body",
     "item_problems",
+    "lenient_auth_problem",
+    "lenient_marks",
+    "lenient_payload_problem",
     "load_payload",
     "payload_problem",
     "timestamp_problem",
@@ -94,6 +97,50 @@ def auth_problem(header: str | None, write_keys: frozenset[str] | None) -> str |
     if not user:
         return "the write key (the Basic user name) is empty"
     if write_keys is not None and user not in write_keys:
+        return "unknown write key"
+    return None
+
+
+def _header_key(header: str | None) -> tuple[str | None, str | None]:
+    """The key an Authorization header carries, and why it carries none.
+
+    Basic (key as user name, any password) or Bearer (the token is taken as the key:
+    Segment's OAuth clients send a token there, and a write key in the body too).
+    """
+    if not header or not header.strip():
+        return None, None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer":
+        return (token, None) if token else (None, "the Bearer token is empty")
+    if scheme.lower() != "basic" or not token:
+        return None, "the Authorization header must use HTTP Basic or Bearer"
+    try:
+        credentials = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, "the Basic credentials are not valid base64 of UTF-8 text"
+    user = credentials.partition(":")[0]
+    return (user, None) if user else (None, "the write key (the Basic user name) is empty")
+
+
+def lenient_auth_problem(
+    header: str | None, body_key: object, write_keys: frozenset[str] | None
+) -> str | None:
+    """Why neither the header nor the body's ``writeKey`` carries an accepted key, or None.
+
+    The real services take the key as Basic user name, as a Bearer token, or as
+    ``writeKey`` in the body (segment-analytics-python 2.3 sends no header at all):
+    https://www.twilio.com/docs/segment/connections/sources/catalog/libraries/server/http-api
+    Like :func:`auth_problem`, the reasons never echo a key.
+    """
+    from_header, header_problem = _header_key(header)
+    candidates = [key for key in (from_header, body_key) if isinstance(key, str) and key]
+    if not candidates:
+        return header_problem or (
+            "no write key: send it as the Basic user name, a Bearer token, "
+            'or "writeKey" in the body'
+        )
+    if write_keys is not None and not any(key in write_keys for key in candidates):
         return "unknown write key"
     return None
 
@@ -293,3 +340,32 @@ def payload_problem(payload: Mapping[str, Any]) -> str | None:
     listed = "; ".join(problems[:_MAX_LISTED_PROBLEMS])
     hidden = len(problems) - _MAX_LISTED_PROBLEMS
     return f"{listed}; and {hidden} more" if hidden > 0 else listed
+
+
+def lenient_payload_problem(payload: Mapping[str, Any]) -> str | None:
+    """Why even the lenient mode must answer 400: there is no batch to read.
+
+    Everything else (no ``sentAt``, an empty batch, a bad message) is accepted, as the
+    real services accept it, and marked instead (see :func:`lenient_marks`).
+    """
+    if "batch" not in payload:
+        return 'the body has no "batch" list'
+    batch = payload["batch"]
+    if not isinstance(batch, list):
+        return f'"batch" must be a list, got {type(batch).__name__}'
+    return None
+
+
+def lenient_marks(message: object) -> list[str]:
+    """What the real service would drop or flag in *message*, as it would read it.
+
+    A null stands for an absent field (segment-analytics-python 2.4 sends
+    ``"anonymousId": null``), so it is dropped before the protocol's rules are applied;
+    what is left breaks the same rules as in the strict mode, and each broken rule is
+    a reason the real service would drop the message or keep it wrong (no user id at
+    all, no event name, over 32,000 bytes, a timestamp it cannot read).
+    """
+    if not isinstance(message, dict):
+        return item_problems(message)
+    present = {key: value for key, value in message.items() if value is not None}
+    return item_problems(present)

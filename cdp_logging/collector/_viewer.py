@@ -31,7 +31,8 @@ DEFAULT_PAGE: Final = 200
 MAX_PAGE: Final = 1000
 
 _STYLE: Final = """
-:root { --line: #d9dde3; --muted: #5f6b7a; --bad: #b42318; --bad-bg: #fef3f2; --pick: #dbe7fd; }
+:root { --line: #d9dde3; --muted: #5f6b7a; --bad: #b42318; --bad-bg: #fef3f2; --pick: #dbe7fd;
+        --flag: #93370d; --flag-bg: #fffaeb; }
 * { box-sizing: border-box; }
 body { margin: 0; height: 100vh; display: flex; flex-direction: column;
        font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2933; }
@@ -54,6 +55,8 @@ th { position: sticky; top: 0; background: #fff; box-shadow: 0 1px 0 var(--line)
 tbody tr { cursor: pointer; }
 tbody tr:hover { background: #f2f4f7; }
 tbody tr.rejected { background: var(--bad-bg); }
+tbody tr.flagged { background: var(--flag-bg); }
+tbody tr.flagged td.problems { color: var(--flag); }
 tbody tr.picked { background: var(--pick); }
 td.problems { color: var(--bad); }
 td.type { font-weight: 600; }
@@ -138,7 +141,9 @@ function add(event) {
   row.dataset.id = String(event.id);
   row.dataset.type = s.type;
   row.dataset.user = s.user;
+  // Accepted with marks: the real service would drop or flag it (the lenient mode).
   if (!event.accepted) row.classList.add("rejected");
+  else if (event.problems.length > 0) row.classList.add("flagged");
   row.title = `received ${event.received_at}, answered HTTP ${event.status}`;
   const cells = [["type", s.type], ["user", s.user], ["what", s.what], ["when", s.when],
     ["problems", event.problems.join("; ")]];
@@ -163,7 +168,8 @@ function pick(row) {
   if (picked) picked.classList.remove("picked");
   picked = row;
   row.classList.add("picked");
-  const verdict = event.accepted ? "accepted" : "rejected";
+  const verdict = !event.accepted ? "rejected"
+    : event.problems.length > 0 ? "accepted, the real service would drop or flag it" : "accepted";
   document.getElementById("detail-title").textContent =
     `Event ${event.id}: ${verdict} (HTTP ${event.status}), received ${event.received_at}`;
   document.getElementById("detail-problems").replaceChildren(...event.problems.map((problem) => {
