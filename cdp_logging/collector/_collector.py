@@ -219,6 +219,18 @@ class Collector:
         """
         return self._store.events(after, limit)
 
+    def plan(self) -> dict[str, Any]:
+        """The tracking plan of what was accepted, as ``GET /api/plan`` answers it.
+
+        ``rate``: accepted messages per second by call type over the last minutes
+        (``start``, ``seconds``, and ``counts``: ``{"second", "by_type"}`` for each second
+        that had any). ``schema``: for each track, page and screen name, and for identify
+        and group traits, the keys seen with their JSON types and counts (``events``), a
+        key seen with two types other than null marked ``conflict``; ``left_out`` counts
+        what was not learnt past the limits (500 names, 200 keys each).
+        """
+        return self._store.plan()
+
     def counts(self) -> dict[str, Any]:
         """Totals: requests, accepted_requests, rejected_requests, messages, by_type
         (messages per call type) and duplicate_message_ids (repeats of a stored one).

@@ -41,7 +41,7 @@ from ._validate import (
     load_payload,
     payload_problem,
 )
-from ._viewer import EVENTS_PATH, PAGE, PAGE_HEADERS, parse_events_query
+from ._viewer import EVENTS_PATH, PAGE, PAGE_HEADERS, PLAN_PATH, parse_events_query
 
 __all__ = ["Backend", "BatchCallback", "CollectorServer", "RejectedCallback"]
 
@@ -319,6 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, PAGE, headers=PAGE_HEADERS, content_type="text/html; charset=utf-8")
         elif url.path == EVENTS_PATH:
             self._list_events(url.query)
+        elif url.path == PLAN_PATH:
+            self._reply(200, backend.store.plan())
         elif url.path == "/health":
             self._reply(200, b"ok")
         elif url.path == "/stats":

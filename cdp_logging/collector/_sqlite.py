@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -146,6 +147,11 @@ class SQLiteStore(Store):
         super().__init__()
         self.path = os.fspath(path)
         self._connection: sqlite3.Connection | None = _open(self.path)
+        # The tracking plan lives in memory: relearn it from what the file holds.
+        query = f"SELECT received_at, message FROM events WHERE {_ACCEPTED_MESSAGE} ORDER BY id"  # noqa: S608
+        for received_at, message in self._connection.execute(query):
+            at = dt.datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp()
+            self._plan.add(at, [json.loads(message)])
 
     @property
     def _db(self) -> sqlite3.Connection:

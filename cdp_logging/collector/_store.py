@@ -15,10 +15,13 @@ import abc
 import copy
 import datetime as dt
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ._plan import TrackingPlan
 
 __all__ = ["MemoryStore", "RequestRecord", "Row", "Store", "StoredEvent", "now_iso"]
 
@@ -26,10 +29,14 @@ __all__ = ["MemoryStore", "RequestRecord", "Row", "Store", "StoredEvent", "now_i
 Row = tuple[Any, tuple[str, ...]]
 
 
-def now_iso() -> str:
-    """The current UTC time as ISO 8601 with milliseconds, the form the viewer shows."""
-    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+def now_iso(at: float | None = None) -> str:
+    """*at* (default: now) in UTC as ISO 8601 with milliseconds, the form the viewer shows."""
+    moment = (
+        dt.datetime.now(dt.timezone.utc)
+        if at is None
+        else dt.datetime.fromtimestamp(at, dt.timezone.utc)
+    )
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
+        self._plan = TrackingPlan()
 
     # -- what the server calls ------------------------------------------------------
 
@@ -127,9 +135,11 @@ class Store(abc.ABC):
         de-duplicate later, and a test of a client's retries needs to see each copy.
         """
         rows = [item if isinstance(item, tuple) else (item, ()) for item in messages]
-        received_at = now_iso()
+        at = time.time()
+        received_at = now_iso(at)
         with self._changed:
             self._insert(record, True, received_at, rows)
+            self._plan.add(at, [message for message, _ in rows])
             self._changed.notify_all()
 
     def add_rejected(self, record: RequestRecord, rows: Sequence[Row] = ()) -> None:
@@ -164,6 +174,18 @@ class Store(abc.ABC):
         with self._changed:
             return self._latest(limit)
 
+    def plan(self, now: float | None = None) -> dict[str, Any]:
+        """The tracking plan of the accepted messages: ``rate`` and ``schema``.
+
+        See :class:`TrackingPlan`; *now* (default: the current time) ends the rate's
+        window.
+        """
+        with self._changed:
+            return {
+                "rate": self._plan.rate(time.time() if now is None else now),
+                "schema": self._plan.schema(),
+            }
+
     def wait_for_messages(self, count: int, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: self._message_count() >= count, timeout)
@@ -175,6 +197,7 @@ class Store(abc.ABC):
     def reset(self) -> None:
         with self._changed:
             self._clear()
+            self._plan.clear()
             self._changed.notify_all()
 
     def close(self) -> None:
