@@ -160,6 +160,24 @@ class TestCollect:
         assert (0, [], "") == (returncode, rest, stderr)
         assert [] == list(tmp_path.iterdir())  # --memory writes no file
 
+    @pytest.mark.parametrize(
+        ("key", "warned"),
+        [
+            pytest.param((), True, id="no-key"),
+            pytest.param(("--write-key", GOOD_KEY), False, id="key"),
+        ],
+    )
+    def test_warns_when_listening_beyond_loopback_without_a_key(
+        self, tmp_path: Path, key: tuple[str, ...], warned: bool
+    ) -> None:
+        """On 0.0.0.0 anyone reaching the port could post and read events: say so."""
+        with RunningCollector("--memory", "--host", "0.0.0.0", *key, cwd=tmp_path) as running:
+            returncode, _, stderr = running.stop()
+
+        assert 0 == returncode
+        warning = "warning: listening on 0.0.0.0 without --write-key"
+        assert (warned, 1 if warned else 0) == (warning in stderr, len(stderr.splitlines()))
+
     def test_sigint_exits_0(self, tmp_path: Path) -> None:
         """Ctrl-C (SIGINT) is a normal way to stop it: exit status 0, no traceback."""
         with RunningCollector("--memory", cwd=tmp_path) as running:

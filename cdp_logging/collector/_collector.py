@@ -9,7 +9,15 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._faults import FaultPlan
-from ._server import Backend, BatchCallback, CollectorServer, RejectedCallback
+from ._server import (
+    IDLE_SECONDS,
+    MAX_CONNECTIONS,
+    REQUEST_SECONDS,
+    Backend,
+    BatchCallback,
+    CollectorServer,
+    RejectedCallback,
+)
 from ._sqlite import SQLiteStore
 from ._store import MemoryStore, RequestRecord, Store, StoredEvent
 
@@ -71,11 +79,17 @@ class Collector:
             faster and what tests want.
         strict: Apply the protocol's rules strictly (see above) instead of answering
             as the real services do.
+        request_timeout: Seconds from a request's first byte to its last; a slower
+            one (a client sending a byte a second) is answered 408 and cut.
+        idle_timeout: Seconds a kept-alive connection may wait for its next request.
+        max_connections: Connections served at once; one more is answered 503 and
+            closed. With the per-connection body limit, this bounds the memory.
 
     Raises:
         ValueError: *write_keys* is a single string, empty, or holds an empty key;
-            *port* is out of range; *database* is an SQLite file the collector did
-            not write.
+            *port* is out of range; a timeout is not a positive number;
+            *max_connections* is not a whole number from 1; *database* is an SQLite
+            file the collector did not write.
         sqlite3.Error: *database* cannot be opened, or is not an SQLite file.
 
     The write keys appear in no repr, record or answer.
@@ -91,16 +105,42 @@ class Collector:
         on_rejected: RejectedCallback | None = None,
         database: str | os.PathLike[str] | None = None,
         strict: bool = False,
+        request_timeout: float = REQUEST_SECONDS,
+        idle_timeout: float = IDLE_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be from 0 to 65535, got {port!r}")
         keys = _check_write_keys(write_keys)
+        for name, seconds in (("request_timeout", request_timeout), ("idle_timeout", idle_timeout)):
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, float))
+                or not seconds > 0
+            ):
+                raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(
+                f"max_connections must be a whole number from 1, got {max_connections!r}"
+            )
         self.faults = FaultPlan()
         # Opened last, once every other option is known to be good, so a ValueError
         # never leaves a database file open behind it.
         self._store: Store = MemoryStore() if database is None else SQLiteStore(database)
         self._backend = Backend(
-            self._store, self.faults, keys, on_batch, on_rejected, strict=bool(strict)
+            self._store,
+            self.faults,
+            keys,
+            on_batch,
+            on_rejected,
+            strict=bool(strict),
+            idle_seconds=float(idle_timeout),
+            request_seconds=float(request_timeout),
+            max_connections=max_connections,
         )
         self._host = host
         self._port: int | None = port or None

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from .._protocol import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, message_problems
@@ -44,6 +44,10 @@ _MAX_ECHO_CHARS: Final = 60
 # A gzip bomb is counted only this far: far enough to say "too big", cheap to reach.
 _MAX_COUNTED_BYTES: Final = 64 * MAX_BATCH_BYTES
 _INFLATE_CHUNK: Final = 64 * 1024
+# The collector's own limit (neither service documents one): the body, its batch and
+# a message are three levels, so this leaves properties nearly a hundred. Deeper JSON
+# would overflow Python's stack in json, copy and the viewer, each of which recurses.
+MAX_NESTING: Final = 100
 
 # Written out rather than left to datetime.fromisoformat, which accepts different
 # strings on Python 3.10 (no "Z", fixed fraction widths) and 3.11+ (week dates, no
@@ -241,9 +245,31 @@ def load_payload(body: bytes) -> dict[str, Any]:
         payload = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
         raise Rejected(400, f"invalid JSON: {error}") from None
+    except RecursionError:
+        raise Rejected(400, f"the JSON nests deeper than {MAX_NESTING} levels") from None
+    if _too_deep(payload):
+        raise Rejected(400, f"the JSON nests deeper than {MAX_NESTING} levels")
     if not isinstance(payload, dict):
         raise Rejected(400, f"the body must be a JSON object, got {type(payload).__name__}")
     return payload
+
+
+def _too_deep(value: object) -> bool:
+    # Iterative, so that judging the depth cannot itself overflow the stack.
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_NESTING:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def batch_messages(payload: Mapping[str, Any]) -> list[Any]:
