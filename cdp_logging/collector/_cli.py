@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from ._collector import Collector
 from ._store import RequestRecord
+from ._validate import lenient_marks
 
 __all__ = ["DEFAULT_DATABASE", "add_arguments", "describe", "describe_rejected", "main", "run"]
 
@@ -139,7 +140,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             sys.stdout.flush()
 
     def show(messages: list[dict[str, Any]]) -> None:
-        say("".join(describe(message) + "\n" for message in messages))
+        lines = []
+        for message in messages:
+            # The lenient mode accepts what the real service would drop: say so on the
+            # line, where the person watching the terminal looks.
+            marks = [] if args.strict else lenient_marks(message)
+            flagged = f"  [the real service would flag: {'; '.join(marks)}]" if marks else ""
+            lines.append(describe(message) + flagged + "\n")
+        say("".join(lines))
 
     def show_rejected(record: RequestRecord) -> None:
         say(describe_rejected(record) + "\n")
