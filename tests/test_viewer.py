@@ -455,6 +455,7 @@ def plan_of(collector: Collector) -> dict[str, Any]:
     assert 200 == answer.status_code
     plan: dict[str, Any] = answer.json()
     assert collector.plan()["schema"] == plan["schema"]
+    assert collector.strict is plan["strict"]
     return plan
 
 
@@ -566,6 +567,7 @@ class TestTrackingPlanPage:
             )
             assert {"#16a34a", "#2563eb", "#9333ea"} == fills
             expect(page.locator("#legend")).to_contain_text("track 3")
+            expect(page.locator("#mode")).to_have_text("lenient mode")
             expect(page.locator("#rows tr.flagged")).to_have_count(1)
             expect(page.locator("#rows tr.flagged td.problems")).to_have_text(
                 "track needs a userId or an anonymousId"

@@ -267,9 +267,10 @@ class Collector:
         that had any). ``schema``: for each track, page and screen name, and for identify
         and group traits, the keys seen with their JSON types and counts (``events``), a
         key seen with two types other than null marked ``conflict``; ``left_out`` counts
-        what was not learnt past the limits (500 names, 200 keys each).
+        what was not learnt past the limits (500 names, 200 keys each). ``strict``:
+        the mode, which the viewer shows.
         """
-        return self._store.plan()
+        return {**self._store.plan(), "strict": self.strict}
 
     def counts(self) -> dict[str, Any]:
         """Totals: requests, accepted_requests, rejected_requests, messages, by_type

@@ -437,7 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == EVENTS_PATH:
             self._list_events(url.query)
         elif url.path == PLAN_PATH:
-            self._reply(200, backend.store.plan())
+            self._reply(200, {**backend.store.plan(), "strict": backend.strict})
         elif url.path == "/health":
             self._reply(200, b"ok")
         elif url.path == "/stats":

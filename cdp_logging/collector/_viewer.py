@@ -53,7 +53,9 @@ header { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; padding
 h1 { font-size: 16px; margin: 0; }
 label { color: var(--muted); }
 select, input { font: inherit; padding: 3px 6px; margin-left: 4px; }
-#status { margin-left: auto; color: var(--muted); }
+#status { color: var(--muted); }
+#mode { margin-left: auto; font-size: 12px; padding: 2px 8px; border-radius: 10px;
+        border: 1px solid var(--line); color: var(--muted); }
 #status.down { color: var(--bad); font-weight: 600; }
 main { flex: 1; min-height: 0; display: grid;
        grid-template-columns: minmax(0, 1fr) minmax(0, 38%); }
@@ -374,6 +376,11 @@ async function pollPlan() {
     const answer = await fetch("%PLAN_PATH%", { cache: "no-store" });
     if (answer.ok) {
       const plan = await answer.json();
+      const mode = document.getElementById("mode");
+      mode.textContent = plan.strict ? "strict mode" : "lenient mode";
+      mode.title = plan.strict
+        ? "A batch with any invalid message is rejected whole (HTTP 400)"
+        : "Accepts what Segment and Customer.io accept; marks what they would drop or flag";
       drawRate(plan.rate);
       drawSchema(plan.schema);
     }
@@ -423,6 +430,7 @@ _BODY: Final = """
     <label>User <input id="user-filter" type="search" placeholder="userId or anonymousId">
     </label>
   </span>
+  <span id="mode"></span>
   <span id="status">connecting</span>
 </header>
 <div id="events-view">
