@@ -162,6 +162,7 @@ def collector() -> Iterator[Collector]:
         yield running
 
 
+@pytest.mark.timeout(INSTALL_SECONDS + RUN_SECONDS)  # the first run installs the SDK
 @pytest.mark.parametrize("sdk", SDKS, ids=[sdk.name for sdk in SDKS])
 def test_sdk_sends_all_six_calls_and_each_is_accepted_and_shown(
     sdk: Sdk, collector: Collector, tmp_path: Path

@@ -342,6 +342,9 @@ class _Handler(BaseHTTPRequestHandler):
         close: bool = False,
         content_type: str = "text/plain; charset=utf-8",
     ) -> None:
+        # The last read left the socket with what remained of the request's deadline;
+        # the answer gets the idle time, so a big /messages answer is not cut short.
+        self.connection.settimeout(self._collector.backend.idle_seconds)
         if isinstance(payload, bytes):
             body = payload
         else:
