@@ -56,18 +56,28 @@ class Outcome(Enum):
     DELIVERED = "delivered"
     RETRY = "retry"
     GIVE_UP = "give_up"
+    TOO_LARGE = "too_large"
+    REFUSED = "refused"
 
 
 def classify(status: int) -> Outcome:
     """Decide what an HTTP status means for the batch that got it.
 
-    408, 429 and 5xx are the server's trouble and may pass; any other 4xx means this
-    exact request will never be accepted, so retrying only delays the report.
+    408, 429 and 5xx are the server's trouble and may pass. 413 says the body is too
+    large for the server or a proxy in front of it (nginx's ``client_max_body_size``
+    defaults to 1 MB, and is often set lower): smaller requests may pass. 400 refuses
+    the batch, usually for one bad message in it: a part without it may pass. Any other
+    4xx (a refused write key, say) means no request of ours will be accepted, so
+    retrying only delays the report.
     """
     if 200 <= status < 300:
         return Outcome.DELIVERED
     if status in (408, 429) or status >= 500:
         return Outcome.RETRY
+    if status == 413:
+        return Outcome.TOO_LARGE
+    if status == 400:
+        return Outcome.REFUSED
     return Outcome.GIVE_UP
 
 
