@@ -57,8 +57,8 @@ class RetryPolicy:
 
     def nominal(self, attempt: int) -> float:
         """The upper end of the wait before retry *attempt* (1-based), before Retry-After."""
-        # 2.0 ** a large attempt overflows to inf, which min() handles; 2 ** n would not.
-        return min(self.cap, self.base * 2.0 ** min(attempt - 1, 1024))
+        # The exponent is bounded: 2.0 ** 1024 overflows, and 2 ** 64 is past any cap.
+        return min(self.cap, self.base * 2.0 ** min(attempt - 1, 64))
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry *attempt* (1-based)."""

@@ -35,6 +35,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "classify",
+    "parse_retry_after",
     "user_agent",
 ]
 
@@ -102,7 +103,12 @@ def user_agent() -> str:
     )
 
 
-def _retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date.
+
+    Both forms are allowed (https://www.rfc-editor.org/rfc/rfc9110#field.retry-after);
+    a date in the past means "now", and a value that is neither is ignored.
+    """
     if not value:
         return None
     try:
@@ -113,7 +119,7 @@ def _retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class RequestsTransport:
@@ -195,7 +201,7 @@ class RequestsTransport:
         return Response(
             status=answer.status_code,
             text=text,
-            retry_after=_retry_after(answer.headers.get("Retry-After")),
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
         )
 
     def close(self) -> None:
