@@ -161,10 +161,10 @@ def _send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             max_retries=0,
             timeout=args.timeout,
             shutdown_timeout=args.timeout,
+            stderr_warnings=False,  # we print our own FAILED line
         )
     except ValueError as error:
         parser.error(str(error))
-    client._reporter.warn_on_stderr = False  # we print our own FAILED line
     what = f"userId {args.user_id!r}"
     if args.type in ("track", "page", "screen"):
         what += f", {'event' if args.type == 'track' else 'name'} {args.event!r}"

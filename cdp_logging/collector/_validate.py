@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
-import re
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from .._protocol import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, message_problems
+from .._protocol import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    message_problems,
+    timestamp_problem,
+)
 
 __all__ = [
     "Rejected",
@@ -49,18 +53,10 @@ _INFLATE_CHUNK: Final = 64 * 1024
 # would overflow Python's stack in json, copy and the viewer, each of which recurses.
 MAX_NESTING: Final = 100
 
+
 # Written out rather than left to datetime.fromisoformat, which accepts different
 # strings on Python 3.10 (no "Z", fixed fraction widths) and 3.11+ (week dates, no
 # separators): the collector must judge a client the same way on every Python.
-_ISO_8601: Final = re.compile(
-    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
-    r"[Tt ](?P<hour>\d{2}):(?P<minute>\d{2})"
-    r"(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?"
-    r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<zone_hour>\d{2})(?::?(?P<zone_minute>\d{2}))?)?",
-    re.ASCII,
-)
-
-
 class Rejected(Exception):
     """The request cannot be accepted: answer *status* with *reason*.
 
@@ -282,34 +278,6 @@ def batch_messages(payload: Mapping[str, Any]) -> list[Any]:
     return batch if isinstance(batch, list) else []
 
 
-def timestamp_problem(value: object, field: str) -> str | None:
-    """Why *value* is not an ISO 8601 date-time with a time zone, or None."""
-    if not isinstance(value, str):
-        return f"{field} must be an ISO 8601 string, got {type(value).__name__}"
-    match = _ISO_8601.fullmatch(value)
-    if match is None:
-        return f"{field} {_echo(value)} is not an ISO 8601 date-time"
-    if match["zone"] is None:
-        return f"{field} {_echo(value)} has no time zone (add Z or an offset like +02:00)"
-    unreal = f"{field} {_echo(value)} is not a real date and time"
-    if match["sign"] is not None and (
-        int(match["zone_hour"]) > 23 or int(match["zone_minute"] or 0) > 59
-    ):
-        return unreal
-    try:
-        dt.datetime(
-            int(match["year"]),
-            int(match["month"]),
-            int(match["day"]),
-            int(match["hour"]),
-            int(match["minute"]),
-            int(match["second"] or 0),
-        )
-    except ValueError:
-        return unreal
-    return None
-
-
 def item_problems(message: object) -> list[str]:
     """Every rule one item of a batch breaks; empty when it is a valid message.
 
@@ -319,10 +287,6 @@ def item_problems(message: object) -> list[str]:
     if not isinstance(message, dict):
         return [f"a message must be an object, got {type(message).__name__}"]
     problems = message_problems(message)
-    if isinstance(message.get("timestamp"), str):
-        problem = timestamp_problem(message["timestamp"], "timestamp")
-        if problem is not None:
-            problems.append(problem)
     serialised = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     try:
         size = len(serialised.encode("utf-8"))
