@@ -2,7 +2,7 @@
 
 The page itself is tested in a real headless Chromium, driven by playwright: Debian's
 ``chromium`` package (``.ci/run`` installs it), never a browser playwright downloads.
-Without it those tests skip, saying so; the rest of this file needs no browser.
+Without it those tests fail, saying how to install it; the rest of this file needs none.
 """
 
 from __future__ import annotations
@@ -306,9 +306,11 @@ class TestEventsEndpoint:
 def browser() -> Iterator[Browser]:
     executable = next((path for path in CHROMIUM_PATHS if os.path.exists(path)), None)
     if executable is None:
-        pytest.skip(
+        # A failure, not a skip: a skipped browser test would hide that the viewer
+        # was never looked at. .ci/run installs Debian's chromium where it is missing.
+        pytest.fail(
             f"chromium not installed: none of {', '.join(CHROMIUM_PATHS)} exists "
-            "(apt-get install chromium; CI does)"
+            "(apt-get install chromium; .ci/run does)"
         )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
