@@ -234,7 +234,7 @@ client = cdp_logging.Analytics(KEY, URL, shutdown_timeout=0.5, max_retries=100)
 
         assert 0 == done.returncode, done.stderr
         took = float(done.stdout.split("late calls took ")[1].split()[0])
-        assert took < 2.0, done.stdout  # not 20 x 0.5 s
+        assert took < 5.0, done.stdout  # not 20 x 0.5 s = 10 s
         assert "'shutdown_timeout': 20" in done.stdout, done.stdout
         assert WRITE_KEY not in done.stdout + done.stderr
 
