@@ -98,7 +98,7 @@ def disk(buffer: str) -> dict[str, Any]:
     log, handler = make_cdp(
         closed_port_url(), buffer=buffer, max_retries=1_000_000, shutdown_timeout=0.1
     )
-    queue = handler.client._sender._queue
+    queue = handler.client.buffer
     for _ in range(DISK_EVENTS):
         track_by_logging(log)
     deadline = time.monotonic() + 30

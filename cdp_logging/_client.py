@@ -9,41 +9,34 @@ invalid message, a full queue or a closed client are reported through ``on_error
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from os import getpid
+from threading import get_ident
 from types import TracebackType
 from typing import Any
 
+from typing_extensions import Unpack
+
 from . import _calls, _capture
-from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, DeliveryError
-from ._options import (
-    DEFAULT_BUFFER,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_BUFFER_BYTES,
-    DEFAULT_MAX_EVENTS_IN_BATCH,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    ErrorCallback,
-    FlushCallback,
-    Options,
-    build_options,
-)
-from ._queue import Tracked
+from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, REENTRANT, DeliveryError
+from ._lifecycle import exit_hook_ran, process_lock, sending_threads
+from ._options import ClientOptions, Options, build_options
+from ._queue import MessageQueue, Tracked
 from ._report import Reporter
-from ._sender import Sender, close_all, resolve_call
-from ._transport import RequestsTransport, Transport
+from ._sender import Sender
+from ._settle import resolve_call
+from ._transport import RequestsTransport
 
 __all__ = ["Analytics", "Callback"]
 
 Callback = Callable[[Exception | None, dict[str, Any]], object]
 
-_DROP_CODES = frozenset({"queue_full", "closed", "invalid_message", "message_too_large"})
+_DROP_CODES = frozenset(
+    {"queue_full", "closed", "invalid_message", "message_too_large", "reentrant"}
+)
 
 
 def _scrubber(write_key: str) -> Callable[[str], str]:
@@ -73,28 +66,12 @@ class Analytics:
         write_key: The source's write key; defaults to ``$CDP_WRITE_KEY``.
         host: Where to POST ``/v1/batch``; defaults to ``$CDP_HOST``, else
             ``https://cdp.customer.io``.
-        max_events_in_batch: A flush starts when this many messages are queued.
-        flush_interval: Seconds since the last flush after which queued messages go.
-        max_queue_size: Messages held at most; beyond it new ones are dropped
-            (``queue_full``) rather than blocking the caller.
-        on_error: Called with every ``DeliveryError``, in the sender's thread or the
-            caller's.
-        on_flush: Called with the wire messages of every delivered batch.
-        max_retries: Retries of a batch after network errors, 408, 429 and 5xx.
-        timeout: Seconds one HTTP request may take (connect and read).
-        gzip: Compress request bodies (Segment accepts it; Customer.io does not say).
-        send: False runs everything but the HTTP request (tests, development).
-        flush_triggers: Call types that start a flush as soon as they are queued.
-        shutdown_timeout: Seconds ``close()``, ``flush()`` without a timeout, and the
-            exit hook may spend delivering.
-        buffer: ``"memory"``, or ``"sqlite:PATH"`` for a file that survives the
-            process being killed (README "Surviving crashes").
-        max_buffer_bytes: The bound on the SQLite buffer's files; beyond it new
-            messages are dropped (``queue_full``).
-        transport: Replaces the HTTP transport (tests); see ``cdp_logging.typing``.
+        **options: The options README's "Options" table lists (``ClientOptions``),
+            the same for ``AnalyticsHandler`` and ``AnalyticsProcessor``.
 
     Raises:
         ValueError: an option is invalid, or there is no write key at all.
+        TypeError: an option that does not exist.
 
     .. versionadded:: 0.1.0
     """
@@ -102,47 +79,32 @@ class Analytics:
     def __init__(
         self,
         write_key: str | None = None,
-        *,
         host: str | None = None,
-        max_events_in_batch: int = DEFAULT_MAX_EVENTS_IN_BATCH,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        on_error: ErrorCallback | None = None,
-        on_flush: FlushCallback | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        timeout: float = DEFAULT_TIMEOUT,
-        gzip: bool = False,
-        send: bool = True,
-        flush_triggers: Iterable[str] | None = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        buffer: str = DEFAULT_BUFFER,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-        transport: Transport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        options = build_options(
-            write_key=write_key,
-            host=host,
-            max_events_in_batch=max_events_in_batch,
-            flush_interval=flush_interval,
-            max_queue_size=max_queue_size,
-            on_error=on_error,
-            on_flush=on_flush,
-            max_retries=max_retries,
-            timeout=timeout,
-            gzip=gzip,
-            send=send,
-            flush_triggers=flush_triggers,
-            shutdown_timeout=shutdown_timeout,
-            buffer=buffer,
-            max_buffer_bytes=max_buffer_bytes,
+        self._options = build_options(write_key, host, **options)
+        self._scrub = _scrubber(self._options.write_key)
+        self._reporter = Reporter(
+            self._options.on_error, self._scrub, stderr=self._options.stderr_warnings
         )
-        self._options = options
-        self._scrub = _scrubber(options.write_key)
-        self._reporter = Reporter(options.on_error, self._scrub)
-        self._triggers = options.flush_triggers
+        self._triggers = self._options.flush_triggers
+        # close() without reopen=True: later calls are refused (``closed``) for good.
+        # A client closed by a logging handler or by the exit hook opens a new sender
+        # for the next message instead, as logging.FileHandler reopens its file.
+        self._final = False
+        # Calls after the exit hook share one deadline: shutdown_timeout from the first.
+        self._after_exit_deadline: float | None = None
+        self._sender = self._new_sender()
+
+    def _new_sender(self, carried: dict[str, int] | None = None) -> Sender:
+        options = self._options
+        transport = options.transport
         if transport is None:
             transport = RequestsTransport(options.endpoint, options.write_key, gzip=options.gzip)
-        self._sender = Sender(options, transport, self._reporter, self._scrub)
+        owns = options.transport is None
+        return Sender(
+            options, transport, self._reporter, self._scrub, owns_transport=owns, carried=carried
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._sender.closed else "open"
@@ -155,7 +117,15 @@ class Analytics:
 
     @property
     def closed(self) -> bool:
-        return self._sender._closed  # read at every logging call: one attribute, no hop
+        return self._sender.closed
+
+    @property
+    def buffer(self) -> MessageQueue:
+        """The buffer this client's messages wait in now (memory or SQLite).
+
+        .. versionadded:: 0.2.0
+        """
+        return self._sender.buffer
 
     # -- the six calls --------------------------------------------------------------
 
@@ -312,7 +282,15 @@ class Analytics:
         self, call_type: str, fields: dict[str, Any], callback: Callback | None
     ) -> Future[dict[str, Any]]:
         future: Future[dict[str, Any]] = Future()
-        self.submit(call_type, fields, time.time(), strict=True, future=future, callback=callback)
+        self.submit(
+            call_type,
+            fields,
+            time.time(),
+            strict=True,
+            future=future,
+            callback=callback,
+            logged=False,
+        )
         return future
 
     # -- the path every front door takes ---------------------------------------------
@@ -326,17 +304,26 @@ class Analytics:
         strict: bool,
         future: Future[dict[str, Any]] | None = None,
         callback: Callback | None = None,
-        closed_ok: bool = False,
-    ) -> bool | None:
+        logged: bool = True,
+    ) -> bool:
         """Build, serialise and queue one message; report instead of raising.
 
-        This is the handler's and processor's entry point; applications use the six
-        calls. Returns whether the message was queued, or None, unreported, when it
-        was refused because the client is closed and *closed_ok* says the caller will
-        send it elsewhere (the handler, which reopens a client ``dictConfig`` closed).
+        The path every front door takes (the six calls, the handler, the processor),
+        so each rule about a call is applied in one place: a record *logged* while we
+        are sending (from inside a callback, or by the HTTP stack) is refused, a client
+        that the handler or the exit hook closed reopens, and every refusal is
+        reported. Returns whether the message was queued.
+
+        A direct call (``logged`` False) from a callback is sent: the application
+        asked for it by name, as in a callback that tracks "batch delivered"; a
+        logging call there is the one that loops unseen, through a logger the
+        callback may not know ends at us.
         """
+        if logged and get_ident() in sending_threads:
+            self._reentered(call_type)
+            return False
         sender = self._sender
-        if sender._pid != getpid():  # a forked child no fork hook has reset yet
+        if sender.pid != getpid():  # a forked child no fork hook has reset yet
             sender.ensure_process()
         try:
             built = _calls.build(call_type, fields, created, strict=strict)
@@ -355,11 +342,16 @@ class Analytics:
         entry: bytes | Tracked = built
         if future is not None or callback is not None:
             entry = Tracked(built, future, callback)
-        refused = sender.submit(entry, call_type in self._triggers)
+        urgent = call_type in self._triggers
+        refused = sender.submit(entry, urgent)
         if refused is None:
             return True
-        if closed_ok and refused == CLOSED:
-            return None
+        if refused == CLOSED and not self._final:
+            # Closed by a handler's close() (dictConfig, maybe while this call was on
+            # its way) or by the exit hook: open a new sender rather than lose it.
+            refused = self._resubmit(entry, urgent)
+            if refused is None:
+                return True
         if refused == QUEUE_FULL and self._options.buffer_path is not None:
             reason = (
                 f"the buffer {self._options.buffer_path} is at max_buffer_bytes="
@@ -379,6 +371,59 @@ class Analytics:
         messages = [_calls.decode(built)] if wants else []
         self._refuse(DeliveryError(refused, reason, messages=messages), future, callback)
         return False
+
+    def _resubmit(self, entry: bytes | Tracked, urgent: bool) -> str | None:
+        """Queue *entry* on a new sender; after the exit hook, also deliver it now.
+
+        Nothing will close a sender opened after the exit hook and logging.shutdown()
+        (a call from an atexit hook that runs later), so each such call delivers at
+        once, one at a time, and all of them within one ``shutdown_timeout`` from the
+        first: a hundred late calls cannot hold exit for a hundred timeouts.
+        """
+        if not exit_hook_ran():
+            sender = self._reopen()
+            return CLOSED if sender is None else sender.submit(entry, urgent)
+        with process_lock("after-exit"):
+            sender = self._reopen()
+            if sender is None:
+                return CLOSED
+            if self._after_exit_deadline is None:
+                self._after_exit_deadline = time.monotonic() + self._options.shutdown_timeout
+            refused = sender.submit(entry, urgent)
+            if refused is None:
+                sender.close(max(0.0, self._after_exit_deadline - time.monotonic()))
+            return refused
+
+    def _reopen(self) -> Sender | None:
+        """A new sender in place of the closed one, once however many threads ask;
+        None when the application closed the client for good.
+
+        The lock is per pid (a parent thread holding it at fork cannot block the
+        child), and not the handler's: logging.shutdown() holds that one while our
+        close() waits for delivery. close() takes it too, so a final close() and a
+        reopen cannot cross.
+        """
+        with process_lock("reopen"):
+            if self._final:
+                return None
+            old = self._sender
+            if old.closed:
+                self._sender = self._new_sender(carried=old.stats())
+            return self._sender
+
+    def _reentered(self, call_type: object) -> None:
+        """Refuse a record logged from inside one of our callbacks, where it would loop.
+
+        Counted and warned about on stderr, but ``on_error`` does not hear of it: it
+        may be where the record came from, and telling it would recurse.
+        """
+        error = DeliveryError(
+            REENTRANT,
+            f"a {call_type} record logged from inside an on_flush, on_error or call "
+            "callback is not sent (each delivery would log one more); call the client's "
+            "methods there instead, or log from the application",
+        )
+        self._reporter.report(error, 1, callback=False)
 
     def _captured(
         self, built: bytes, future: Future[dict[str, Any]] | None, callback: Callback | None
@@ -411,13 +456,21 @@ class Analytics:
         """
         return self._sender.flush(self._timeout(timeout))
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None, *, reopen: bool = False) -> None:
         """Deliver what is queued (within *timeout*, default ``shutdown_timeout``) and stop.
 
         Idempotent. Messages still undelivered at the deadline are reported with code
-        ``shutdown_timeout``; calls after close are reported with code ``closed``.
+        ``shutdown_timeout``; calls after close are reported with code ``closed``,
+        unless *reopen*: then the next call opens a new sender, as a closed
+        ``logging.FileHandler`` reopens its file (what ``AnalyticsHandler.close`` asks,
+        since dictConfig closes handlers that may still be attached).
+
+        .. versionchanged:: 0.2.0 *reopen*.
         """
-        self._sender.close(self._timeout(timeout))
+        with process_lock("reopen"):
+            self._final = self._final or not reopen
+            sender = self._sender
+        sender.close(self._timeout(timeout))
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """``flush`` for asyncio: the wait runs in a worker thread, so the loop keeps running.
@@ -462,9 +515,3 @@ class Analytics:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-# Registered after logging's own atexit hook (logging is imported first), so it runs
-# before logging.shutdown(): every sender, including one a dictConfig replaced and no
-# longer in logging's handler list, delivers within its shutdown_timeout.
-atexit.register(close_all)

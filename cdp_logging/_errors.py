@@ -17,6 +17,7 @@ __all__ = [
     "MESSAGE_TOO_LARGE",
     "NETWORK",
     "QUEUE_FULL",
+    "REENTRANT",
     "SHUTDOWN_TIMEOUT",
     "DeliveryError",
 ]
@@ -34,6 +35,11 @@ INTERNAL_ERROR: Final = "internal_error"
 # out of time before the server took it. The fix differs (raise shutdown_timeout,
 # look at the network) from CLOSED's (stop logging after close()).
 SHUTDOWN_TIMEOUT: Final = "shutdown_timeout"
+# A call made while we were sending, from inside one of our callbacks (on_flush,
+# on_error, a Future's or call's callback): sending it would start a loop, each delivery
+# logging one more event (https://github.com/open-telemetry/opentelemetry-python/issues/4255
+# is the same loop in another library).
+REENTRANT: Final = "reentrant"
 
 
 class DeliveryError(Exception):

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from types import TracebackType
 
-from ._sender import flush_all
+from ._lifecycle import flush_all
 
 __all__ = ["aflush", "flush", "flushing"]
 

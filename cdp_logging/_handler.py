@@ -8,26 +8,12 @@ ignored here (it still reaches the application's other handlers as a log line).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from threading import get_ident
-from typing import Any
+
+from typing_extensions import Unpack
 
 from ._calls import fields_from_record
 from ._client import Analytics
-from ._options import (
-    DEFAULT_BUFFER,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_BUFFER_BYTES,
-    DEFAULT_MAX_EVENTS_IN_BATCH,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    ErrorCallback,
-    FlushCallback,
-)
-from ._sender import exit_hook_ran, process_lock, sending_threads
-from ._transport import Transport
+from ._options import ClientOptions
 
 __all__ = ["AnalyticsHandler"]
 
@@ -50,7 +36,7 @@ def _relist(handler: logging.Handler) -> None:
 class AnalyticsHandler(logging.Handler):
     """Send analytics records to a CDP; ignore every other record.
 
-    Every option is a plain keyword (the same names as ``Analytics``), so
+    It takes the options of ``Analytics``, as plain keywords, so
     ``logging.config.dictConfig`` can build it with ``"class":
     "cdp_logging.AnalyticsHandler"`` and no factory. Pass ``client=`` to share one
     ``Analytics`` (one queue, one connection pool) between several front doors; the
@@ -58,8 +44,9 @@ class AnalyticsHandler(logging.Handler):
 
     Like ``logging.FileHandler``, a handler that was closed (``dictConfig`` closes the
     handlers it replaces, even those still attached to a logger it did not mention)
-    opens a new client when an analytics record reaches it again, so those records are
-    delivered, and flushed at exit, instead of being lost.
+    reopens its client when an analytics record reaches it again, so those records are
+    delivered, and flushed at exit, instead of being lost. A ``transport=`` passed in
+    is the application's: the handler never closes it, and a reopened client uses it.
 
     .. versionadded:: 0.1.0
     """
@@ -70,44 +57,19 @@ class AnalyticsHandler(logging.Handler):
         host: str | None = None,
         *,
         level: int | str = logging.NOTSET,
-        max_events_in_batch: int = DEFAULT_MAX_EVENTS_IN_BATCH,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        on_error: ErrorCallback | None = None,
-        on_flush: FlushCallback | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        timeout: float = DEFAULT_TIMEOUT,
-        gzip: bool = False,
-        send: bool = True,
-        flush_triggers: Iterable[str] | None = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        buffer: str = DEFAULT_BUFFER,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-        transport: Transport | None = None,
         client: Analytics | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         super().__init__(level)
-        self._options: dict[str, Any] = {
-            "host": host,
-            "max_events_in_batch": max_events_in_batch,
-            "flush_interval": flush_interval,
-            "max_queue_size": max_queue_size,
-            "on_error": on_error,
-            "on_flush": on_flush,
-            "max_retries": max_retries,
-            "timeout": timeout,
-            "gzip": gzip,
-            "send": send,
-            "flush_triggers": flush_triggers,
-            "shutdown_timeout": shutdown_timeout,
-            "buffer": buffer,
-            "max_buffer_bytes": max_buffer_bytes,
-            "transport": transport,
-        }
+        if client is not None and (write_key is not None or host is not None or options):
+            raise ValueError(
+                "pass client= or the client's options (write_key, host, ...), not both"
+            )
         self._owns_client = client is None
-        self._client = client if client is not None else Analytics(write_key, **self._options)
-        # Kept only to reopen after close; never shown (repr is logging's default).
-        self._write_key = self._client.options.write_key
+        self._client = client if client is not None else Analytics(write_key, host, **options)
+        # Set by close(): the next record reopens the client, and the handler must then
+        # be back on the list logging.shutdown() flushes at exit.
+        self._unlisted = False
 
     @property
     def client(self) -> Analytics:
@@ -133,39 +95,16 @@ class AnalyticsHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if get_ident() in sending_threads:
-                return  # our own or the HTTP stack's record: never re-enter
             found = fields_from_record(record)
             if found is None:
                 return
             call_type, fields, strict = found
-            queued = self._client.submit(
-                call_type, fields, record.created, strict=strict, closed_ok=self._owns_client
-            )
-            if queued is None:  # closed: by dictConfig, maybe while this call was on its way
-                client = self._reopen()
-                client.submit(call_type, fields, record.created, strict=strict)
-                if exit_hook_ran():
-                    # Logged after our exit hook and logging.shutdown() (from an atexit
-                    # hook that runs later): nothing will close this client, so send now,
-                    # within shutdown_timeout; a later record reopens another.
-                    client.close()
+            self._client.submit(call_type, fields, record.created, strict=strict)
+            if self._unlisted:
+                self._unlisted = False
+                _relist(self)
         except Exception:  # noqa: BLE001 - a logging call never raises into the app
             self.handleError(record)
-
-    def _reopen(self) -> Analytics:
-        # A lock of our own, not the handler's: logging.shutdown() holds that one while
-        # our close() waits for delivery, so a logging call would wait with it, and
-        # dictConfig takes it after logging's module lock, the opposite order to ours
-        # below. Per pid, so a parent thread holding it at fork cannot block the child.
-        with process_lock("reopen"):
-            reopened = self._client.closed
-            if reopened:
-                self._client = Analytics(self._write_key, **self._options)
-            client = self._client
-        if reopened:
-            _relist(self)
-        return client
 
     def flush(self) -> None:
         """Deliver what is queued, waiting at most ``shutdown_timeout`` seconds."""
@@ -178,7 +117,8 @@ class AnalyticsHandler(logging.Handler):
         """
         try:
             if self._owns_client:
-                self._client.close()
+                self._unlisted = True  # first: a record may reopen while close() waits
+                self._client.close(reopen=True)
             else:
                 self._client.flush()
         finally:

@@ -1,21 +1,29 @@
-"""Defaults, environment fallback and eager validation of every option.
+"""Every option, declared once: names and types, defaults, environment, validation.
 
-The same keyword names are accepted by ``Analytics``, ``AnalyticsHandler`` and
-``AnalyticsProcessor``; this module is the single place that turns them into one frozen
+``Analytics``, ``AnalyticsHandler`` and ``AnalyticsProcessor`` all take
+``(write_key=None, host=None, **options)``, typed by the one ``ClientOptions``
+TypedDict below, and pass them here unchanged; this module turns them into one frozen
 ``Options`` value, so the three front doors cannot disagree. A bad value fails here, at
 construction, with a ValueError naming the option, never later inside the sender thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
+
+from typing_extensions import Unpack
 
 from ._errors import DeliveryError
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
+from ._retry import DEFAULT_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from ._transport import Transport
 
 __all__ = [
     "DEFAULT_BUFFER",
@@ -29,6 +37,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ENV_HOST",
     "ENV_WRITE_KEY",
+    "ClientOptions",
     "Options",
     "build_options",
 ]
@@ -43,7 +52,7 @@ DEFAULT_MAX_QUEUE_SIZE: Final = 10_000
 DEFAULT_MAX_RETRIES: Final = 10
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
-# Durable buffer (issue 12): where queued messages live, and the bound on its file.
+# Durable buffer: where queued messages live, and the bound on its file.
 DEFAULT_BUFFER: Final = "memory"
 DEFAULT_MAX_BUFFER_BYTES: Final = 64 * 1024 * 1024
 # The smallest durable buffer: a quarter goes to the WAL, and a file this size still
@@ -52,6 +61,32 @@ MIN_BUFFER_BYTES: Final = 256 * 1024
 
 ErrorCallback = Callable[[DeliveryError], object]
 FlushCallback = Callable[[list[dict[str, Any]]], object]
+
+
+class ClientOptions(TypedDict, total=False):
+    """The options every front door takes as keywords, after ``write_key`` and ``host``.
+
+    README's "Options" table documents each; a test keeps the two, these annotations,
+    ``Options`` and the three signatures in step. dictConfig may hand numbers and flags
+    over as strings ("20", "true"): they are accepted and converted.
+    """
+
+    max_events_in_batch: int
+    flush_interval: float
+    max_queue_size: int
+    on_error: ErrorCallback | None
+    on_flush: FlushCallback | None
+    max_retries: int
+    retry: RetryPolicy
+    timeout: float
+    gzip: bool
+    send: bool
+    flush_triggers: Iterable[str] | None
+    shutdown_timeout: float
+    stderr_warnings: bool
+    buffer: str
+    max_buffer_bytes: int
+    transport: Transport | None
 
 
 @dataclass(frozen=True)
@@ -67,14 +102,16 @@ class Options:
     max_events_in_batch: int
     flush_interval: float
     max_queue_size: int
-    max_retries: int
+    retry: RetryPolicy  # its max_retries is always the number in force
     timeout: float
     shutdown_timeout: float
     gzip: bool
     send: bool
     flush_triggers: frozenset[str]
+    stderr_warnings: bool
     on_error: ErrorCallback | None = field(repr=False)
     on_flush: FlushCallback | None = field(repr=False)
+    transport: Transport | None = field(repr=False, default=None)
     buffer: str = DEFAULT_BUFFER
     max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
 
@@ -86,6 +123,10 @@ class Options:
     def buffer_path(self) -> str | None:
         """The SQLite file of ``buffer="sqlite:PATH"``; None for the memory buffer."""
         return self.buffer[len("sqlite:") :] if self.buffer.startswith("sqlite:") else None
+
+    @property
+    def max_retries(self) -> int:
+        return self.retry.max_retries or 0
 
 
 def _number(name: str, value: object, *, minimum: float, integer: bool) -> Any:
@@ -165,58 +206,102 @@ def _write_key(value: object) -> str:
     return key
 
 
+def _retry(options: ClientOptions) -> RetryPolicy:
+    """One policy holding the retry count: ``max_retries=N`` is short for ``retry=`` with it."""
+    policy = options.get("retry", DEFAULT_RETRY)
+    if not isinstance(policy, RetryPolicy):
+        raise ValueError(f"retry must be a cdp_logging.RetryPolicy, got {type(policy).__name__}")
+    if "max_retries" in options:
+        count = _number("max_retries", options["max_retries"], minimum=0, integer=True)
+        if policy.max_retries is not None and policy.max_retries != count:
+            raise ValueError(
+                f"max_retries={count} disagrees with retry.max_retries={policy.max_retries}; "
+                "pass one of them"
+            )
+    else:
+        count = DEFAULT_MAX_RETRIES if policy.max_retries is None else policy.max_retries
+    return dataclasses.replace(policy, max_retries=count)
+
+
+def _transport(value: object) -> Any:
+    if value is not None and not callable(getattr(value, "send", None)):
+        raise ValueError(f"transport must have send(body, timeout), got {type(value).__name__}")
+    return value
+
+
+OPTION_NAMES: Final = frozenset(ClientOptions.__optional_keys__)
+
+
 def build_options(
-    write_key: str | None = None,
-    host: str | None = None,
-    max_events_in_batch: int = DEFAULT_MAX_EVENTS_IN_BATCH,
-    flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-    on_error: ErrorCallback | None = None,
-    on_flush: FlushCallback | None = None,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-    timeout: float = DEFAULT_TIMEOUT,
-    gzip: bool = False,
-    send: bool = True,
-    flush_triggers: Iterable[str] | None = None,
-    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-    buffer: str = DEFAULT_BUFFER,
-    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+    write_key: str | None = None, host: str | None = None, **options: Unpack[ClientOptions]
 ) -> Options:
-    """Validate every option and fill the environment fallbacks.
+    """Validate every option and fill the defaults and environment fallbacks.
 
     Raises:
+        TypeError: an option name that does not exist (as a misspelt keyword would).
         ValueError: naming the option (or ``CDP_WRITE_KEY``) that is missing or wrong.
     """
-    batch = _number("max_events_in_batch", max_events_in_batch, minimum=1, integer=True)
+    unknown = sorted(options.keys() - OPTION_NAMES)
+    if unknown:
+        raise TypeError(
+            f"unknown option {unknown[0]!r}; options are {', '.join(sorted(OPTION_NAMES))}"
+        )
+    given = options.get
+    batch = _number(
+        "max_events_in_batch",
+        given("max_events_in_batch", DEFAULT_MAX_EVENTS_IN_BATCH),
+        minimum=1,
+        integer=True,
+    )
     if batch > MAX_BATCH_MESSAGES:
         raise ValueError(
             f"max_events_in_batch must be at most {MAX_BATCH_MESSAGES} (the protocol's limit), "
-            f"got {max_events_in_batch!r}"
+            f"got {options.get('max_events_in_batch')!r}"
         )
     return Options(
         write_key=_write_key(write_key),
         host=_host(host),
         max_events_in_batch=batch,
-        flush_interval=_number("flush_interval", flush_interval, minimum=0, integer=False),
-        max_queue_size=_number("max_queue_size", max_queue_size, minimum=1, integer=True),
-        max_retries=_number("max_retries", max_retries, minimum=0, integer=True),
-        timeout=_number("timeout", timeout, minimum=0.001, integer=False),
-        shutdown_timeout=_number("shutdown_timeout", shutdown_timeout, minimum=0, integer=False),
-        gzip=_flag("gzip", gzip),
-        send=_flag("send", send),
-        flush_triggers=_triggers(flush_triggers),
-        on_error=_callback("on_error", on_error),
-        on_flush=_callback("on_flush", on_flush),
-        buffer=_buffer(buffer),
+        flush_interval=_number(
+            "flush_interval",
+            given("flush_interval", DEFAULT_FLUSH_INTERVAL),
+            minimum=0,
+            integer=False,
+        ),
+        max_queue_size=_number(
+            "max_queue_size",
+            given("max_queue_size", DEFAULT_MAX_QUEUE_SIZE),
+            minimum=1,
+            integer=True,
+        ),
+        retry=_retry(options),
+        timeout=_number("timeout", given("timeout", DEFAULT_TIMEOUT), minimum=0.001, integer=False),
+        shutdown_timeout=_number(
+            "shutdown_timeout",
+            given("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT),
+            minimum=0,
+            integer=False,
+        ),
+        gzip=_flag("gzip", given("gzip", False)),
+        send=_flag("send", given("send", True)),
+        flush_triggers=_triggers(given("flush_triggers")),
+        stderr_warnings=_flag("stderr_warnings", given("stderr_warnings", True)),
+        on_error=_callback("on_error", given("on_error")),
+        on_flush=_callback("on_flush", given("on_flush")),
+        transport=_transport(given("transport")),
+        buffer=_buffer(given("buffer", DEFAULT_BUFFER)),
         max_buffer_bytes=_number(
-            "max_buffer_bytes", max_buffer_bytes, minimum=MIN_BUFFER_BYTES, integer=True
+            "max_buffer_bytes",
+            given("max_buffer_bytes", DEFAULT_MAX_BUFFER_BYTES),
+            minimum=MIN_BUFFER_BYTES,
+            integer=True,
         ),
     )
 
 
 def _buffer(value: object) -> str:
     if value == "memory":
-        return value
+        return "memory"
     if isinstance(value, str) and value.startswith("sqlite:") and value[len("sqlite:") :].strip():
         return value
     raise ValueError(f'buffer must be "memory" or "sqlite:PATH", got {value!r}')

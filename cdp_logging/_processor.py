@@ -9,28 +9,17 @@ in structlog's spelling: ``log.info("track", user_id=..., event_name=...)`` and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Final, Literal
 
 import structlog
+from typing_extensions import Unpack
 
 from ._calls import EVENT_DICT_FLAT_KEYS, fields_from_event_dict
 from ._client import Analytics
 from ._handler import AnalyticsHandler
-from ._options import (
-    DEFAULT_BUFFER,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_BUFFER_BYTES,
-    DEFAULT_MAX_EVENTS_IN_BATCH,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    ErrorCallback,
-    FlushCallback,
-)
+from ._options import ClientOptions
 from ._report import warn
-from ._transport import Transport
 
 __all__ = ["AnalyticsProcessor"]
 
@@ -42,8 +31,9 @@ class AnalyticsProcessor:
     """A structlog processor that sends analytics events and passes the event on.
 
     Args:
-        write_key, host, ...: The same options as ``Analytics``, for a client of its
-            own (flushed at interpreter exit like every client).
+        write_key, host, **options: The same as ``Analytics``, for a client of its
+            own (flushed at interpreter exit like every client, and reopened, like the
+            handler's, by an event that reaches it after the exit hook closed it).
         client: Share an existing ``Analytics`` instead.
         handler: Share the client of an ``AnalyticsHandler`` instead (follows the
             handler if it reopens its client after ``dictConfig`` closed it).
@@ -69,47 +59,22 @@ class AnalyticsProcessor:
         client: Analytics | None = None,
         handler: AnalyticsHandler | None = None,
         after: After = "keep",
-        max_events_in_batch: int = DEFAULT_MAX_EVENTS_IN_BATCH,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        on_error: ErrorCallback | None = None,
-        on_flush: FlushCallback | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        timeout: float = DEFAULT_TIMEOUT,
-        gzip: bool = False,
-        send: bool = True,
-        flush_triggers: Iterable[str] | None = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        buffer: str = DEFAULT_BUFFER,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-        transport: Transport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         if after not in _AFTER:
             raise ValueError(f"after must be one of {', '.join(_AFTER)}, got {after!r}")
         if client is not None and handler is not None:
             raise ValueError("pass client= or handler=, not both")
+        shared = client is not None or handler is not None
+        if shared and (write_key is not None or host is not None or options):
+            raise ValueError(
+                "pass client=/handler= or the client's options (write_key, host, ...), not both"
+            )
         self._after = after
         self._handler = handler
         self._client: Analytics | None = client
-        if client is None and handler is None:
-            self._client = Analytics(
-                write_key,
-                host=host,
-                max_events_in_batch=max_events_in_batch,
-                flush_interval=flush_interval,
-                max_queue_size=max_queue_size,
-                on_error=on_error,
-                on_flush=on_flush,
-                max_retries=max_retries,
-                timeout=timeout,
-                gzip=gzip,
-                send=send,
-                flush_triggers=flush_triggers,
-                shutdown_timeout=shutdown_timeout,
-                buffer=buffer,
-                max_buffer_bytes=max_buffer_bytes,
-                transport=transport,
-            )
+        if not shared:
+            self._client = Analytics(write_key, host, **options)
 
     @property
     def client(self) -> Analytics:

@@ -42,12 +42,14 @@ class Reporter:
         on_error: Callable[[DeliveryError], object] | None,
         scrub: Callable[[str], str],
         interval: float = WARNING_INTERVAL,
+        *,
+        stderr: bool = True,
     ) -> None:
         self._on_error = on_error
         self._scrub = scrub
         self._interval = interval
         # False where the caller tells the user itself (the CLI prints its own line).
-        self.warn_on_stderr = True
+        self._stderr = stderr
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         # code -> (time of last line, messages since then not yet written)
@@ -68,8 +70,14 @@ class Reporter:
         with self._lock:
             return dict(self._counts)
 
-    def report(self, error: DeliveryError, count: int | None = None) -> None:
-        """Record *error* (affecting *count* messages, default its own) and tell the user."""
+    def report(
+        self, error: DeliveryError, count: int | None = None, *, callback: bool = True
+    ) -> None:
+        """Record *error* (affecting *count* messages, default its own) and tell the user.
+
+        *callback* False leaves ``on_error`` out: for a call made from inside a callback,
+        which ``on_error`` itself may be (reporting to it again would recurse).
+        """
         affected = len(error.messages) if count is None else count
         now = time.monotonic()
         line = None
@@ -82,12 +90,12 @@ class Reporter:
                 self._pending[error.code] = (now, 0)
             else:
                 self._pending[error.code] = (last, held + affected)
-        if line is not None and self.warn_on_stderr:
+        if line is not None and self._stderr:
             warn(line)
-        callback = self._on_error
-        if callback is not None:
+        on_error = self._on_error
+        if on_error is not None and callback:
             try:
-                callback(error)
+                on_error(error)
             except Exception as problem:  # noqa: BLE001 - the app's callback must not stop delivery
                 warn(f"on_error raised {type(problem).__name__}: {self._scrub(str(problem))}")
 
@@ -96,7 +104,7 @@ class Reporter:
         with self._lock:
             held = {code: n for code, (_, n) in self._pending.items() if n}
             self._pending.clear()
-        if not self.warn_on_stderr:
+        if not self._stderr:
             return
         for code, n in sorted(held.items()):
             noun = "message" if n == 1 else "messages"

@@ -1,4 +1,4 @@
-"""The background sender: when to send, what goes in a request, retries, and settling.
+"""The sender thread: when to send, and one batch from its first attempt to its end.
 
 Concurrency in one paragraph. The application's threads only ever ``put`` serialised
 bytes into the queue (one short lock) and, now and then, set an Event to wake the
@@ -13,74 +13,51 @@ calling thread sends only where the sender thread cannot:
   at debug level, and ``isEnabledFor`` takes the module lock after the config cleared
   the level caches). The calling thread owns that RLock, so it sends itself: one
   attempt per batch, handing failures back to the sender thread with their backoff
-  (open-telemetry/opentelemetry-python#3193, PITFALLS row 5).
+  (https://github.com/open-telemetry/opentelemetry-python/issues/3193).
 * On Python 3.12.0-3.12.2 a thread cannot be started from an atexit hook
-  (python/cpython#113964); a process that logs its first event at exit has no sender
-  thread, and the exit hook delivers it from its own thread, retries and all.
+  (https://github.com/python/cpython/issues/113964); a process that logs its first
+  event at exit has no sender thread, and the exit hook delivers it from its own
+  thread, retries and all.
 * A forked child has the parent's queue but not its thread; it gets a fresh queue,
-  fresh locks and no thread until it logs (open-telemetry/opentelemetry-python#4005).
+  fresh locks and no thread until it logs
+  (https://github.com/open-telemetry/opentelemetry-python/issues/4005).
 
-Each accepted message has a sequence number (its position in the queue's history);
-``_Progress`` tracks which of them are settled (delivered, or failed and reported), so
-``flush`` can wait for exactly "everything accepted before the call".
+The rest lives beside it, one job per module: the buffer (``_queue``), what goes in a
+request and how a batch is halved (``_wire``), the retry policy (``_retry``), how a
+batch ends and the counters (``_settle``), the process around the senders: registry,
+fork, exit (``_lifecycle``), and HTTP (``_transport``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
-import random
-import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-from ._calls import iso_timestamp, reseed_message_ids
-from ._errors import (
-    CLOSED,
-    HTTP_STATUS,
-    INTERNAL_ERROR,
-    NETWORK,
-    QUEUE_FULL,
-    SHUTDOWN_TIMEOUT,
-    DeliveryError,
+from ._errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
+from ._lifecycle import (
+    deliver_at_multiprocessing_exit,
+    process_lock,
+    register,
+    reset_process,
+    sending_threads,
 )
 from ._options import Options
-from ._protocol import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
+from ._protocol import MAX_BATCH_MESSAGES
 from ._queue import FULL as QUEUE_FULL_SIGNAL
-from ._queue import Entry, Tracked, entry_data, join_entries, make_queue
+from ._queue import Entry, MessageQueue, make_queue
 from ._report import Reporter, warn
+from ._settle import Ledger, Progress
 from ._transport import Outcome, Transport, TransportError, classify
+from ._wire import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
 
-__all__ = [
-    "BACKOFF_BASE",
-    "BACKOFF_CAP",
-    "MAX_RETRY_AFTER",
-    "Sender",
-    "close_all",
-    "exit_hook_ran",
-    "flush_all",
-    "process_lock",
-    "resolve_call",
-    "sending_threads",
-]
-
-# Backoff before retry n (1-based) is drawn from [d/2, d] with d = BASE * 2**(n-1),
-# capped: "equal jitter", so a fleet of workers that failed together does not retry
-# together, and no retry comes sooner than half the nominal delay.
-BACKOFF_BASE: Final = 0.5
-BACKOFF_CAP: Final = 30.0
-# A Retry-After longer than this is shortened to it: honouring an hour-long answer
-# would only fill the queue and drop newer events instead.
-MAX_RETRY_AFTER: Final = 60.0
+__all__ = ["Sender"]
 
 # A request is not started with less time than this left before its deadline: it could
 # not finish, and would only hold the caller (or exit) past the deadline.
@@ -88,18 +65,6 @@ MIN_REQUEST_SECONDS: Final = 0.05
 # After "can't start new thread", how long calls leave the thread alone before trying
 # again (each try costs the calling thread; a process out of threads may get some back).
 THREAD_RETRY_SECONDS: Final = 1.0
-
-_PREFIX: Final = b'{"batch":['
-# Room for '],"sentAt":"2026-11-23T20:35:00.000+00:00"}' with a margin.
-_BODY_OVERHEAD: Final = 64
-_MAX_BODY_ITEMS_BYTES: Final = MAX_BATCH_BYTES - len(_PREFIX) - _BODY_OVERHEAD
-
-# The threads sending on our behalf right now (the sender threads, and an application
-# thread while flush() or close() sends from it). The handler ignores every record logged
-# from one of them, so urllib3's or our own records can never re-enter it. A set of
-# thread idents rather than a threading.local: this is checked at every logging call,
-# and a local's attribute lookup costs several times a set membership test.
-sending_threads: set[int] = set()
 
 
 def _holding_logging_lock() -> bool:
@@ -116,61 +81,16 @@ def _holding_logging_lock() -> bool:
         return False
 
 
-class _Progress:
-    """Which sequence numbers are settled, so flush can wait for a prefix of them."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._settled_below = 0
-        self._ranges: dict[int, int] = {}  # settled [start, end) above the watermark
-
-    def settle(self, start: int, end: int) -> None:
-        with self._cond:
-            self._ranges[start] = end
-            while self._settled_below in self._ranges:
-                self._settled_below = self._ranges.pop(self._settled_below)
-            self._cond.notify_all()
-
-    def wait(self, target: int, deadline: float) -> bool:
-        with self._cond:
-            while self._settled_below < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
-
-
-@dataclass
-class _Batch:
-    start: int
-    entries: list[Entry]
-    attempts: int = 0
-    joined: bytes = field(default=b"", repr=False)
-    has_tracked: bool | None = None  # any Tracked entry; None until joined
-    not_before: float = 0.0  # monotonic time of the next attempt (backoff, Retry-After)
-    last_reason: str = ""
-    last_status: int | None = None
-    settled: bool = False
-
-
-def _tracked(batch: _Batch) -> list[Tracked]:
-    """The entries someone waits on; a joined batch already knows whether there are any."""
-    if batch.has_tracked is False:
-        return []  # the usual batch: no Python loop over thousands of entries
-    return [entry for entry in batch.entries if type(entry) is Tracked]
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    nominal = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    delay = random.uniform(nominal / 2, nominal)  # noqa: S311 - jitter, not crypto
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    return delay
-
-
 class Sender:
-    """Owns, per process, the queue, the sender thread and the delivery bookkeeping."""
+    """Owns, per process, the queue, the sender thread and the delivery bookkeeping.
+
+    ``closed`` and ``pid`` are plain attributes, read by the client at every call: an
+    attribute costs one lookup where a property costs a call. Only the sender writes
+    them.
+    """
+
+    closed: bool
+    pid: int
 
     def __init__(
         self,
@@ -178,27 +98,44 @@ class Sender:
         transport: Transport,
         reporter: Reporter,
         scrub: Callable[[str], str],
+        *,
+        owns_transport: bool,
+        carried: dict[str, int] | None = None,
     ) -> None:
         self._options = options
+        # The counters of the senders this client had before this one (a reopened
+        # client's stats() count since the client started, not since it reopened).
+        self._carried = dict(carried or {})
+        self._retry = options.retry
+        self._max_retries = options.max_retries
         self._batch_size = options.max_events_in_batch
         self._high_water = options.max_queue_size // 2
         self._transport = transport
+        # What the library did not create, it does not close: a transport the
+        # application passed in may be shared, or be reused by a reopened handler.
+        self._owns_transport = owns_transport
         self._reporter = reporter
         self._scrub = scrub
         self._reset()
-        _SENDERS.add(self)
+        register(self)
 
     def _reset(self, *, closed: bool = False) -> None:
         """Fresh per-process state: at construction, and in a forked child.
 
         Nothing is copied from the parent: its locks may have been held by a thread
         that does not exist here, and its queue is the parent's to send (once). A
-        client the parent closed stays closed. ``_pid`` is set last: threads of a
-        child that forked without hooks wait in ``_after_fork`` until all is fresh.
+        client the parent closed stays closed. ``pid`` is set last: threads of a child
+        that forked without hooks wait in ``after_fork`` until all is fresh.
         """
-        self._progress = _Progress()
         self._wake = threading.Event()
-        self._queue = make_queue(self._options, self._wake_now, self._progress.settle)
+        progress = Progress()
+        # A durable buffer settles numbers this process will never send itself (the
+        # file broke, another process took them over), and wakes us for rows it took
+        # over from a dead one.
+        self._queue = make_queue(self._options, self._wake_now, progress.settle)
+        self._ledger = Ledger(
+            self._options.on_flush, self._reporter, self._scrub, self._queue, progress
+        )
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -206,23 +143,17 @@ class Sender:
         # flush()/close() send from the calling thread.
         self._retry_thread_at = 0.0
         self._warned_no_thread = False
-        self._closed = closed
+        self.closed = closed
         self._close_deadline = math.inf
         self._close_target = 0
-        self._handoff: deque[_Batch] = deque()
+        self._handoff: deque[Batch] = deque()
         self._urgent = False
         self._flush_upto = 0  # flush() wants every sequence number below this sent now
         self._last_flush = -math.inf
-        self._delivered = 0
-        self._not_sent = 0
-        self._retried = 0
-        self._requests = 0
-        self._in_flight = 0
-        self._reporter.reset_after_fork()
         if closed:
             self._queue.close()
             self._stopping.set()
-        self._pid = os.getpid()
+        self.pid = os.getpid()
 
     # -- the application's side -------------------------------------------------
 
@@ -234,8 +165,8 @@ class Sender:
         builds its message (whose messageId must come from this process), is the one
         that always works.
         """
-        if self._pid != os.getpid():
-            self._after_fork()
+        if self.pid != os.getpid():
+            self.after_fork()
 
     def submit(self, entry: Entry, urgent: bool = False) -> str | None:
         """Queue one serialised message; return None, or the error code if refused.
@@ -265,6 +196,11 @@ class Sender:
             self._wake.set()
         return None
 
+    @property
+    def buffer(self) -> MessageQueue:
+        """The buffer messages wait in (``cdp-logging drain`` asks a durable one to adopt)."""
+        return self._queue
+
     def _wake_now(self) -> None:
         """A durable buffer took over rows a dead process left: send them now."""
         self._urgent = True
@@ -272,7 +208,7 @@ class Sender:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None or self._closed or time.monotonic() < self._retry_thread_at:
+            if self._thread is not None or self.closed or time.monotonic() < self._retry_thread_at:
                 return
             thread = threading.Thread(
                 target=self._run, name=f"cdp_logging-sender-{id(self):x}", daemon=True
@@ -293,7 +229,7 @@ class Sender:
             # The thread is a daemon so that a DNS lookup hung outside every timeout
             # cannot keep the process alive; exit delivery waits for it, bounded.
             self._thread = thread
-        _deliver_at_multiprocessing_exit()
+        deliver_at_multiprocessing_exit()
 
     def _thread_alive(self) -> bool:
         thread = self._thread
@@ -311,9 +247,9 @@ class Sender:
                 try:
                     self._deliver(batch, math.inf, hand_off=False)
                 except Exception as error:  # noqa: BLE001 - settle it, keep the thread
-                    self._settle_internal_error(batch, error)
+                    self._ledger.failed_internally(batch, error)
                 except BaseException as error:
-                    self._settle_internal_error(batch, error)
+                    self._ledger.failed_internally(batch, error)
                     raise
         finally:
             sending_threads.discard(threading.get_ident())
@@ -321,7 +257,7 @@ class Sender:
                 if self._thread is threading.current_thread():
                     self._thread = None  # a later call starts a new one, unless closed
 
-    def _next_batch(self) -> _Batch | None:
+    def _next_batch(self) -> Batch | None:
         """Wait until a flush is due, then take one request's worth."""
         options = self._options
         while True:
@@ -354,28 +290,26 @@ class Sender:
             self._wake.wait(timeout)
             self._wake.clear()
 
-    def _take(self, before: int | None = None) -> _Batch | None:
-        start, entries = self._queue.take(MAX_BATCH_MESSAGES, _MAX_BODY_ITEMS_BYTES, before)
+    def _take(self, before: int | None = None) -> Batch | None:
+        start, entries = self._queue.take(MAX_BATCH_MESSAGES, MAX_BODY_ITEMS_BYTES, before)
         if not entries:
             return None
-        with self._lock:
-            self._in_flight += len(entries)
-        return _Batch(start, entries)
+        self._ledger.taken(len(entries))
+        return Batch(start, entries)
 
     # -- one batch, start to end --------------------------------------------------
 
-    def _deliver(self, batch: _Batch, deadline: float, *, hand_off: bool) -> None:
-        """Send *batch* until it is settled, or until *deadline* (or close's) passes.
+    def _deliver(self, batch: Batch, deadline: float, *, hand_off: bool) -> None:
+        """Send *batch* until it is settled, halved, or *deadline* (or close's) passes.
 
         With *hand_off*, make one attempt and give a retryable failure to the sender
         thread, with its backoff: the caller (inside dictConfig) must not sleep, and
         retrying at once would hammer a server that asked us to wait.
         """
         if not self._options.send:
-            self._settle_delivered(batch, sent=False)
+            self._ledger.delivered(batch, sent=False)
             return
-        if not batch.joined:
-            batch.joined, batch.has_tracked = join_entries(batch.entries)
+        joined = batch.join()
         while True:
             if not self._wait_until_due(batch, deadline):
                 return
@@ -383,21 +317,11 @@ class Sender:
             if remaining < MIN_REQUEST_SECONDS:
                 self._out_of_time(batch)
                 return
-            body = b"".join(
-                (
-                    _PREFIX,
-                    batch.joined,
-                    b'],"sentAt":"',
-                    iso_timestamp(time.time()).encode("ascii"),
-                    b'"}',
-                )
-            )
             status: int | None = None
             retry_after: float | None = None
-            with self._lock:
-                self._requests += 1
+            self._ledger.requested()
             try:
-                response = self._transport.send(body, min(self._options.timeout, remaining))
+                response = self._transport.send(body(joined), min(self._options.timeout, remaining))
             except TransportError as error:
                 outcome = Outcome.RETRY
                 reason = f"could not reach {self._options.host}: {error}"
@@ -408,31 +332,69 @@ class Sender:
                 status = response.status
                 retry_after = response.retry_after
                 outcome = classify(status)
-                reason = self._http_reason(status, response.text)
+                reason = http_reason(self._options.endpoint, status, response.text)
             if outcome is Outcome.DELIVERED:
-                self._settle_delivered(batch, sent=True)
+                self._ledger.delivered(batch, sent=True)
                 return
-            if outcome is Outcome.GIVE_UP:
-                self._settle_failed(batch, HTTP_STATUS, reason, status)
+            if outcome is not Outcome.RETRY:
+                self._refused(batch, outcome, reason, status, hand_off)
                 return
-            if batch.attempts >= self._options.max_retries:
+            if batch.attempts >= self._max_retries:
                 code = HTTP_STATUS if status is not None else NETWORK
                 tries = batch.attempts + 1
-                self._settle_failed(
+                self._ledger.failed(
                     batch, code, f"gave up after {tries} attempts: {reason}", status
                 )
                 return
             batch.attempts += 1
-            batch.not_before = time.monotonic() + _backoff(batch.attempts, retry_after)
+            batch.not_before = time.monotonic() + self._retry.delay(batch.attempts, retry_after)
             batch.last_reason, batch.last_status = reason, status
-            with self._lock:
-                self._retried += 1
+            self._ledger.retrying()
             if hand_off:
                 self._handoff.append(batch)
                 self._wake.set()
                 return
 
-    def _wait_until_due(self, batch: _Batch, deadline: float) -> bool:
+    def _refused(
+        self, batch: Batch, outcome: Outcome, reason: str, status: int | None, hand_off: bool
+    ) -> None:
+        """The server will not take this request as it is: halve it, or fail it.
+
+        A 413 halves the batch down to single messages: each half is smaller, and only
+        a message that is alone too large fails. A 400 halves it to find the message(s)
+        refused, within ``narrowing_budget`` extra requests shared by all its halves, so
+        a batch in which every message is bad costs a few dozen requests, not one per
+        message. What the budget leaves refused fails together, with the server's reason.
+        """
+        count = len(batch.entries)
+        if count > 1 and batch.narrowing is None:
+            # The budget belongs to the batch as taken from the queue: halves made by
+            # a 413 share it, so 413s then 400s cannot multiply it.
+            batch.narrowing = Narrowing(narrowing_budget(count))
+        if count > 1 and outcome is Outcome.TOO_LARGE:
+            self._split(batch, hand_off)
+            return
+        if count > 1 and outcome is Outcome.REFUSED:
+            assert batch.narrowing is not None
+            if batch.narrowing.left >= 2:
+                batch.narrowing.left -= 2
+                self._split(batch, hand_off)
+                return
+            reason += f"; not narrowed further: its {count} messages were refused together"
+        elif count == 1 and outcome is Outcome.TOO_LARGE:
+            size = len(batch.join())
+            reason += f"; this message alone is {size:,} bytes, over that server's limit"
+        self._ledger.failed(batch, HTTP_STATUS, reason, status)
+
+    def _split(self, batch: Batch, hand_off: bool) -> None:
+        """Put the batch's halves first in line, in order; the halves now own its messages."""
+        batch.settled = True  # settled through its halves: nobody may settle it again
+        first, second = batch.halves()
+        self._handoff.extendleft((second, first))
+        if hand_off:
+            self._wake.set()
+
+    def _wait_until_due(self, batch: Batch, deadline: float) -> bool:
         """Sleep until the batch's next attempt is due; False if it left our hands."""
         while True:
             wait = batch.not_before - time.monotonic()
@@ -447,11 +409,17 @@ class Sender:
             # close() sets _stopping: wake up and measure the wait against its deadline.
             self._stopping.wait(wait)
 
-    def _out_of_time(self, batch: _Batch) -> None:
+    def _out_of_time(self, batch: Batch) -> None:
         """The deadline comes before the batch can be (re)tried: report it, or pass it on."""
-        if self._closed:
+        with self._lock:
+            # Under the lock that close() sets `closed` with: either close() sees this
+            # batch in the handoff when it abandons leftovers, or we see it closed.
+            closed = self.closed
+            if not closed:
+                self._handoff.append(batch)
+        if closed:
             last = f"; last attempt: {batch.last_reason}" if batch.last_reason else ""
-            self._settle_failed(
+            self._ledger.failed(
                 batch,
                 SHUTDOWN_TIMEOUT,
                 f"not delivered within shutdown_timeout={self._options.shutdown_timeout:g}s{last}",
@@ -460,84 +428,8 @@ class Sender:
         else:
             # A flush() ran out of time: the sender thread (or the next flush, where
             # there is no thread) carries on with the batch, backoff and all.
-            self._handoff.append(batch)
             self._start()
             self._wake.set()
-
-    def _http_reason(self, status: int, text: str) -> str:
-        detail = text.strip().replace("\n", " ")
-        if status in (401, 403):
-            hint = "the write key was refused: check write_key / CDP_WRITE_KEY and host"
-        elif status == 413:
-            hint = "the server found the request too large"
-        elif status == 429:
-            hint = "rate limited by the server"
-        elif status >= 500:
-            hint = "the server failed"
-        else:
-            hint = "the server refused the batch"
-        return f"{self._options.endpoint} answered {status}: {hint}" + (
-            f" ({detail})" if detail else ""
-        )
-
-    # -- settling -----------------------------------------------------------------
-
-    def _decode(self, batch: _Batch) -> list[dict[str, Any]]:
-        return [json.loads(entry_data(entry)) for entry in batch.entries]
-
-    def _settle_delivered(self, batch: _Batch, *, sent: bool) -> None:
-        batch.settled = True
-        count = len(batch.entries)
-        with self._lock:
-            self._in_flight -= count
-            if sent:
-                self._delivered += count
-            else:
-                self._not_sent += count
-        tracked = _tracked(batch)
-        on_flush = self._options.on_flush
-        if on_flush is not None or tracked:
-            messages = self._decode(batch)
-            if on_flush is not None:
-                try:
-                    on_flush(messages)
-                except Exception as error:  # noqa: BLE001
-                    warn(f"on_flush raised {type(error).__name__}: {self._scrub(str(error))}")
-            if tracked:
-                by_entry = {
-                    id(entry): message
-                    for entry, message in zip(batch.entries, messages, strict=True)
-                }
-                for item in tracked:
-                    _resolve(item, None, by_entry[id(item)], self._scrub)
-        self._queue.settle(batch.start, batch.start + count, True)
-        self._progress.settle(batch.start, batch.start + count)
-
-    def _settle_internal_error(self, batch: _Batch, error: BaseException) -> None:
-        if not batch.settled:
-            self._settle_failed(
-                batch, INTERNAL_ERROR, f"delivery stopped by {type(error).__name__}: {error}", None
-            )
-
-    def _settle_failed(self, batch: _Batch, code: str, reason: str, status: int | None) -> None:
-        batch.settled = True
-        count = len(batch.entries)
-        with self._lock:
-            self._in_flight -= count
-        # A durable buffer deletes the rows, or keeps them for the next process when
-        # only close()'s deadline stopped us; its note says so in the report.
-        reason += self._queue.settle(batch.start, batch.start + count, code != SHUTDOWN_TIMEOUT)
-        tracked = _tracked(batch)
-        messages = self._decode(batch) if tracked or self._reporter.wants_errors else []
-        error = DeliveryError(code, self._scrub(reason), status=status, messages=messages)
-        self._reporter.report(error, count)
-        if tracked:
-            by_entry = {
-                id(entry): message for entry, message in zip(batch.entries, messages, strict=True)
-            }
-            for item in tracked:
-                _resolve(item, error, by_entry[id(item)], self._scrub)
-        self._progress.settle(batch.start, batch.start + count)
 
     # -- flush and close ----------------------------------------------------------
 
@@ -570,8 +462,8 @@ class Sender:
                     if not batch.settled and not isinstance(error, Exception):
                         self._handoff.appendleft(batch)
                         self._wake.set()
-                    elif not batch.settled:
-                        self._settle_internal_error(batch, error)
+                    else:
+                        self._ledger.failed_internally(batch, error)
                     raise
         finally:
             if not was_sending:
@@ -584,6 +476,7 @@ class Sender:
     def flush(self, timeout: float) -> bool:
         """Send everything accepted before this call; True when all of it is settled."""
         self.ensure_process()
+        progress = self._ledger.progress
         deadline = time.monotonic() + timeout
         target = self._queue.accepted
         if threading.get_ident() in sending_threads:
@@ -592,11 +485,11 @@ class Sender:
             # every later one, for the whole timeout. Ask, and say how things stand.
             self._flush_upto = max(self._flush_upto, target)
             self._wake.set()
-            return self._progress.wait(target, time.monotonic())
-        if self._closed:
+            return progress.wait(target, time.monotonic())
+        if self.closed:
             # Closed (at exit, before logging.shutdown flushes the handlers): what is
             # left is close()'s, and its deadline is the only one.
-            return self._progress.wait(target, min(deadline, self._close_deadline))
+            return progress.wait(target, min(deadline, self._close_deadline))
         holding_lock = _holding_logging_lock()
         if self._sends_itself(holding_lock):
             self._drain(target, deadline)
@@ -607,15 +500,11 @@ class Sender:
         else:
             self._flush_upto = max(self._flush_upto, target)
             self._wake.set()
-        return self._progress.wait(target, deadline)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        return progress.wait(target, deadline)
 
     def close(self, timeout: float) -> None:
         """Stop accepting, deliver what is queued within *timeout*, report the rest."""
-        if not self._begin_close(timeout):
+        if not self.begin_close(timeout):
             return
         if threading.get_ident() not in sending_threads:
             self._finish_close()
@@ -627,15 +516,20 @@ class Sender:
         # Otherwise (see flush) the sender thread finishes once the callback returns:
         # it sends what is left by the deadline and stops; the exit hook reports the rest.
 
-    def _begin_close(self, timeout: float) -> bool:
-        """Refuse new messages and tell the sender thread to send everything; False if
-        already closed. Separate from waiting, so the exit hook can start every sender
-        before it waits for any."""
+    def begin_close(self, timeout: float | None = None) -> bool:
+        """Refuse new messages and tell the sender thread to send everything.
+
+        Returns False if already closed. Separate from waiting, so the exit hook can
+        start every sender before it waits for any. *timeout* defaults to
+        ``shutdown_timeout``.
+        """
         self.ensure_process()
+        if timeout is None:
+            timeout = self._options.shutdown_timeout
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return False
-            self._closed = True
+            self.closed = True
             self._close_deadline = time.monotonic() + timeout
         self._queue.close()
         self._close_target = self._queue.accepted
@@ -648,9 +542,10 @@ class Sender:
         if self._sends_itself(holding_lock):
             self._drain(None, self._close_deadline)
         if not holding_lock:
-            self._progress.wait(self._close_target, self._close_deadline)
+            progress = self._ledger.progress
+            progress.wait(self._close_target, self._close_deadline)
             self._abandon_leftovers()
-            if self._progress.wait(self._close_target, time.monotonic()):
+            if progress.wait(self._close_target, time.monotonic()) and self._owns_transport:
                 self._transport.close()
         # Under the lock (dictConfig), batches handed to the sender thread stay its
         # own: it retries them until the close deadline, then reports what is left.
@@ -670,170 +565,47 @@ class Sender:
                 if taken is None:
                     return
                 batch = taken
-            self._settle_failed(batch, SHUTDOWN_TIMEOUT, reason, None)
+            self._ledger.failed(batch, SHUTDOWN_TIMEOUT, reason, None)
 
     def at_exit(self) -> None:
         """Wait for what close() started (the exit hook began it), then say what is unknown."""
-        if not self._closed:
+        if not self.closed:
             self.close(self._options.shutdown_timeout)
         else:
             self._finish_close()
-        with self._lock:
-            unknown = self._in_flight
+        unknown = self._ledger.in_flight
         if unknown:
             warn(
                 f"{unknown} message(s) still in flight when shutdown_timeout="
                 f"{self._options.shutdown_timeout:g}s ran out at exit; their outcome is unknown"
             )
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
         """Reset for this process, once, however many threads notice the new pid at once."""
         pid = os.getpid()
         with process_lock("reset", pid):
-            if self._pid == pid:
+            if self.pid == pid:
                 return  # another thread of this child did it while we waited
-            _reset_process(pid)
-            self._reset(closed=self._closed)
+            reset_process(pid)
+            # The reporter is the client's, shared with the senders it opened before;
+            # reset it only here, where its lock may be a parent thread's and its counts
+            # are the parent's.
+            self._reporter.reset_after_fork()
+            self._carried = {}
+            self._reset(closed=self.closed)
 
     # -- numbers ------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                "queued": self._queue.accepted,
-                "pending": len(self._queue) + self._in_flight,
-                "in_flight": self._in_flight,
-                "delivered": self._delivered,
-                "not_sent": self._not_sent,
-                "retried": self._retried,
-                "requests": self._requests,
-            }
-
-
-def _resolve(
-    item: Tracked,
-    error: DeliveryError | None,
-    message: dict[str, Any],
-    scrub: Callable[[str], str],
-) -> None:
-    resolve_call(item.future, item.callback, error, message, scrub)
-
-
-def resolve_call(
-    future: Future[dict[str, Any]] | None,
-    callback: Callable[[Exception | None, dict[str, Any]], object] | None,
-    error: DeliveryError | None,
-    message: dict[str, Any],
-    scrub: Callable[[str], str],
-) -> None:
-    """Tell one call how it ended: its Future, then its callback (which must not raise)."""
-    if future is not None and not future.done():
-        # The application may cancel() between done() and here: nothing to tell it then.
-        with contextlib.suppress(InvalidStateError):
-            if error is None:
-                future.set_result(message)
-            else:
-                future.set_exception(error)
-    if callback is not None:
-        try:
-            callback(error, message)
-        except Exception as problem:  # noqa: BLE001
-            warn(f"callback raised {type(problem).__name__}: {scrub(str(problem))}")
-
-
-# Every sender in this process, for the fork hook and the exit hook. Weak: a client
-# the application dropped is not kept alive by being registered (its running thread
-# keeps its sender alive until it is idle, which is what exit needs).
-_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
-
-
-# One lock per purpose and process id, made on first use: a lock inherited through fork
-# may be held by a thread that no longer exists, but a new pid's lock is always new.
-_PROCESS_LOCKS: dict[tuple[str, int], threading.Lock] = {}
-_process_pid = os.getpid()
-
-
-def process_lock(purpose: str, pid: int | None = None) -> threading.Lock:
-    """This process's lock for *purpose*, safe to take in a child forked with or
-    without fork hooks (uWSGI): it was never held by a thread of the parent."""
-    key = (purpose, os.getpid() if pid is None else pid)
-    return _PROCESS_LOCKS.setdefault(key, threading.Lock())  # atomic: one per key
-
-
-def _reset_process(pid: int) -> None:
-    """Once per forked process: what every sender shares. Call with process_lock("reset", pid)."""
-    global _process_pid
-    if _process_pid == pid:
-        return
-    # The parent's sending threads do not exist here, and their idents can be reused by
-    # the child's threads, whose records would then be ignored.
-    sending_threads.clear()
-    reseed_message_ids()  # else parent and child hand out the same messageIds
-    random.seed()  # else every worker retries on the same jittered schedule
-    _process_pid = pid
-
-
-def _reset_all_after_fork() -> None:
-    for sender in list(_SENDERS):
-        sender._after_fork()
-
-
-def flush_all(timeout: float) -> bool:
-    """Flush every sender in this process within one shared *timeout*; True if all settled."""
-    deadline = time.monotonic() + timeout
-    settled = True
-    for sender in list(_SENDERS):
-        if not sender.closed:
-            settled = sender.flush(max(0.0, deadline - time.monotonic())) and settled
-    return settled
-
-
-_exit_hook_ran = False
-
-
-def exit_hook_ran() -> bool:
-    """Whether ``close_all`` has run: a client opened after it is closed by nobody."""
-    return _exit_hook_ran
-
-
-def close_all() -> None:
-    """Deliver, within each one's shutdown_timeout, what every sender still holds.
-
-    Every sender is told to close before any is waited for, so N clients deliver side
-    by side and exit takes the longest shutdown_timeout, not their sum.
-    """
-    global _exit_hook_ran
-    _exit_hook_ran = True
-    senders = list(_SENDERS)
-    for sender in senders:
-        with contextlib.suppress(Exception):
-            sender._begin_close(sender._options.shutdown_timeout)
-    for sender in senders:
-        try:
-            sender.at_exit()
-        except Exception as error:  # noqa: BLE001 - one broken sender must not stop the rest
-            warn(f"exit delivery failed: {type(error).__name__}")
-
-
-_finalizer_pid: int | None = None
-
-
-def _deliver_at_multiprocessing_exit() -> None:
-    """Have a multiprocessing child deliver before it ends with ``os._exit``.
-
-    multiprocessing ends its children with os._exit, which skips atexit, after running
-    its own finalizers (util._exit_function). It clears inherited finalizers when the
-    child starts, so registering here, when the child first sends, is what survives.
-    """
-    global _finalizer_pid
-    util = sys.modules.get("multiprocessing.util")
-    process = sys.modules.get("multiprocessing.process")
-    if util is None or process is None or _finalizer_pid == os.getpid():
-        return
-    if process.parent_process() is None:
-        return  # the main process: the atexit hook covers it
-    _finalizer_pid = os.getpid()
-    util.Finalize(None, close_all, exitpriority=10)
-
-
-os.register_at_fork(after_in_child=_reset_all_after_fork)
+        """This sender's counters, plus those it carried over from the client's earlier ones."""
+        numbers = self._ledger.numbers()
+        current = {
+            "queued": self._queue.accepted,
+            "pending": len(self._queue) + numbers["in_flight"],
+            **numbers,
+        }
+        carried = self._carried
+        return {
+            key: value + (carried.get(key, 0) if key not in ("pending", "in_flight") else 0)
+            for key, value in current.items()
+        }

@@ -35,6 +35,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "classify",
+    "parse_retry_after",
     "user_agent",
 ]
 
@@ -56,18 +57,28 @@ class Outcome(Enum):
     DELIVERED = "delivered"
     RETRY = "retry"
     GIVE_UP = "give_up"
+    TOO_LARGE = "too_large"
+    REFUSED = "refused"
 
 
 def classify(status: int) -> Outcome:
     """Decide what an HTTP status means for the batch that got it.
 
-    408, 429 and 5xx are the server's trouble and may pass; any other 4xx means this
-    exact request will never be accepted, so retrying only delays the report.
+    408, 429 and 5xx are the server's trouble and may pass. 413 says the body is too
+    large for the server or a proxy in front of it (nginx's ``client_max_body_size``
+    defaults to 1 MB, and is often set lower): smaller requests may pass. 400 refuses
+    the batch, usually for one bad message in it: a part without it may pass. Any other
+    4xx (a refused write key, say) means no request of ours will be accepted, so
+    retrying only delays the report.
     """
     if 200 <= status < 300:
         return Outcome.DELIVERED
     if status in (408, 429) or status >= 500:
         return Outcome.RETRY
+    if status == 413:
+        return Outcome.TOO_LARGE
+    if status == 400:
+        return Outcome.REFUSED
     return Outcome.GIVE_UP
 
 
@@ -92,7 +103,12 @@ def user_agent() -> str:
     )
 
 
-def _retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date.
+
+    Both forms are allowed (https://www.rfc-editor.org/rfc/rfc9110#field.retry-after);
+    a date in the past means "now", and a value that is neither is ignored.
+    """
     if not value:
         return None
     try:
@@ -103,7 +119,7 @@ def _retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class RequestsTransport:
@@ -185,7 +201,7 @@ class RequestsTransport:
         return Response(
             status=answer.status_code,
             text=text,
-            retry_after=_retry_after(answer.headers.get("Retry-After")),
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
         )
 
     def close(self) -> None:

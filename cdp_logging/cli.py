@@ -192,10 +192,10 @@ def _send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             max_retries=0,
             timeout=args.timeout,
             shutdown_timeout=args.timeout,
+            stderr_warnings=False,  # we print our own FAILED line
         )
     except ValueError as error:
         parser.error(str(error))
-    client._reporter.warn_on_stderr = False  # we print our own FAILED line
     what = f"userId {args.user_id!r}"
     if args.type in ("track", "page", "screen"):
         what += f", {'event' if args.type == 'track' else 'name'} {args.event!r}"
@@ -254,11 +254,11 @@ def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             shutdown_timeout=_CLOSE_SECONDS,
             on_flush=count,
             on_error=failures.append,
+            stderr_warnings=False,  # we print our own lines
         )
     except ValueError as error:
         parser.error(str(error))
-    client._reporter.warn_on_stderr = False  # we print our own lines
-    queue = client._sender._queue
+    queue = client.buffer
     assert isinstance(queue, SQLiteQueue)  # buffer= says so
     deadline = time.monotonic() + args.timeout
     total = queue.rows()

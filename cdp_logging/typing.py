@@ -16,11 +16,12 @@ from typing import Any, Literal, TypeAlias
 
 from typing_extensions import Required, TypedDict
 
-from ._options import ErrorCallback, FlushCallback
+from ._options import ClientOptions, ErrorCallback, FlushCallback
 from ._transport import Response, Transport, TransportError
 
 __all__ = [
     "AliasPayload",
+    "ClientOptions",
     "ErrorCallback",
     "FlushCallback",
     "GroupPayload",

@@ -15,7 +15,7 @@ WRITE_KEY = "demo-write-key"
 
 
 def main() -> int:
-    with Collector(write_keys=(WRITE_KEY,)) as collector:
+    with Collector(write_keys=(WRITE_KEY,), strict=True) as collector:
         print(f"collector listening on {collector.url}\n")
         env = {**os.environ, "CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url}
         print("--- the app's own log output ---", flush=True)

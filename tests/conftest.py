@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import cdp_logging
-from cdp_logging import _sender
+from cdp_logging import RetryPolicy
 
 if TYPE_CHECKING:
     from cdp_logging.collector import Collector
@@ -29,25 +29,33 @@ ROOT = Path(__file__).resolve().parent.parent
 def collector() -> Iterator[Collector]:
     from cdp_logging.collector import Collector
 
-    with Collector(write_keys=(WRITE_KEY,)) as running:
+    with Collector(write_keys=(WRITE_KEY,), strict=True) as running:
         yield running
 
 
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make backoff short so retry tests take milliseconds, not seconds."""
-    monkeypatch.setattr(_sender, "BACKOFF_BASE", 0.01)
-    monkeypatch.setattr(_sender, "BACKOFF_CAP", 0.05)
+# Backoff in milliseconds, so retry tests take milliseconds, not seconds.
+FAST_RETRY = RetryPolicy(base=0.01, cap=0.05)
 
 
 @pytest.fixture
-def make_client(collector: Collector) -> Iterator[Callable[..., cdp_logging.Analytics]]:
+def fast_retries() -> RetryPolicy:
+    """Ask for it (or mark a test with usefixtures) and make_client's clients use FAST_RETRY."""
+    return FAST_RETRY
+
+
+@pytest.fixture
+def make_client(
+    collector: Collector, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., cdp_logging.Analytics]]:
     made: list[cdp_logging.Analytics] = []
+    fast = "fast_retries" in request.fixturenames
 
     def make(**options: Any) -> cdp_logging.Analytics:
         options.setdefault("write_key", WRITE_KEY)
         options.setdefault("host", collector.url)
         options.setdefault("shutdown_timeout", 5.0)
+        if fast:
+            options.setdefault("retry", FAST_RETRY)
         client = cdp_logging.Analytics(**options)
         made.append(client)
         return client

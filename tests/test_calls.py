@@ -188,7 +188,11 @@ class TestValidation:
                 {"user_id": "u", "event": "E", "properties": [1, 2]},
                 "properties must be a mapping",
             ),
-            ("track", {"user_id": "u", "event": "E", "timestamp": "yesterday"}, "not ISO 8601"),
+            (
+                "track",
+                {"user_id": "u", "event": "E", "timestamp": "yesterday"},
+                "not an ISO 8601 date-time",
+            ),
             (
                 "track",
                 {"user_id": "u", "event": "E", "timestamp": "2024-01-01T00:00:00"},

@@ -59,10 +59,11 @@ def cli(
 class RunningCollector:
     """``python -m cdp_logging collect`` in the background, its stdout read line by line."""
 
-    def __init__(self, *args: str, cwd: Path) -> None:
+    def __init__(self, *args: str, cwd: Path, strict: bool = True) -> None:
         self._lines: queue.Queue[str | None] = queue.Queue()
+        mode = ["--strict"] if strict else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cdp_logging", "collect", "--port", "0", *args],
+            [sys.executable, "-m", "cdp_logging", "collect", *mode, "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -131,7 +132,7 @@ def track(url: str, *, key: str = GOOD_KEY, timestamp: str | None = None) -> Bas
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector(write_keys=(GOOD_KEY,)) as running:
+    with Collector(write_keys=(GOOD_KEY,), strict=True) as running:
         yield running
 
 
@@ -151,7 +152,7 @@ class TestCollect:
             line = running.line()
             returncode, rest, stderr = running.stop()
 
-        assert f"collector listening on {running.url} (viewer: {running.url}/)" == (
+        assert f"collector listening on {running.url} (viewer: {running.url}/, strict)" == (
             running.first_line
         )
         assert running.url.startswith("http://127.0.0.1:")
@@ -159,6 +160,44 @@ class TestCollect:
         assert line.endswith(" timestamp=2024-05-01T12:00:00Z messageId=m-1")
         assert (0, [], "") == (returncode, rest, stderr)
         assert [] == list(tmp_path.iterdir())  # --memory writes no file
+
+    @pytest.mark.parametrize(
+        ("key", "warned"),
+        [
+            pytest.param((), True, id="no-key"),
+            pytest.param(("--write-key", GOOD_KEY), False, id="key"),
+        ],
+    )
+    def test_warns_when_listening_beyond_loopback_without_a_key(
+        self, tmp_path: Path, key: tuple[str, ...], warned: bool
+    ) -> None:
+        """On 0.0.0.0 anyone reaching the port could post and read events: say so."""
+        with RunningCollector("--memory", "--host", "0.0.0.0", *key, cwd=tmp_path) as running:
+            returncode, _, stderr = running.stop()
+
+        assert 0 == returncode
+        warning = "warning: listening on 0.0.0.0 without --write-key"
+        assert (warned, 1 if warned else 0) == (warning in stderr, len(stderr.splitlines()))
+
+    def test_lenient_by_default_with_marks_on_the_line(self, tmp_path: Path) -> None:
+        """Without --strict it takes what the services take, and says what they would flag."""
+        with RunningCollector("--memory", cwd=tmp_path, strict=False) as running:
+            response = requests.post(
+                f"{running.url}/v1/batch",
+                json={"batch": [{"type": "track", "event": "Tapped", "messageId": "m-9"}]},
+                auth=(GOOD_KEY, ""),
+                timeout=5,
+            )
+            line = running.line()
+            returncode, _, stderr = running.stop()
+
+        assert running.first_line.endswith(", lenient)")
+        assert 200 == response.status_code
+        assert (
+            'track    event="Tapped" messageId=m-9'
+            "  [the real service would flag: track needs a userId or an anonymousId]"
+        ) == line
+        assert (0, "") == (returncode, stderr)
 
     def test_sigint_exits_0(self, tmp_path: Path) -> None:
         """Ctrl-C (SIGINT) is a normal way to stop it: exit status 0, no traceback."""

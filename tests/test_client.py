@@ -257,6 +257,34 @@ class TestLimits:
         assert client.stats()["errors"]["queue_full"] == codes.count("queue_full")
 
 
+class TestOneRuleForAValidMessage:
+    @pytest.mark.parametrize(
+        "stamp",
+        ["20240501T080000Z", "2024-W18-3T08:00:00+00:00", "2024-05-01T08+00:00"],
+    )
+    def test_a_timestamp_the_collector_refuses_is_refused_alone(
+        self, collector: Collector, make_client: MakeClient, stamp: str
+    ) -> None:
+        """fromisoformat takes these; the protocol's rule does not. The client refuses the
+        one message (invalid_message) and its five neighbours are delivered, instead of
+        the whole batch getting a 400."""
+        errors: list[DeliveryError] = []
+        client = make_client(on_error=errors.append, flush_interval=60, max_events_in_batch=100)
+        for i in range(3):
+            client.track("u", f"good{i}")
+        odd = client.track("u", "odd", timestamp=stamp)
+        for i in range(3, 5):
+            client.track("u", f"good{i}")
+
+        assert client.flush(5)
+        assert [f"good{i}" for i in range(5)] == [m["event"] for m in collector.messages()]
+        assert 0 == collector.counts()["rejected_requests"]
+        error = odd.exception(timeout=0)
+        assert isinstance(error, DeliveryError)
+        assert ("invalid_message", True) == (error.code, "timestamp" in error.reason)
+        assert [error] == errors
+
+
 class TestRetries:
     @pytest.mark.usefixtures("fast_retries")
     def test_5xx_is_retried_until_delivered(
@@ -495,7 +523,7 @@ class TestIndependence:
         self, collector: Collector, make_client: MakeClient
     ) -> None:
         """Several clients with their own keys and hosts deliver independently."""
-        with Collector(write_keys=("other-key",)) as other:
+        with Collector(write_keys=("other-key",), strict=True) as other:
             first = make_client()
             second = make_client(write_key="other-key", host=other.url)
             first.track("u", "to first")
@@ -510,7 +538,7 @@ class TestIndependence:
         self, collector: Collector, make_client: MakeClient
     ) -> None:
         """A client whose host is down does not delay a healthy one."""
-        with Collector() as down:
+        with Collector(strict=True) as down:
             url = down.url
         broken = make_client(host=url, max_retries=100)
         healthy = make_client()

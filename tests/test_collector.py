@@ -27,7 +27,7 @@ SENT_AT = "2024-05-01T12:00:00.000Z"
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector(write_keys=(WRITE_KEY,)) as running:
+    with Collector(write_keys=(WRITE_KEY,), strict=True) as running:
         yield running
 
 
@@ -197,7 +197,7 @@ class TestAuth:
 
     def test_any_key_accepted_without_write_keys(self) -> None:
         """With write_keys=None any non-empty key is accepted."""
-        with Collector() as open_collector:
+        with Collector(strict=True) as open_collector:
             assert 200 == post(open_collector, batch(message()), key="whatever").status_code
             assert 401 == post(open_collector, batch(message()), key="").status_code
 
@@ -206,7 +206,7 @@ class TestAuth:
         text = repr(collector)
 
         assert WRITE_KEY not in text
-        assert f"<Collector {collector.url} running, accepting 1 key(s)>" == text
+        assert f"<Collector {collector.url} running, strict, accepting 1 key(s)>" == text
 
 
 class TestRejectedBatch:
@@ -835,7 +835,7 @@ class TestLifecycle:
         """on_batch is called with the messages of every accepted batch, after storing."""
         seen: list[list[dict[str, Any]]] = []
         sent = [message(), message()]
-        with Collector(on_batch=seen.append) as watched:
+        with Collector(on_batch=seen.append, strict=True) as watched:
             post(watched, batch(*sent), key="k")
             post(watched, b"nope", key="k")
 

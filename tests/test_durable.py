@@ -43,7 +43,7 @@ while True:
 
 
 def queue_of(client: cdp_logging.Analytics) -> SQLiteQueue:
-    queue = client._sender._queue
+    queue = client.buffer
     assert isinstance(queue, SQLiteQueue)
     return queue
 
@@ -365,12 +365,12 @@ import os, cdp_logging
 client = cdp_logging.Analytics({WRITE_KEY!r}, host={collector.url!r}, buffer="sqlite:{path}")
 for i in range(50): client.track(f"p{{i}}", "parent")
 assert client.flush(5)
-parent_conn = client._sender._queue._conn
+parent_conn = client.buffer._conn
 assert parent_conn is not None
 pid = os.fork()
 if pid == 0:
     for i in range(50): client.track(f"c{{i}}", "child")
-    ok = client.flush(5) and client._sender._queue._conn not in (None, parent_conn)
+    ok = client.flush(5) and client.buffer._conn not in (None, parent_conn)
     os._exit(0 if ok else 3)
 for i in range(50): client.track(f"q{{i}}", "parent")
 _, status = os.waitpid(pid, 0)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +18,13 @@ from cdp_logging._options import (
     DEFAULT_HOST,
     DEFAULT_MAX_EVENTS_IN_BATCH,
     DEFAULT_MAX_QUEUE_SIZE,
+    OPTION_NAMES,
+    ClientOptions,
+    Options,
     build_options,
 )
 
-from .conftest import WRITE_KEY
+from .conftest import ROOT, WRITE_KEY
 
 
 class TestDefaults:
@@ -114,3 +123,120 @@ class TestValidation:
 
         assert WRITE_KEY not in repr(options)
         assert "host=" in repr(options)
+
+
+class _Transport:
+    def send(self, body: bytes, timeout: float) -> Any:
+        raise AssertionError("send=False sends nothing")
+
+    def close(self) -> None:
+        pass
+
+
+class TestOneSource:
+    """The options are declared once; everything that names them must agree."""
+
+    FRONT_DOORS = (
+        cdp_logging.Analytics,
+        cdp_logging.AnalyticsHandler,
+        cdp_logging.AnalyticsProcessor,
+    )
+
+    def test_the_three_front_doors_take_write_key_host_then_the_options(self) -> None:
+        for door in self.FRONT_DOORS:
+            parameters = list(inspect.signature(door).parameters.values())
+            assert ["write_key", "host"] == [p.name for p in parameters[:2]], door
+            assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters[:2]), door
+            assert all(p.default is None for p in parameters[:2]), door
+            rest = parameters[-1]
+            assert (rest.name, rest.kind) == ("options", rest.VAR_KEYWORD), door
+            assert "Unpack[ClientOptions]" == rest.annotation, door  # as written, unevaluated
+            own = {p.name for p in parameters[2:-1]}
+            assert not own & OPTION_NAMES, door  # nothing declared twice
+
+    def test_options_value_has_a_field_for_each_option(self) -> None:
+        fields = {f.name for f in dataclasses.fields(Options)}
+        # max_retries is a property of Options: the count inside its retry policy.
+        assert fields | {"max_retries"} == OPTION_NAMES | {"write_key", "host"}
+        assert OPTION_NAMES == set(ClientOptions.__annotations__)
+
+    def test_readme_table_lists_exactly_the_options(self) -> None:
+        readme = (ROOT / "README.md").read_text()
+        section = readme.split("\n## Options\n", 1)[1].split("\n## ", 1)[0]
+        rows = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+        assert len(rows) == len(set(rows))
+        assert set(rows) == OPTION_NAMES | {"write_key", "host"}
+
+    def test_every_option_reaches_the_client_from_each_front_door(self, tmp_path: Path) -> None:
+        """Each door hands every option through unchanged (PITFALLS: ignored config)."""
+        given: dict[str, Any] = {
+            "max_events_in_batch": 7,
+            "flush_interval": 3.0,
+            "max_queue_size": 70,
+            "on_error": print,
+            "on_flush": print,
+            "max_retries": 2,
+            "timeout": 4.0,
+            "gzip": True,
+            "send": False,
+            "flush_triggers": ["alias"],
+            "shutdown_timeout": 1.0,
+            "stderr_warnings": False,
+            "transport": _Transport(),
+            "retry": cdp_logging.RetryPolicy(base=0.1, cap=0.2, max_retry_after=3.0),
+            "buffer": f"sqlite:{tmp_path / 'buffer.sqlite3'}",
+            "max_buffer_bytes": 1_000_000,
+        }
+        assert set(given) == OPTION_NAMES
+        for door in self.FRONT_DOORS:
+            made = door("k", "http://127.0.0.1:9", **given)
+            options = made.client.options if hasattr(made, "client") else made.options
+            for name, value in given.items():
+                expected = frozenset(value) if name == "flush_triggers" else value
+                if name == "retry":
+                    expected = dataclasses.replace(value, max_retries=2)
+                assert expected == getattr(options, name), (door, name)
+            assert "http://127.0.0.1:9" == options.host
+            made.close() if isinstance(made, cdp_logging.Analytics) else made.client.close()
+
+    def test_an_unknown_option_is_a_type_error_naming_it(self) -> None:
+        for door in self.FRONT_DOORS:
+            with pytest.raises(TypeError, match="max_event_in_batch"):
+                door("k", max_event_in_batch=5)  # type: ignore[call-arg]  # mypy sees it too
+
+    def test_client_and_options_together_are_refused(self) -> None:
+        client = cdp_logging.Analytics("k", send=False)
+        with pytest.raises(ValueError, match="not both"):
+            cdp_logging.AnalyticsHandler(client=client, max_queue_size=5)
+        with pytest.raises(ValueError, match="not both"):
+            cdp_logging.AnalyticsProcessor(client=client, host="http://127.0.0.1:9")
+        client.close()
+
+
+class TestImportLayers:
+    @staticmethod
+    def modules_after(statement: str) -> set[str]:
+        code = (
+            "import sys; before = set(sys.modules); "
+            f"{statement}; print('\\n'.join(sorted(set(sys.modules) - before)))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        )
+        return set(result.stdout.split())
+
+    def test_import_cdp_logging_loads_neither_structlog_nor_requests(self) -> None:
+        loaded = self.modules_after("import cdp_logging")
+        assert not {m for m in loaded if m.split(".")[0] in {"structlog", "requests", "urllib3"}}
+
+    def test_structlog_comes_with_the_processor(self) -> None:
+        loaded = self.modules_after("import cdp_logging; cdp_logging.AnalyticsProcessor")
+        assert "structlog" in loaded
+
+    def test_the_collector_loads_only_the_standard_library_and_the_protocol(self) -> None:
+        loaded = self.modules_after("import cdp_logging.collector")
+        ours = {m for m in loaded if m.split(".")[0] == "cdp_logging"}
+        others = {m.split(".")[0] for m in loaded} - {"cdp_logging"}
+        assert not others - set(sys.stdlib_module_names), others - set(sys.stdlib_module_names)
+        allowed = {"cdp_logging", "cdp_logging._protocol", "cdp_logging._version"}
+        assert not {m for m in ours if not m.startswith("cdp_logging.collector")} - allowed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -281,3 +282,33 @@ class TestPayloadHelpers:
         assert 'Argument "name" to "page_payload" has incompatible type "int"' in stdout
         assert 'Missing key "event" for TypedDict "TrackPayload"' in stdout
         assert "Found 3 errors" in stdout
+
+
+class TestCallbacksDoNotLoop:
+    def test_an_event_logged_from_on_flush_is_counted_not_sent(self, collector: Collector) -> None:
+        """The loop users hit: on_flush logs one event through structlog, batch size 1.
+
+        Before the guard sat in the path every front door shares, one event became
+        thousands (2,891 in 3 s). Now the callback's event is refused as reentrant.
+        """
+        flushed = threading.Event()
+        log: list[Any] = []
+
+        def on_flush(messages: list[dict[str, Any]]) -> None:
+            log[0].info("track", user_id="u1", event_name="Batch Delivered")
+            flushed.set()
+
+        processor = AnalyticsProcessor(
+            WRITE_KEY, collector.url, on_flush=on_flush, max_events_in_batch=1
+        )
+        log.append(native(processor))
+        try:
+            log[0].info("track", user_id="u1", event_name="Played")
+            assert flushed.wait(5)
+            assert processor.client.flush(5)
+            stats = processor.client.stats()
+        finally:
+            processor.client.close(timeout=2)
+
+        assert ["Played"] == [m["event"] for m in collector.messages()]
+        assert (1, 1, 1) == (stats["delivered"], stats["dropped"], stats["errors"]["reentrant"])

@@ -2,7 +2,7 @@
 
 The page itself is tested in a real headless Chromium, driven by playwright: Debian's
 ``chromium`` package (``.ci/run`` installs it), never a browser playwright downloads.
-Without it those tests skip, saying so; the rest of this file needs no browser.
+Without it those tests fail, saying how to install it; the rest of this file needs none.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 
 import cdp_logging
 from cdp_logging.collector import Collector, StoredEvent
+from cdp_logging.collector._plan import TrackingPlan
 
 KEY = "viewer-test-key-5ecret"
 SENT_AT = "2024-05-01T12:00:00.000Z"
@@ -37,6 +38,8 @@ CHROMIUM_ARGS = [
 # The page polls every second; this bounds every wait for what it shows.
 WAIT_MS = 15_000
 SCREENSHOT = Path("/tmp/viewer.png")
+PLAN_SCREENSHOT = Path("/tmp/viewer-plan.png")
+SCHEMA_SCREENSHOT = Path("/tmp/viewer-schema.png")
 
 
 def message(kind: str = "track", **fields: Any) -> dict[str, Any]:
@@ -69,7 +72,7 @@ def shown(events: list[StoredEvent]) -> list[tuple[bool, int, tuple[str, ...], A
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector(write_keys=(KEY,)) as running:
+    with Collector(write_keys=(KEY,), strict=True) as running:
         yield running
 
 
@@ -164,7 +167,7 @@ class TestSQLiteStore:
         invalid = message(event=None)
         answers = []
         for database in (None, tmp_path / "events.sqlite3"):
-            with Collector(write_keys=(KEY,), database=database) as running:
+            with Collector(write_keys=(KEY,), database=database, strict=True) as running:
                 post(running, batch(*sent))
                 post(running, batch(invalid))
                 post(running, b"nope")
@@ -186,10 +189,10 @@ class TestSQLiteStore:
         """A new collector on the same file starts with what the last one stored."""
         database = tmp_path / "events.sqlite3"
         sent = message()
-        with Collector(database=database) as first:
+        with Collector(database=database, strict=True) as first:
             post(first, batch(sent))
             post(first, batch(message(event=None)))
-        with Collector(database=database) as second:
+        with Collector(database=database, strict=True) as second:
             post(second, batch(message("identify")))
             kept = second.messages()
             ids = [event.id for event in second.events()]
@@ -199,7 +202,7 @@ class TestSQLiteStore:
 
     def test_reading_after_close_reopens_the_file(self, tmp_path: Path) -> None:
         """A closed collector can still be read: the file is opened again."""
-        with Collector(database=tmp_path / "events.sqlite3") as running:
+        with Collector(database=tmp_path / "events.sqlite3", strict=True) as running:
             post(running, batch(message()))
 
         assert 1 == len(running.messages())
@@ -207,7 +210,7 @@ class TestSQLiteStore:
     def test_uses_wal_mode(self, tmp_path: Path) -> None:
         """The file is in WAL mode, so another process can read while the collector writes."""
         database = tmp_path / "events.sqlite3"
-        with Collector(database=database):
+        with Collector(database=database, strict=True):
             with sqlite3.connect(database) as reader:
                 mode = reader.execute("PRAGMA journal_mode").fetchone()[0]
             reader.close()
@@ -216,7 +219,7 @@ class TestSQLiteStore:
 
     def test_wait_for_messages(self, tmp_path: Path) -> None:
         """wait_for_messages works on the database store too."""
-        with Collector(database=tmp_path / "events.sqlite3") as running:
+        with Collector(database=tmp_path / "events.sqlite3", strict=True) as running:
             post(running, batch(message(), message()))
 
             assert running.wait_for_messages(2, timeout=0)
@@ -230,7 +233,7 @@ class TestSQLiteStore:
         other.close()
 
         with pytest.raises(ValueError, match="not a cdp-logging collector database"):
-            Collector(database=database)
+            Collector(database=database, strict=True)
 
     def test_a_file_that_is_not_a_database_raises(self, tmp_path: Path) -> None:
         """A file that is not SQLite raises sqlite3.DatabaseError at construction."""
@@ -238,7 +241,7 @@ class TestSQLiteStore:
         path.write_text("not a database\n" * 100)
 
         with pytest.raises(sqlite3.DatabaseError):
-            Collector(database=path)
+            Collector(database=path, strict=True)
 
 
 class TestEventsEndpoint:
@@ -303,9 +306,11 @@ class TestEventsEndpoint:
 def browser() -> Iterator[Browser]:
     executable = next((path for path in CHROMIUM_PATHS if os.path.exists(path)), None)
     if executable is None:
-        pytest.skip(
+        # A failure, not a skip: a skipped browser test would hide that the viewer
+        # was never looked at. .ci/run installs Debian's chromium where it is missing.
+        pytest.fail(
             f"chromium not installed: none of {', '.join(CHROMIUM_PATHS)} exists "
-            "(apt-get install chromium; CI does)"
+            "(apt-get install chromium; .ci/run does)"
         )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
@@ -419,9 +424,9 @@ class TestViewerPage:
     def test_shows_what_a_database_kept(self, tmp_path: Path, page: Page) -> None:
         """Opened on a collector restarted on its database, the page lists earlier events."""
         database = tmp_path / "events.sqlite3"
-        with Collector(database=database) as first:
+        with Collector(database=database, strict=True) as first:
             post(first, batch(message(userId="kept")))
-        with Collector(database=database) as second:
+        with Collector(database=database, strict=True) as second:
             page.goto(f"{second.url}/")
 
             expect(page.locator("#rows tr")).to_have_count(1, timeout=WAIT_MS)
@@ -442,3 +447,148 @@ class TestViewerPage:
 
 def _is_error(entry: ConsoleMessage) -> bool:
     return entry.type == "error"
+
+
+# -- the tracking plan: rate and schema -------------------------------------------------
+
+
+def plan_of(collector: Collector) -> dict[str, Any]:
+    answer = requests.get(f"{collector.url}/api/plan", timeout=5)
+    assert 200 == answer.status_code
+    plan: dict[str, Any] = answer.json()
+    assert collector.plan()["schema"] == plan["schema"]
+    assert collector.strict is plan["strict"]
+    return plan
+
+
+def keys_of(
+    plan: dict[str, Any], kind: str, name: str = ""
+) -> dict[str, tuple[dict[str, int], bool]]:
+    [event] = [e for e in plan["schema"]["events"] if (e["type"], e["name"]) == (kind, name)]
+    return {key["key"]: (key["types"], key["conflict"]) for key in event["keys"]}
+
+
+class TestTrackingPlan:
+    def test_schema_flags_a_key_seen_with_two_types(self, collector: Collector) -> None:
+        """revenue as a number and as a string is flagged; null beside a type is not."""
+        post(
+            collector,
+            batch(
+                message(event="Order Completed", properties={"revenue": 12, "coupon": None}),
+                message(event="Order Completed", properties={"revenue": 9.5, "coupon": "X"}),
+                message(event="Order Completed", properties={"revenue": "12.50", "items": []}),
+                message("identify", traits={"plan": "pro", "seats": 3}),
+                message("identify", traits={"plan": "team", "beta": True}),
+            ),
+        )
+
+        plan = plan_of(collector)
+
+        assert {
+            "coupon": ({"null": 1, "string": 1}, False),
+            "items": ({"array": 1}, False),
+            "revenue": ({"number": 2, "string": 1}, True),
+        } == keys_of(plan, "track", "Order Completed")
+        assert {
+            "beta": ({"boolean": 1}, False),
+            "plan": ({"string": 2}, False),
+            "seats": ({"number": 1}, False),
+        } == keys_of(plan, "identify")
+        assert 0 == plan["schema"]["left_out"]
+
+    def test_rate_counts_each_second_by_type(self, collector: Collector) -> None:
+        post(collector, batch(message(), message(), message("identify")))
+
+        rate = plan_of(collector)["rate"]
+
+        assert 300 == rate["seconds"]
+        assert {"track": 2, "identify": 1} == {
+            kind: n for entry in rate["counts"] for kind, n in entry["by_type"].items()
+        }
+        assert all(rate["start"] <= entry["second"] for entry in rate["counts"])
+
+    def test_rate_forgets_what_is_older_than_its_window(self) -> None:
+        plan = TrackingPlan()
+        plan.add(1_000.5, [{"type": "track", "event": "A"}])
+        plan.add(1_000.9, [{"type": "track", "event": "A"}])
+        plan.add(1_400.0, [{"type": "page", "name": "B"}])
+
+        assert [{"second": 1_400, "by_type": {"page": 1}}] == plan.rate(1_400.2)["counts"]
+        # The schema is not a window: it keeps what the chart has forgotten.
+        assert [("page", "B", 1), ("track", "A", 2)] == [
+            (event["type"], event["name"], event["messages"]) for event in plan.schema()["events"]
+        ]
+
+    def test_schema_is_bounded(self) -> None:
+        """A fresh event name per call cannot grow it without end: the rest is counted."""
+        plan = TrackingPlan()
+        plan.add(0.0, [{"type": "track", "event": f"E{n}"} for n in range(600)])
+        plan.add(0.0, [{"type": "identify", "traits": {f"k{n}": n for n in range(300)}}])
+
+        schema = plan.schema()
+        assert (500, 600 - 500 + 1) == (len(schema["events"]), schema["left_out"])
+
+    def test_rejected_messages_are_not_in_the_plan(self, collector: Collector) -> None:
+        post(collector, batch(message(event=None, properties={"x": 1})))
+
+        assert [] == plan_of(collector)["schema"]["events"]
+
+    def test_a_reopened_database_relearns_its_schema(self, tmp_path: Path) -> None:
+        database = tmp_path / "events.sqlite3"
+        with Collector(database=database) as first:
+            post(first, batch(message(properties={"revenue": 1})))
+        with Collector(database=database) as second:
+            assert {"revenue": ({"number": 1}, False)} == keys_of(
+                second.plan(), "track", "Signed Up"
+            )
+
+
+class TestTrackingPlanPage:
+    def test_chart_and_schema_view(self, page: Page) -> None:
+        """The chart stacks each type's bar; the Schema view flags the two-typed key."""
+        errors: list[str] = []
+        page.on("console", lambda entry: errors.append(entry.text) if _is_error(entry) else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        with Collector(write_keys=(KEY,)) as lenient:
+            page.goto(f"{lenient.url}/")
+            expect(page.locator("#status")).to_contain_text("live", timeout=WAIT_MS)
+            sent = [
+                message(event="Order Completed", properties={"revenue": 12.5, "currency": "EUR"}),
+                message(
+                    event="Order Completed", properties={"revenue": "12.50", "currency": "EUR"}
+                ),
+                message("identify", traits={"plan": "pro", "seats": 3}),
+                message("page", name="Pricing", properties={"path": "/pricing"}),
+                message(userId=None, anonymousId=None, event="Anonymous Click"),
+            ]
+            assert 200 == post(lenient, {"batch": sent}).status_code
+
+            expect(page.locator("#rate rect")).not_to_have_count(0, timeout=WAIT_MS)
+            fills = set(
+                page.locator("#rate rect").evaluate_all("r => r.map(x => x.getAttribute('fill'))")
+            )
+            assert {"#16a34a", "#2563eb", "#9333ea"} == fills
+            expect(page.locator("#legend")).to_contain_text("track 3")
+            expect(page.locator("#mode")).to_have_text("lenient mode")
+            expect(page.locator("#rows tr.flagged")).to_have_count(1)
+            expect(page.locator("#rows tr.flagged td.problems")).to_have_text(
+                "track needs a userId or an anonymousId"
+            )
+            page.screenshot(path=str(PLAN_SCREENSHOT))
+
+            page.click("nav button[data-view=schema]")
+            expect(page.locator("#schema")).to_be_visible()
+            expect(page.locator("#events-view")).to_be_hidden()
+            conflict = page.locator("#schema-rows tr.conflict")
+            expect(conflict).to_have_count(1)
+            expect(conflict.locator("td.key")).to_have_text("properties.revenue")
+            expect(conflict.locator("td.types")).to_have_text("number \u00d71, string \u00d71")
+            expect(conflict.locator("td.flag")).to_have_text("\u26a0 2 types")
+            expect(page.locator("#schema-summary")).to_have_text(
+                "4 events and traits; 1 key seen with more than one type."
+            )
+            page.screenshot(path=str(SCHEMA_SCREENSHOT))
+
+            page.click("nav button[data-view=events]")
+            expect(page.locator("#rows")).to_be_visible()
+        assert [] == errors

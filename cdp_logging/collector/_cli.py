@@ -13,6 +13,7 @@ end it as a normal run.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import sqlite3
@@ -24,6 +25,7 @@ from typing import Any, Final
 
 from ._collector import Collector
 from ._store import RequestRecord
+from ._validate import lenient_marks
 
 __all__ = ["DEFAULT_DATABASE", "add_arguments", "describe", "describe_rejected", "main", "run"]
 
@@ -69,6 +71,13 @@ def describe_rejected(record: RequestRecord) -> str:
     return f"rejected {answer} ({record.message_count} {noun}): {reason}"
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, memory_by_default: bool = False) -> None:
     """Add the ``collect`` options to *parser*.
 
@@ -104,6 +113,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, memory_by_default: bool = 
             "--memory", action="store_true", help="keep events in memory only, not in a file"
         )
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help=(
+            "reject (400, with the reasons) every batch the protocol's rules refuse, as a "
+            "client's tests want; default: answer as the real services do and mark "
+            "each message with what they would drop or flag"
+        ),
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="print only the first line and errors, not events"
     )
 
@@ -122,7 +140,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             sys.stdout.flush()
 
     def show(messages: list[dict[str, Any]]) -> None:
-        say("".join(describe(message) + "\n" for message in messages))
+        lines = []
+        for message in messages:
+            # The lenient mode accepts what the real service would drop: say so on the
+            # line, where the person watching the terminal looks.
+            marks = [] if args.strict else lenient_marks(message)
+            flagged = f"  [the real service would flag: {'; '.join(marks)}]" if marks else ""
+            lines.append(describe(message) + flagged + "\n")
+        say("".join(lines))
 
     def show_rejected(record: RequestRecord) -> None:
         say(describe_rejected(record) + "\n")
@@ -140,6 +165,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             on_batch=None if args.quiet else show,
             on_rejected=None if args.quiet else show_rejected,
             database=database,
+            strict=args.strict,
         )
     except ValueError as error:
         parser.error(str(error))
@@ -160,7 +186,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 file=sys.stderr,
             )
             return 1
-        say(f"collector listening on {collector.url} (viewer: {collector.url}/)\n")
+        mode = "strict" if args.strict else "lenient"
+        say(f"collector listening on {collector.url} (viewer: {collector.url}/, {mode})\n")
+        if not args.write_keys and not _is_loopback(args.host):
+            # Anyone who can reach the port can then post events and read them all back.
+            print(
+                f"{prog}: warning: listening on {args.host} without --write-key: anyone "
+                "who can reach it can send events and read every stored one",
+                file=sys.stderr,
+                flush=True,
+            )
         if database is not None:
             say(f"storing events in {Path(database).resolve()} ({earlier} from earlier runs)\n")
         stopped.wait()

@@ -9,7 +9,15 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._faults import FaultPlan
-from ._server import Backend, BatchCallback, CollectorServer, RejectedCallback
+from ._server import (
+    IDLE_SECONDS,
+    MAX_CONNECTIONS,
+    REQUEST_SECONDS,
+    Backend,
+    BatchCallback,
+    CollectorServer,
+    RejectedCallback,
+)
 from ._sqlite import SQLiteStore
 from ._store import MemoryStore, RequestRecord, Store, StoredEvent
 
@@ -38,9 +46,18 @@ class Collector:
     """A local server for ``POST /v1/batch`` that keeps what it accepts, for tests.
 
     Use it as a context manager: it listens on entry (in a daemon thread) and stops
-    on exit. It is strict where the real services are lenient: a batch holding one
-    invalid message is rejected whole with 400 and a reason, so a test cannot pass
-    while a message is being lost.
+    on exit.
+
+    By default it answers as the real services do (Segment, Customer.io): it accepts
+    the write key as Basic user name, Bearer token or ``writeKey`` in the body, null
+    for absent fields, no ``sentAt``, any Content-Type, and a message they would drop;
+    it keeps with each message what they would drop or flag in it (``events()``, the
+    viewer). That is the local CDP any SDK can be pointed at.
+
+    ``strict=True`` is for a client's own tests: a batch holding one invalid message is
+    rejected whole with 400 and a reason, so a test cannot pass while a message is
+    being lost; only HTTP Basic is accepted, ``sentAt`` is required, and a body that
+    is not declared as JSON gets 415.
 
     ``stop()`` then ``start()`` listens on the same port again (the address is reused),
     so a test can take the collector down, let a client fail against the URL it was
@@ -60,11 +77,19 @@ class Collector:
         database: An SQLite file to keep everything in, created when missing and
             added to when it exists. None (the default) keeps it in memory, which is
             faster and what tests want.
+        strict: Apply the protocol's rules strictly (see above) instead of answering
+            as the real services do.
+        request_timeout: Seconds from a request's first byte to its last; a slower
+            one (a client sending a byte a second) is answered 408 and cut.
+        idle_timeout: Seconds a kept-alive connection may wait for its next request.
+        max_connections: Connections served at once; one more is answered 503 and
+            closed. With the per-connection body limit, this bounds the memory.
 
     Raises:
         ValueError: *write_keys* is a single string, empty, or holds an empty key;
-            *port* is out of range; *database* is an SQLite file the collector did
-            not write.
+            *port* is out of range; a timeout is not a positive number;
+            *max_connections* is not a whole number from 1; *database* is an SQLite
+            file the collector did not write.
         sqlite3.Error: *database* cannot be opened, or is not an SQLite file.
 
     The write keys appear in no repr, record or answer.
@@ -79,15 +104,44 @@ class Collector:
         on_batch: BatchCallback | None = None,
         on_rejected: RejectedCallback | None = None,
         database: str | os.PathLike[str] | None = None,
+        strict: bool = False,
+        request_timeout: float = REQUEST_SECONDS,
+        idle_timeout: float = IDLE_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be from 0 to 65535, got {port!r}")
         keys = _check_write_keys(write_keys)
+        for name, seconds in (("request_timeout", request_timeout), ("idle_timeout", idle_timeout)):
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, float))
+                or not seconds > 0
+            ):
+                raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(
+                f"max_connections must be a whole number from 1, got {max_connections!r}"
+            )
         self.faults = FaultPlan()
         # Opened last, once every other option is known to be good, so a ValueError
         # never leaves a database file open behind it.
         self._store: Store = MemoryStore() if database is None else SQLiteStore(database)
-        self._backend = Backend(self._store, self.faults, keys, on_batch, on_rejected)
+        self._backend = Backend(
+            self._store,
+            self.faults,
+            keys,
+            on_batch,
+            on_rejected,
+            strict=bool(strict),
+            idle_seconds=float(idle_timeout),
+            request_seconds=float(request_timeout),
+            max_connections=max_connections,
+        )
         self._host = host
         self._port: int | None = port or None
         self._lock = threading.Lock()
@@ -99,7 +153,8 @@ class Collector:
         state = "running" if self.running else "stopped"
         keys = self._backend.write_keys
         accepted = "any key" if keys is None else f"{len(keys)} key(s)"
-        return f"<Collector {where} {state}, accepting {accepted}>"
+        mode = "strict" if self._backend.strict else "lenient"
+        return f"<Collector {where} {state}, {mode}, accepting {accepted}>"
 
     @property
     def url(self) -> str:
@@ -119,6 +174,11 @@ class Collector:
     def port(self) -> int | None:
         """The port listened on (or to be), None before a first start with port 0."""
         return self._port
+
+    @property
+    def strict(self) -> bool:
+        """Whether the protocol's rules are applied strictly (400) or only marked."""
+        return self._backend.strict
 
     @property
     def running(self) -> bool:
@@ -198,6 +258,19 @@ class Collector:
         message carries the problems that got it rejected.
         """
         return self._store.events(after, limit)
+
+    def plan(self) -> dict[str, Any]:
+        """The tracking plan of what was accepted, as ``GET /api/plan`` answers it.
+
+        ``rate``: accepted messages per second by call type over the last minutes
+        (``start``, ``seconds``, and ``counts``: ``{"second", "by_type"}`` for each second
+        that had any). ``schema``: for each track, page and screen name, and for identify
+        and group traits, the keys seen with their JSON types and counts (``events``), a
+        key seen with two types other than null marked ``conflict``; ``left_out`` counts
+        what was not learnt past the limits (500 names, 200 keys each). ``strict``:
+        the mode, which the viewer shows.
+        """
+        return {**self._store.plan(), "strict": self.strict}
 
     def counts(self) -> dict[str, Any]:
         """Totals: requests, accepted_requests, rejected_requests, messages, by_type

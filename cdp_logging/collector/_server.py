@@ -11,6 +11,7 @@ connection when the server goes away) is part of what the tests must exercise.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import struct
@@ -35,10 +36,13 @@ from ._validate import (
     content_type_problem,
     decode_body,
     item_problems,
+    lenient_auth_problem,
+    lenient_marks,
+    lenient_payload_problem,
     load_payload,
     payload_problem,
 )
-from ._viewer import EVENTS_PATH, PAGE, PAGE_HEADERS, parse_events_query
+from ._viewer import EVENTS_PATH, PAGE, PAGE_HEADERS, PLAN_PATH, parse_events_query
 
 __all__ = ["Backend", "BatchCallback", "CollectorServer", "RejectedCallback"]
 
@@ -47,12 +51,45 @@ RejectedCallback = Callable[[RequestRecord], object]
 
 BATCH_PATH: Final = "/v1/batch"
 # A body is read to its end even when it is rejected, so the connection stays usable
-# for the client's next request; beyond this much it is read and thrown away.
-_KEPT_BODY_BYTES: Final = 2 * MAX_BATCH_BYTES
+# for the client's next request; beyond this much it is read and thrown away. The
+# slack covers gzip's worst case (deflate adds 5 bytes per 16 KB block it cannot
+# shrink, plus a header), so a compressed body that could still inflate to less than
+# the limit is kept whole.
+_KEPT_BODY_BYTES: Final = MAX_BATCH_BYTES + MAX_BATCH_BYTES // 1000 + 1024
 _READ_CHUNK: Final = 64 * 1024
+# A body declared this big is refused unread, and the connection closed: reading it
+# to its end (to keep the connection usable) would let one client make the server
+# read gigabytes.
+_UNREAD_BODY_BYTES: Final = 8 * MAX_BATCH_BYTES
 # An idle keep-alive connection (a client's pool) holds a thread; after this long
 # without a request the thread closes it, as real servers do.
-_IDLE_SECONDS: Final = 60.0
+IDLE_SECONDS: Final = 60.0
+# From a request's first byte to its last: a client sending a byte a second (slowloris)
+# would otherwise hold a thread for as long as it likes, since each byte resets a
+# plain socket timeout.
+REQUEST_SECONDS: Final = 10.0
+# Each connection holds a thread and up to about a megabyte of body, so their number
+# bounds the memory; past it a connection is answered 503 at once and closed.
+MAX_CONNECTIONS: Final = 256
+
+
+def _raw_answer(status: str, reason: str, *headers: str) -> bytes:
+    """A whole JSON error answer, for where the handler's own methods cannot be used."""
+    body = json.dumps({"error": reason}).encode("ascii")
+    lines = [
+        f"HTTP/1.1 {status}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *headers,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
+
+
+_BUSY_ANSWER: Final = _raw_answer(
+    "503 Service Unavailable", "too many open connections", "Retry-After: 1"
+)
+_TIMEOUT_ANSWER: Final = _raw_answer("408 Request Timeout", "the request did not arrive in time")
 _REDACTED_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
 _MESSAGE_FILTERS: Final = frozenset({"type", "user_id"})
 
@@ -66,6 +103,11 @@ class Backend:
     write_keys: frozenset[str] | None
     on_batch: BatchCallback | None
     on_rejected: RejectedCallback | None = None
+    # False: accept what the real services accept and mark it; True: reject with 400.
+    strict: bool = False
+    idle_seconds: float = IDLE_SECONDS
+    request_seconds: float = REQUEST_SECONDS
+    max_connections: int = MAX_CONNECTIONS
 
 
 @dataclass(frozen=True)
@@ -79,6 +121,9 @@ class _Outcome:
     retry_after: str | None = None
     # Rejected for what its messages hold, so each message is shown with its own problems.
     by_messages: bool = False
+    # Accepted by the lenient mode, with what the real service would flag in the request
+    # as a whole (each message gets these besides its own).
+    marks: tuple[str, ...] = ()
 
 
 class CollectorServer(ThreadingHTTPServer):
@@ -90,6 +135,9 @@ class CollectorServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # listen()'s backlog: socketserver's default of 5 makes the kernel drop the SYNs of
+    # a burst of clients, each of which then waits a second or more to try again.
+    request_queue_size = 1024
     # SO_REUSEADDR: start() after stop() binds the same port at once, even with the
     # previous connections in TIME_WAIT.
     allow_reuse_address = True
@@ -118,9 +166,16 @@ class CollectorServer(ThreadingHTTPServer):
         )
         with self._connections_lock:
             closing = self._closing
-            if not closing:
+            busy = len(self._connections) >= self.backend.max_connections
+            if not (closing or busy):
                 self._connections[request] = thread
-        if closing:
+        if busy and not closing:
+            # Answered from the accepting thread, so it must not block: a short timeout,
+            # and a client that does not read the answer loses it.
+            with contextlib.suppress(OSError):
+                request.settimeout(0.5)
+                request.sendall(_BUSY_ANSWER)
+        if closing or busy:
             self.shutdown_request(request)
             return
         thread.start()
@@ -192,13 +247,76 @@ def _matches(message: dict[str, Any], query: dict[str, list[str]]) -> bool:
     return users is None or any(message.get(field) in users for field in ("userId", "anonymousId"))
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The socket as a raw stream whose reads share one deadline per request.
+
+    Waiting for a request's first byte is bounded by the idle time (a pooled
+    connection may stay quiet that long); from that byte on, the whole request must
+    arrive within the request time, however slowly its bytes trickle in.
+    """
+
+    def __init__(self, connection: socket.socket, idle: float, per_request: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._idle = idle
+        self._per_request = per_request
+        self.deadline: float | None = None
+        self.timed_out = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            wait = self._idle
+        else:
+            wait = self.deadline - time.monotonic()
+            if wait <= 0:
+                self.timed_out = True
+                raise TimeoutError("the request took too long to arrive")
+        self._connection.settimeout(wait)
+        try:
+            count = self._connection.recv_into(buffer)
+        except TimeoutError:
+            self.timed_out = self.deadline is not None
+            raise
+        if count and self.deadline is None:
+            self.deadline = time.monotonic() + self._per_request
+        return count
+
+    def next_request(self) -> None:
+        self.deadline = None
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out as separate writes; with Nagle on, the body waits for the
     # client's delayed ACK (40 ms a request). Real servers answer in one go.
     disable_nagle_algorithm = True
     server_version = "cdp-collector"
-    timeout = _IDLE_SECONDS
+    timeout = IDLE_SECONDS
+
+    def setup(self) -> None:
+        super().setup()
+        backend = self._collector.backend
+        self._reader = _DeadlineReader(
+            self.connection, backend.idle_seconds, backend.request_seconds
+        )
+        self.rfile = io.BufferedReader(self._reader, _READ_CHUNK)
+
+    def handle_one_request(self) -> None:
+        self._reader.next_request()
+        # The base class ends the connection without a word when a read times out; a
+        # client that started a request gets a 408 first, so it knows why.
+        super().handle_one_request()
+        if self._reader.timed_out:
+            self.close_connection = True
+            self._reader.timed_out = False
+            # Written raw: the request line may not have been read, and the base class's
+            # answering methods need it.
+            with contextlib.suppress(OSError):
+                self.connection.settimeout(1.0)
+                self.connection.sendall(_TIMEOUT_ANSWER)
 
     def version_string(self) -> str:
         # The default adds the Python version, which no real service would announce.
@@ -224,6 +342,9 @@ class _Handler(BaseHTTPRequestHandler):
         close: bool = False,
         content_type: str = "text/plain; charset=utf-8",
     ) -> None:
+        # The last read left the socket with what remained of the request's deadline;
+        # the answer gets the idle time, so a big /messages answer is not cut short.
+        self.connection.settimeout(self._collector.backend.idle_seconds)
         if isinstance(payload, bytes):
             body = payload
         else:
@@ -259,6 +380,13 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError(length_header)
         except ValueError:
             self._error(400, "Content-Length is not a whole number", close=True)
+            return None
+        if length > _UNREAD_BODY_BYTES:
+            self._error(
+                400,
+                f"request body is {length} bytes, the limit is {MAX_BATCH_BYTES}",
+                close=True,
+            )
             return None
         kept = bytearray()
         left = length
@@ -311,6 +439,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, PAGE, headers=PAGE_HEADERS, content_type="text/html; charset=utf-8")
         elif url.path == EVENTS_PATH:
             self._list_events(url.query)
+        elif url.path == PLAN_PATH:
+            self._reply(200, {**backend.store.plan(), "strict": backend.strict})
         elif url.path == "/health":
             self._reply(200, b"ok")
         elif url.path == "/stats":
@@ -379,7 +509,12 @@ class _Handler(BaseHTTPRequestHandler):
         backend = self._collector.backend
         headers = _redacted(self.headers.items())
         gzipped = self.headers.get("Content-Encoding", "").strip().lower() == "gzip"
-        auth = auth_problem(self.headers.get("Authorization"), backend.write_keys)
+        authorization = self.headers.get("Authorization")
+        if backend.strict:
+            auth = auth_problem(authorization, backend.write_keys)
+        else:
+            # Judged again once the body is read: the key may be its "writeKey".
+            auth = lenient_auth_problem(authorization, None, backend.write_keys)
 
         def record(
             outcome: _Outcome, body_bytes: int, batch: list[Any], sent_at: str | None
@@ -436,13 +571,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             batch = batch_messages(payload)
             sent_at = payload["sentAt"] if isinstance(payload.get("sentAt"), str) else None
+            if not backend.strict:
+                auth = lenient_auth_problem(
+                    authorization, payload.get("writeKey"), backend.write_keys
+                )
 
         outcome = self._judge(backend, auth, body_problem, payload)
         if outcome.accepted:
-            # payload_problem() has checked that every item is a message object.
-            messages: list[dict[str, Any]] = batch
-            backend.store.add_accepted(record(outcome, body_bytes, batch, sent_at), messages)
-            _announce(backend, messages)
+            rows: list[Row] = [
+                # payload_problem() has checked that every item is a valid message.
+                (item, ()) if backend.strict else (item, (*outcome.marks, *lenient_marks(item)))
+                for item in batch
+            ]
+            backend.store.add_accepted(record(outcome, body_bytes, batch, sent_at), rows)
+            _announce(backend, [item for item in batch if isinstance(item, dict)])
         else:
             rejected_record = record(outcome, body_bytes, batch, sent_at)
             backend.store.add_rejected(rejected_record, _rejected_rows(outcome, batch))
@@ -472,15 +614,25 @@ class _Handler(BaseHTTPRequestHandler):
             return _status_fault(fault)
         if auth is not None:
             return _Outcome(401, auth)
+        marks: tuple[str, ...] = ()
         content_type = content_type_problem(self.headers.get("Content-Type"))
         if content_type is not None:
-            return _Outcome(415, content_type)
+            if backend.strict:
+                return _Outcome(415, content_type)
+            # Segment's docs require application/json, yet its SDKs never send anything
+            # else; flag it rather than refuse what a server might still take.
+            marks = (content_type,)
         if body_problem is not None:
             return _Outcome(body_problem.status, body_problem.reason)
         assert payload is not None
-        problem = payload_problem(payload)
-        if problem is not None:
-            return _Outcome(400, problem, by_messages=True)
+        if backend.strict:
+            problem = payload_problem(payload)
+            if problem is not None:
+                return _Outcome(400, problem, by_messages=True)
+        else:
+            problem = lenient_payload_problem(payload)
+            if problem is not None:
+                return _Outcome(400, problem)
         fault = backend.faults.take(
             ("reject_type", "reset_after_store"), _call_types(payload["batch"])
         )
@@ -489,8 +641,8 @@ class _Handler(BaseHTTPRequestHandler):
             return _Outcome(fault.status or 400, reason)
         if fault is not None:
             reason = "reset after store by a fault: no answer sent"
-            return _Outcome(200, reason, accepted=True, reset=True)
-        return _Outcome(200, accepted=True)
+            return _Outcome(200, reason, accepted=True, reset=True, marks=marks)
+        return _Outcome(200, accepted=True, marks=marks)
 
 
 def _announce(backend: Backend, messages: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -50,6 +51,10 @@ CREATE INDEX events_by_acceptance ON events (accepted, id);
 # AUTOINCREMENT (not plain rowid reuse) so that ids stay increasing after reset():
 # a viewer polling "after id N" must not miss rows whose ids were handed out again.
 _EVENT_COLUMNS: Final = "id, received_at, accepted, status, problems, message"
+# An accepted event that is a message: the lenient mode also accepts (and marks) any
+# other JSON value standing in a batch, which is shown but is no message. The JSON
+# text of an object, and only of an object, starts with "{".
+_ACCEPTED_MESSAGE: Final = "accepted AND substr(message, 1, 1) = '{'"
 # Another process reading the file may hold a lock for a moment; wait for it.
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -142,6 +147,11 @@ class SQLiteStore(Store):
         super().__init__()
         self.path = os.fspath(path)
         self._connection: sqlite3.Connection | None = _open(self.path)
+        # The tracking plan lives in memory: relearn it from what the file holds.
+        query = f"SELECT received_at, message FROM events WHERE {_ACCEPTED_MESSAGE} ORDER BY id"  # noqa: S608
+        for received_at, message in self._connection.execute(query):
+            at = dt.datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp()
+            self._plan.add(at, [json.loads(message)])
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -179,7 +189,7 @@ class SQLiteStore(Store):
             )
 
     def _messages(self) -> list[dict[str, Any]]:
-        query = "SELECT message FROM events WHERE accepted ORDER BY id"
+        query = f"SELECT message FROM events WHERE {_ACCEPTED_MESSAGE} ORDER BY id"  # noqa: S608
         return [json.loads(text) for (text,) in self._db.execute(query)]
 
     def _records(self) -> list[RequestRecord]:
@@ -190,14 +200,14 @@ class SQLiteStore(Store):
         requests, accepted = db.execute(
             "SELECT count(*), coalesce(sum(accepted), 0) FROM requests"
         ).fetchone()
-        messages, duplicates = db.execute(
-            "SELECT count(*), count(message_id) - count(DISTINCT message_id)"
-            " FROM events WHERE accepted"
-        ).fetchone()
+        distinct = "count(*), count(message_id) - count(DISTINCT message_id)"
+        query = f"SELECT {distinct} FROM events WHERE {_ACCEPTED_MESSAGE}"  # noqa: S608
+        messages, duplicates = db.execute(query).fetchone()
         by_type = {
             str(kind): count
             for kind, count in db.execute(
-                "SELECT type, count(*) FROM events WHERE accepted GROUP BY type ORDER BY min(id)"
+                f"SELECT type, count(*) FROM events WHERE {_ACCEPTED_MESSAGE}"  # noqa: S608
+                " GROUP BY type ORDER BY min(id)"
             )
         }
         return {
@@ -224,7 +234,8 @@ class SQLiteStore(Store):
         return [_event(row) for row in reversed(rows)]
 
     def _message_count(self) -> int:
-        count: int = self._db.execute("SELECT count(*) FROM events WHERE accepted").fetchone()[0]
+        query = f"SELECT count(*) FROM events WHERE {_ACCEPTED_MESSAGE}"  # noqa: S608
+        count: int = self._db.execute(query).fetchone()[0]
         return count
 
     def _request_count(self) -> int:

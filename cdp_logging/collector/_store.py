@@ -15,10 +15,13 @@ import abc
 import copy
 import datetime as dt
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ._plan import TrackingPlan
 
 __all__ = ["MemoryStore", "RequestRecord", "Row", "Store", "StoredEvent", "now_iso"]
 
@@ -26,10 +29,14 @@ __all__ = ["MemoryStore", "RequestRecord", "Row", "Store", "StoredEvent", "now_i
 Row = tuple[Any, tuple[str, ...]]
 
 
-def now_iso() -> str:
-    """The current UTC time as ISO 8601 with milliseconds, the form the viewer shows."""
-    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+def now_iso(at: float | None = None) -> str:
+    """*at* (default: now) in UTC as ISO 8601 with milliseconds, the form the viewer shows."""
+    moment = (
+        dt.datetime.now(dt.timezone.utc)
+        if at is None
+        else dt.datetime.fromtimestamp(at, dt.timezone.utc)
+    )
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -74,10 +81,13 @@ class StoredEvent:
         accepted: Whether its request was accepted (and the message stored).
         status: The HTTP status its request was answered (0: no answer, by a fault).
         problems: Why it was rejected: its own problems when the batch was rejected
-            for its messages, else the request's reason. Empty when accepted.
+            for its messages, else the request's reason. When accepted: what the real
+            service would drop or flag in it (the lenient mode's marks), empty when
+            nothing, and always empty in the strict mode.
         message: The message as received: normally an object, but whatever JSON
-            value stood in the batch when rejected, and None when the request held
-            no readable batch at all (bad JSON, a refused connection).
+            value stood in the batch when rejected (or accepted by the lenient mode),
+            and None when the request held no readable batch at all (bad JSON, a
+            refused connection).
 
     .. versionadded:: 0.1.0
     """
@@ -110,19 +120,26 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
+        self._plan = TrackingPlan()
 
     # -- what the server calls ------------------------------------------------------
 
-    def add_accepted(self, record: RequestRecord, messages: Sequence[Mapping[str, Any]]) -> None:
+    def add_accepted(
+        self, record: RequestRecord, messages: Sequence[Mapping[str, Any] | Row]
+    ) -> None:
         """Remember a request and store its *messages*, counting repeated messageIds.
 
-        A repeat is stored all the same: the real services de-duplicate later, and a
-        test of a client's retries needs to see each copy that arrived.
+        Each item is a message, or a ``(message, marks)`` row: the lenient mode accepts
+        what the real services accept and keeps, with each message, what they would
+        drop or flag in it. A repeat is stored all the same: the real services
+        de-duplicate later, and a test of a client's retries needs to see each copy.
         """
-        rows = [(message, ()) for message in messages]
-        received_at = now_iso()
+        rows = [item if isinstance(item, tuple) else (item, ()) for item in messages]
+        at = time.time()
+        received_at = now_iso(at)
         with self._changed:
             self._insert(record, True, received_at, rows)
+            self._plan.add(at, [message for message, _ in rows])
             self._changed.notify_all()
 
     def add_rejected(self, record: RequestRecord, rows: Sequence[Row] = ()) -> None:
@@ -157,6 +174,18 @@ class Store(abc.ABC):
         with self._changed:
             return self._latest(limit)
 
+    def plan(self, now: float | None = None) -> dict[str, Any]:
+        """The tracking plan of the accepted messages: ``rate`` and ``schema``.
+
+        See :class:`TrackingPlan`; *now* (default: the current time) ends the rate's
+        window.
+        """
+        with self._changed:
+            return {
+                "rate": self._plan.rate(time.time() if now is None else now),
+                "schema": self._plan.schema(),
+            }
+
     def wait_for_messages(self, count: int, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: self._message_count() >= count, timeout)
@@ -168,6 +197,7 @@ class Store(abc.ABC):
     def reset(self) -> None:
         with self._changed:
             self._clear()
+            self._plan.clear()
             self._changed.notify_all()
 
     def close(self) -> None:
@@ -232,7 +262,7 @@ class MemoryStore(Store):
         if not self._events_kept:
             self._first_id = self._next_id
         for message, problems in rows:
-            if accepted:
+            if accepted and isinstance(message, dict):
                 message_id = message.get("messageId")
                 if isinstance(message_id, str):
                     if message_id in self._seen_ids:
@@ -240,7 +270,7 @@ class MemoryStore(Store):
                     self._seen_ids.add(message_id)
                 self._by_type[str(message.get("type"))] += 1
                 self._message_total += 1
-            stored = copy.deepcopy(dict(message) if accepted else message)
+            stored = copy.deepcopy(message)
             self._events_kept.append(
                 StoredEvent(self._next_id, received_at, accepted, record.status, problems, stored)
             )
@@ -249,7 +279,13 @@ class MemoryStore(Store):
         self._accepted_requests += accepted
 
     def _messages(self) -> list[dict[str, Any]]:
-        return copy.deepcopy([event.message for event in self._events_kept if event.accepted])
+        return copy.deepcopy(
+            [
+                event.message
+                for event in self._events_kept
+                if event.accepted and isinstance(event.message, dict)
+            ]
+        )
 
     def _records(self) -> list[RequestRecord]:
         return list(self._records_kept)

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
-import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from .._protocol import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, message_problems
+from .._protocol import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    message_problems,
+    timestamp_problem,
+)
 
 __all__ = [
     "Rejected",
@@ -28,6 +32,9 @@ __all__ = [
     "content_type_problem",
     "decode_body",
     "item_problems",
+    "lenient_auth_problem",
+    "lenient_marks",
+    "lenient_payload_problem",
     "load_payload",
     "payload_problem",
     "timestamp_problem",
@@ -41,19 +48,15 @@ _MAX_ECHO_CHARS: Final = 60
 # A gzip bomb is counted only this far: far enough to say "too big", cheap to reach.
 _MAX_COUNTED_BYTES: Final = 64 * MAX_BATCH_BYTES
 _INFLATE_CHUNK: Final = 64 * 1024
+# The collector's own limit (neither service documents one): the body, its batch and
+# a message are three levels, so this leaves properties nearly a hundred. Deeper JSON
+# would overflow Python's stack in json, copy and the viewer, each of which recurses.
+MAX_NESTING: Final = 100
+
 
 # Written out rather than left to datetime.fromisoformat, which accepts different
 # strings on Python 3.10 (no "Z", fixed fraction widths) and 3.11+ (week dates, no
 # separators): the collector must judge a client the same way on every Python.
-_ISO_8601: Final = re.compile(
-    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
-    r"[Tt ](?P<hour>\d{2}):(?P<minute>\d{2})"
-    r"(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?"
-    r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<zone_hour>\d{2})(?::?(?P<zone_minute>\d{2}))?)?",
-    re.ASCII,
-)
-
-
 class Rejected(Exception):
     """The request cannot be accepted: answer *status* with *reason*.
 
@@ -94,6 +97,50 @@ def auth_problem(header: str | None, write_keys: frozenset[str] | None) -> str |
     if not user:
         return "the write key (the Basic user name) is empty"
     if write_keys is not None and user not in write_keys:
+        return "unknown write key"
+    return None
+
+
+def _header_key(header: str | None) -> tuple[str | None, str | None]:
+    """The key an Authorization header carries, and why it carries none.
+
+    Basic (key as user name, any password) or Bearer (the token is taken as the key:
+    Segment's OAuth clients send a token there, and a write key in the body too).
+    """
+    if not header or not header.strip():
+        return None, None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer":
+        return (token, None) if token else (None, "the Bearer token is empty")
+    if scheme.lower() != "basic" or not token:
+        return None, "the Authorization header must use HTTP Basic or Bearer"
+    try:
+        credentials = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, "the Basic credentials are not valid base64 of UTF-8 text"
+    user = credentials.partition(":")[0]
+    return (user, None) if user else (None, "the write key (the Basic user name) is empty")
+
+
+def lenient_auth_problem(
+    header: str | None, body_key: object, write_keys: frozenset[str] | None
+) -> str | None:
+    """Why neither the header nor the body's ``writeKey`` carries an accepted key, or None.
+
+    The real services take the key as Basic user name, as a Bearer token, or as
+    ``writeKey`` in the body (segment-analytics-python 2.3 sends no header at all):
+    https://www.twilio.com/docs/segment/connections/sources/catalog/libraries/server/http-api
+    Like :func:`auth_problem`, the reasons never echo a key.
+    """
+    from_header, header_problem = _header_key(header)
+    candidates = [key for key in (from_header, body_key) if isinstance(key, str) and key]
+    if not candidates:
+        return header_problem or (
+            "no write key: send it as the Basic user name, a Bearer token, "
+            'or "writeKey" in the body'
+        )
+    if write_keys is not None and not any(key in write_keys for key in candidates):
         return "unknown write key"
     return None
 
@@ -194,9 +241,31 @@ def load_payload(body: bytes) -> dict[str, Any]:
         payload = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
         raise Rejected(400, f"invalid JSON: {error}") from None
+    except RecursionError:
+        raise Rejected(400, f"the JSON nests deeper than {MAX_NESTING} levels") from None
+    if _too_deep(payload):
+        raise Rejected(400, f"the JSON nests deeper than {MAX_NESTING} levels")
     if not isinstance(payload, dict):
         raise Rejected(400, f"the body must be a JSON object, got {type(payload).__name__}")
     return payload
+
+
+def _too_deep(value: object) -> bool:
+    # Iterative, so that judging the depth cannot itself overflow the stack.
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_NESTING:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def batch_messages(payload: Mapping[str, Any]) -> list[Any]:
@@ -209,34 +278,6 @@ def batch_messages(payload: Mapping[str, Any]) -> list[Any]:
     return batch if isinstance(batch, list) else []
 
 
-def timestamp_problem(value: object, field: str) -> str | None:
-    """Why *value* is not an ISO 8601 date-time with a time zone, or None."""
-    if not isinstance(value, str):
-        return f"{field} must be an ISO 8601 string, got {type(value).__name__}"
-    match = _ISO_8601.fullmatch(value)
-    if match is None:
-        return f"{field} {_echo(value)} is not an ISO 8601 date-time"
-    if match["zone"] is None:
-        return f"{field} {_echo(value)} has no time zone (add Z or an offset like +02:00)"
-    unreal = f"{field} {_echo(value)} is not a real date and time"
-    if match["sign"] is not None and (
-        int(match["zone_hour"]) > 23 or int(match["zone_minute"] or 0) > 59
-    ):
-        return unreal
-    try:
-        dt.datetime(
-            int(match["year"]),
-            int(match["month"]),
-            int(match["day"]),
-            int(match["hour"]),
-            int(match["minute"]),
-            int(match["second"] or 0),
-        )
-    except ValueError:
-        return unreal
-    return None
-
-
 def item_problems(message: object) -> list[str]:
     """Every rule one item of a batch breaks; empty when it is a valid message.
 
@@ -246,10 +287,6 @@ def item_problems(message: object) -> list[str]:
     if not isinstance(message, dict):
         return [f"a message must be an object, got {type(message).__name__}"]
     problems = message_problems(message)
-    if isinstance(message.get("timestamp"), str):
-        problem = timestamp_problem(message["timestamp"], "timestamp")
-        if problem is not None:
-            problems.append(problem)
     serialised = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     try:
         size = len(serialised.encode("utf-8"))
@@ -293,3 +330,32 @@ def payload_problem(payload: Mapping[str, Any]) -> str | None:
     listed = "; ".join(problems[:_MAX_LISTED_PROBLEMS])
     hidden = len(problems) - _MAX_LISTED_PROBLEMS
     return f"{listed}; and {hidden} more" if hidden > 0 else listed
+
+
+def lenient_payload_problem(payload: Mapping[str, Any]) -> str | None:
+    """Why even the lenient mode must answer 400: there is no batch to read.
+
+    Everything else (no ``sentAt``, an empty batch, a bad message) is accepted, as the
+    real services accept it, and marked instead (see :func:`lenient_marks`).
+    """
+    if "batch" not in payload:
+        return 'the body has no "batch" list'
+    batch = payload["batch"]
+    if not isinstance(batch, list):
+        return f'"batch" must be a list, got {type(batch).__name__}'
+    return None
+
+
+def lenient_marks(message: object) -> list[str]:
+    """What the real service would drop or flag in *message*, as it would read it.
+
+    A null stands for an absent field (segment-analytics-python 2.4 sends
+    ``"anonymousId": null``), so it is dropped before the protocol's rules are applied;
+    what is left breaks the same rules as in the strict mode, and each broken rule is
+    a reason the real service would drop the message or keep it wrong (no user id at
+    all, no event name, over 32,000 bytes, a timestamp it cannot read).
+    """
+    if not isinstance(message, dict):
+        return item_problems(message)
+    present = {key: value for key, value in message.items() if value is not None}
+    return item_problems(present)

@@ -22,17 +22,30 @@ from urllib.parse import parse_qs
 
 from .._protocol import CALL_TYPES
 
-__all__ = ["EVENTS_PATH", "MAX_PAGE", "PAGE", "PAGE_HEADERS", "EventsQuery", "parse_events_query"]
+__all__ = [
+    "EVENTS_PATH",
+    "MAX_PAGE",
+    "PAGE",
+    "PAGE_HEADERS",
+    "PLAN_PATH",
+    "EventsQuery",
+    "parse_events_query",
+]
 
 EVENTS_PATH: Final = "/api/events"
+# The tracking plan (see _plan): the rate chart and the schema view poll it.
+PLAN_PATH: Final = "/api/plan"
 # Rows per answer: enough to catch up quickly, small enough that one answer stays a
 # fraction of a second to build and parse.
 DEFAULT_PAGE: Final = 200
 MAX_PAGE: Final = 1000
 
 _STYLE: Final = """
-:root { --line: #d9dde3; --muted: #5f6b7a; --bad: #b42318; --bad-bg: #fef3f2; --pick: #dbe7fd; }
+:root { --line: #d9dde3; --muted: #5f6b7a; --bad: #b42318; --bad-bg: #fef3f2; --pick: #dbe7fd;
+        --flag: #93370d; --flag-bg: #fffaeb; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
+#events-view { flex: 1; min-height: 0; display: flex; flex-direction: column; }
 body { margin: 0; height: 100vh; display: flex; flex-direction: column;
        font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2933; }
 header { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; padding: 10px 16px;
@@ -40,7 +53,9 @@ header { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; padding
 h1 { font-size: 16px; margin: 0; }
 label { color: var(--muted); }
 select, input { font: inherit; padding: 3px 6px; margin-left: 4px; }
-#status { margin-left: auto; color: var(--muted); }
+#status { color: var(--muted); }
+#mode { margin-left: auto; font-size: 12px; padding: 2px 8px; border-radius: 10px;
+        border: 1px solid var(--line); color: var(--muted); }
 #status.down { color: var(--bad); font-weight: 600; }
 main { flex: 1; min-height: 0; display: grid;
        grid-template-columns: minmax(0, 1fr) minmax(0, 38%); }
@@ -54,6 +69,8 @@ th { position: sticky; top: 0; background: #fff; box-shadow: 0 1px 0 var(--line)
 tbody tr { cursor: pointer; }
 tbody tr:hover { background: #f2f4f7; }
 tbody tr.rejected { background: var(--bad-bg); }
+tbody tr.flagged { background: var(--flag-bg); }
+tbody tr.flagged td.problems { color: var(--flag); }
 tbody tr.picked { background: var(--pick); }
 td.problems { color: var(--bad); }
 td.type { font-weight: 600; }
@@ -65,6 +82,35 @@ aside h2 { font-size: 14px; margin: 0 0 8px; }
 #detail-problems { color: var(--bad); padding-left: 18px; }
 pre { margin: 0; font: 12px/1.45 ui-monospace, monospace; white-space: pre-wrap;
       overflow-wrap: anywhere; }
+nav button { font: inherit; padding: 3px 12px; border: 1px solid var(--line);
+             background: #fff; cursor: pointer; }
+nav button:first-child { border-radius: 4px 0 0 4px; }
+nav button:last-child { border-radius: 0 4px 4px 0; border-left: 0; }
+nav button[aria-pressed="true"] { background: #1f2933; color: #fff; border-color: #1f2933; }
+#chart { padding: 8px 16px 4px; border-bottom: 1px solid var(--line); }
+#chart-head { display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center;
+              font-size: 12px; color: var(--muted); }
+#chart-head strong { color: #1f2933; font-weight: 600; }
+#filters { display: flex; flex-wrap: wrap; gap: 16px; }
+#legend { display: flex; flex-wrap: wrap; gap: 4px 12px; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px;
+          margin-right: 4px; vertical-align: -1px; }
+#rate { display: block; width: 100%; height: 72px; margin-top: 4px; background: #fbfbfc;
+        border: 1px solid var(--line); }
+#chart-axis { display: flex; justify-content: space-between; font-size: 11px;
+              color: var(--muted); }
+#schema { flex: 1; min-height: 0; overflow: auto; padding: 12px 16px; }
+#schema-summary { margin: 0 0 10px; }
+#schema-summary.bad { color: var(--bad); font-weight: 600; }
+#schema table { max-width: 960px; }
+#schema tr.event th { position: static; background: #f7f8fa; font-weight: 600;
+                      box-shadow: none; padding-top: 10px; }
+#schema td.key, #schema td.types { font-family: ui-monospace, monospace; font-size: 13px; }
+#schema .seen { text-align: right; }
+#schema td.none { color: var(--muted); font-style: italic; }
+#rate line { stroke: var(--line); stroke-width: 1; vector-effect: non-scaling-stroke; }
+#schema tr.conflict { background: var(--bad-bg); }
+#schema tr.conflict td.flag { color: var(--bad); font-weight: 600; }
 """
 
 _SCRIPT: Final = """
@@ -73,6 +119,14 @@ const CALL_TYPES = %CALL_TYPES%;
 const PAGE = %PAGE%;      // rows asked for per request
 const KEEP = 2000;        // rows kept on the page; the oldest go first
 const POLL_MS = 1000;
+
+const PLAN_MS = 2000;
+// One colour per call type, the same in the chart and its legend.
+const COLOURS = { identify: "#2563eb", track: "#16a34a", page: "#9333ea",
+  screen: "#db2777", group: "#ea580c", alias: "#0891b2" };
+const OTHER = "#6b7280";
+// The SVG namespace, read from the page's own chart rather than written out as a URL.
+const SVG = document.getElementById("rate").namespaceURI;
 
 const rows = document.getElementById("rows");
 const typeFilter = document.getElementById("type-filter");
@@ -138,7 +192,9 @@ function add(event) {
   row.dataset.id = String(event.id);
   row.dataset.type = s.type;
   row.dataset.user = s.user;
+  // Accepted with marks: the real service would drop or flag it (the lenient mode).
   if (!event.accepted) row.classList.add("rejected");
+  else if (event.problems.length > 0) row.classList.add("flagged");
   row.title = `received ${event.received_at}, answered HTTP ${event.status}`;
   const cells = [["type", s.type], ["user", s.user], ["what", s.what], ["when", s.when],
     ["problems", event.problems.join("; ")]];
@@ -163,7 +219,8 @@ function pick(row) {
   if (picked) picked.classList.remove("picked");
   picked = row;
   row.classList.add("picked");
-  const verdict = event.accepted ? "accepted" : "rejected";
+  const verdict = !event.accepted ? "rejected"
+    : event.problems.length > 0 ? "accepted, the real service would drop or flag it" : "accepted";
   document.getElementById("detail-title").textContent =
     `Event ${event.id}: ${verdict} (HTTP ${event.status}), received ${event.received_at}`;
   document.getElementById("detail-problems").replaceChildren(...event.problems.map((problem) => {
@@ -193,6 +250,159 @@ async function poll() {
   setTimeout(poll, again);
 }
 
+// -- the tracking plan: the rate chart and the schema view ---------------------------
+
+function drawRate(rate) {
+  const svg = document.getElementById("rate");
+  svg.setAttribute("viewBox", `0 0 ${rate.seconds} 100`);
+  let peak = 0;
+  const totals = {};
+  for (const entry of rate.counts) {
+    let sum = 0;
+    for (const [type, n] of Object.entries(entry.by_type)) {
+      sum += n;
+      totals[type] = (totals[type] || 0) + n;
+    }
+    peak = Math.max(peak, sum);
+  }
+  const bars = [];
+  for (const entry of rate.counts) {
+    let y = 100;
+    const x = entry.second - rate.start;
+    // The call types in a fixed order, so each keeps its place in every stack.
+    const others = Object.keys(entry.by_type).filter((type) => !CALL_TYPES.includes(type));
+    for (const type of [...CALL_TYPES, ...others]) {
+      const n = entry.by_type[type];
+      if (!n) continue;
+      const height = (n / peak) * 96;
+      y -= height;
+      const bar = document.createElementNS(SVG, "rect");
+      bar.setAttribute("x", String(x));
+      bar.setAttribute("y", String(y));
+      bar.setAttribute("width", "1");
+      bar.setAttribute("height", String(height));
+      bar.setAttribute("fill", COLOURS[type] || OTHER);
+      bar.dataset.type = type;
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = `${n} ${type} at ${new Date(entry.second * 1000).toISOString()}`;
+      bar.append(title);
+      bars.push(bar);
+    }
+  }
+  // A faint line each minute, so that an empty stretch still reads as time.
+  const ticks = [];
+  for (let x = rate.seconds - 60; x > 0; x -= 60) {
+    const tick = document.createElementNS(SVG, "line");
+    for (const [name, value] of [["x1", x], ["x2", x], ["y1", 0], ["y2", 100]]) {
+      tick.setAttribute(name, String(value));
+    }
+    ticks.push(tick);
+  }
+  svg.replaceChildren(...ticks, ...bars);
+  const legend = document.getElementById("legend");
+  legend.replaceChildren(...Object.entries(totals).map(([type, n]) => {
+    const item = document.createElement("span");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.dataset.colour = COLOURS[type] || OTHER;
+    item.append(swatch, `${type} ${n}`);
+    return item;
+  }));
+  for (const swatch of legend.querySelectorAll(".swatch")) {
+    swatch.style.background = swatch.dataset.colour;
+  }
+  const minutes = Math.round(rate.seconds / 60);
+  document.getElementById("rate-title").textContent =
+    `Accepted events per second, last ${minutes} minutes`;
+  document.getElementById("rate-peak").textContent = `peak ${peak}/s`;
+  document.getElementById("axis-start").textContent = `\u2212${minutes} min`;
+}
+
+function cell(row, name, value) {
+  const td = row.insertCell();
+  td.className = name;
+  td.textContent = value;
+  return td;
+}
+
+function drawSchema(schema) {
+  const body = document.getElementById("schema-rows");
+  const made = [];
+  let conflicts = 0;
+  for (const event of schema.events) {
+    const head = document.createElement("tr");
+    head.className = "event";
+    const th = document.createElement("th");
+    th.colSpan = 4;
+    const title = event.type === "identify" || event.type === "group"
+      ? `${event.type} traits` : `${event.type} \u00b7 ${event.name || "(no name)"}`;
+    const noun = event.messages === 1 ? "message" : "messages";
+    th.textContent = `${title} (${event.messages} ${noun})`;
+    head.append(th);
+    made.push(head);
+    if (event.keys.length === 0) {
+      const row = document.createElement("tr");
+      cell(row, "none", `no ${event.bag}`).colSpan = 4;
+      made.push(row);
+    }
+    for (const key of event.keys) {
+      const row = document.createElement("tr");
+      row.dataset.event = title;
+      row.dataset.key = key.key;
+      if (key.conflict) {
+        row.classList.add("conflict");
+        conflicts += 1;
+      }
+      cell(row, "key", `${event.bag}.${key.key}`);
+      cell(row, "types", Object.entries(key.types).map(([t, n]) => `${t} \u00d7${n}`).join(", "));
+      cell(row, "seen", String(key.count));
+      const kinds = Object.keys(key.types).filter((t) => t !== "null").length;
+      cell(row, "flag", key.conflict ? `\u26a0 ${kinds} types` : "");
+      made.push(row);
+    }
+  }
+  body.replaceChildren(...made);
+  const summary = document.getElementById("schema-summary");
+  summary.classList.toggle("bad", conflicts > 0);
+  const names = schema.events.length;
+  summary.textContent = names === 0 ? "No accepted events yet."
+    : `${names} events and traits; ` + (conflicts === 0 ? "every key has one type."
+      : `${conflicts} key${conflicts === 1 ? "" : "s"} seen with more than one type.`)
+    + (schema.left_out ? ` (${schema.left_out} left out past the limits.)` : "");
+}
+
+async function pollPlan() {
+  try {
+    const answer = await fetch("%PLAN_PATH%", { cache: "no-store" });
+    if (answer.ok) {
+      const plan = await answer.json();
+      const mode = document.getElementById("mode");
+      mode.textContent = plan.strict ? "strict mode" : "lenient mode";
+      mode.title = plan.strict
+        ? "A batch with any invalid message is rejected whole (HTTP 400)"
+        : "Accepts what Segment and Customer.io accept; marks what they would drop or flag";
+      drawRate(plan.rate);
+      drawSchema(plan.schema);
+    }
+  } catch (error) {
+    // poll() already says the collector is unreachable.
+  }
+  setTimeout(pollPlan, PLAN_MS);
+}
+
+function show(view) {
+  for (const button of document.querySelectorAll("nav button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.view === view));
+  }
+  document.getElementById("events-view").hidden = view !== "events";
+  document.getElementById("schema").hidden = view !== "schema";
+  document.getElementById("filters").hidden = view !== "events";
+}
+
+for (const button of document.querySelectorAll("nav button")) {
+  button.addEventListener("click", () => show(button.dataset.view));
+}
+
 rows.addEventListener("click", (click) => {
   const row = click.target.closest("tr");
   if (row) pick(row);
@@ -200,21 +410,37 @@ rows.addEventListener("click", (click) => {
 typeFilter.addEventListener("change", applyFilters);
 userFilter.addEventListener("input", applyFilters);
 poll();
+pollPlan();
 """
 
 _SCRIPT_TEXT: Final = (
     _SCRIPT.replace("%CALL_TYPES%", json.dumps(list(CALL_TYPES)))
     .replace("%PAGE%", str(DEFAULT_PAGE))
     .replace("%EVENTS_PATH%", EVENTS_PATH)
+    .replace("%PLAN_PATH%", PLAN_PATH)
 )
 
 _BODY: Final = """
 <header>
   <h1>cdp-logging collector</h1>
-  <label>Type <select id="type-filter"><option value="">all</option></select></label>
-  <label>User <input id="user-filter" type="search" placeholder="userId or anonymousId"></label>
+  <nav><button type="button" data-view="events" aria-pressed="true">Events</button><button
+    type="button" data-view="schema" aria-pressed="false">Schema</button></nav>
+  <span id="filters">
+    <label>Type <select id="type-filter"><option value="">all</option></select></label>
+    <label>User <input id="user-filter" type="search" placeholder="userId or anonymousId">
+    </label>
+  </span>
+  <span id="mode"></span>
   <span id="status">connecting</span>
 </header>
+<div id="events-view">
+<section id="chart">
+  <div id="chart-head"><strong id="rate-title">Accepted events per second</strong>
+    <span id="rate-peak"></span><span id="legend"></span></div>
+  <svg id="rate" preserveAspectRatio="none"
+    viewBox="0 0 300 100" role="img" aria-label="accepted events per second by type"></svg>
+  <div id="chart-axis"><span id="axis-start"></span><span>now</span></div>
+</section>
 <main>
   <section id="list">
     <table>
@@ -230,6 +456,15 @@ _BODY: Final = """
     <pre id="detail-json"></pre>
   </aside>
 </main>
+</div>
+<section id="schema" hidden>
+  <p id="schema-summary">No accepted events yet.</p>
+  <table>
+    <thead><tr><th>Key</th><th>JSON types seen</th><th class="seen">Seen</th><th></th></tr>
+    </thead>
+    <tbody id="schema-rows"></tbody>
+  </table>
+</section>
 """
 
 

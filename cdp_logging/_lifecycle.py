@@ -1,0 +1,159 @@
+"""The process around the senders: which exist, fork, exit, and who is sending now.
+
+Everything here is per process and shared by every client in it: the registry the fork
+hook and the exit hook walk, the locks that must be new in a forked child, the threads
+whose own log records must never come back to us, and the multiprocessing finalizer a
+child needs because it ends with ``os._exit``. A sender registers itself and offers the
+few public methods of ``Member``; nothing here looks inside one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+import threading
+import time
+import weakref
+from typing import Protocol
+
+from ._calls import reseed_message_ids
+from ._report import warn
+
+__all__ = [
+    "Member",
+    "close_all",
+    "deliver_at_multiprocessing_exit",
+    "exit_hook_ran",
+    "flush_all",
+    "process_lock",
+    "register",
+    "reset_process",
+    "sending_threads",
+]
+
+# The threads sending on our behalf right now (the sender threads, and an application
+# thread while flush() or close() sends from it). Every front door refuses a message
+# built in one of them, so urllib3's or our own records, and a callback's calls, can
+# never loop back into the queue. A set of thread idents rather than a threading.local:
+# this is checked at every call, and a local's attribute lookup costs several times a
+# set membership test.
+sending_threads: set[int] = set()
+
+
+class Member(Protocol):
+    """What the fork and exit hooks need from a sender."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def after_fork(self) -> None: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+    def begin_close(self, timeout: float | None = None) -> bool: ...
+
+    def at_exit(self) -> None: ...
+
+
+# Every sender in this process. Weak: a client the application dropped is not kept alive
+# by being registered (its running thread keeps its sender alive until it is idle, which
+# is what exit needs).
+_MEMBERS: weakref.WeakSet[Member] = weakref.WeakSet()
+
+
+def register(member: Member) -> None:
+    _MEMBERS.add(member)
+
+
+# One lock per purpose and process id, made on first use: a lock inherited through fork
+# may be held by a thread that no longer exists, but a new pid's lock is always new.
+_PROCESS_LOCKS: dict[tuple[str, int], threading.Lock] = {}
+_process_pid = os.getpid()
+
+
+def process_lock(purpose: str, pid: int | None = None) -> threading.Lock:
+    """This process's lock for *purpose*, safe to take in a child forked with or
+    without fork hooks (uWSGI): it was never held by a thread of the parent."""
+    key = (purpose, os.getpid() if pid is None else pid)
+    return _PROCESS_LOCKS.setdefault(key, threading.Lock())  # atomic: one per key
+
+
+def reset_process(pid: int) -> None:
+    """Once per forked process: what every sender shares. Call with process_lock("reset", pid)."""
+    global _process_pid
+    if _process_pid == pid:
+        return
+    # The parent's sending threads do not exist here, and their idents can be reused by
+    # the child's threads, whose records would then be refused.
+    sending_threads.clear()
+    reseed_message_ids()  # else parent and child hand out the same messageIds
+    random.seed()  # else every worker retries on the same jittered schedule
+    _process_pid = pid
+
+
+def _reset_all_after_fork() -> None:
+    for member in list(_MEMBERS):
+        member.after_fork()
+
+
+def flush_all(timeout: float) -> bool:
+    """Flush every sender in this process within one shared *timeout*; True if all settled."""
+    deadline = time.monotonic() + timeout
+    settled = True
+    for member in list(_MEMBERS):
+        if not member.closed:
+            settled = member.flush(max(0.0, deadline - time.monotonic())) and settled
+    return settled
+
+
+_exit_hook_ran = False
+
+
+def exit_hook_ran() -> bool:
+    """Whether ``close_all`` has run: a client opened after it is closed by nobody."""
+    return _exit_hook_ran
+
+
+def close_all() -> None:
+    """Deliver, within each one's shutdown_timeout, what every sender still holds.
+
+    Every sender is told to close before any is waited for, so N clients deliver side
+    by side and exit takes the longest shutdown_timeout, not their sum.
+    """
+    global _exit_hook_ran
+    _exit_hook_ran = True
+    members = list(_MEMBERS)
+    for member in members:
+        with contextlib.suppress(Exception):
+            member.begin_close()
+    for member in members:
+        try:
+            member.at_exit()
+        except Exception as error:  # noqa: BLE001 - one broken sender must not stop the rest
+            warn(f"exit delivery failed: {type(error).__name__}")
+
+
+_finalizer_pid: int | None = None
+
+
+def deliver_at_multiprocessing_exit() -> None:
+    """Have a multiprocessing child deliver before it ends with ``os._exit``.
+
+    multiprocessing ends its children with os._exit, which skips atexit, after running
+    its own finalizers (util._exit_function). It clears inherited finalizers when the
+    child starts, so registering here, when the child first sends, is what survives.
+    """
+    global _finalizer_pid
+    util = sys.modules.get("multiprocessing.util")
+    process = sys.modules.get("multiprocessing.process")
+    if util is None or process is None or _finalizer_pid == os.getpid():
+        return
+    if process.parent_process() is None:
+        return  # the main process: the atexit hook covers it
+    _finalizer_pid = os.getpid()
+    util.Finalize(None, close_all, exitpriority=10)
+
+
+os.register_at_fork(after_in_child=_reset_all_after_fork)
