@@ -255,30 +255,33 @@ def build(
             suspect = suspect or type(value) is not str
         message[wire] = value
     bound = BOUND.get()
+    bound_ids = ""
     if bound is not None:
-        _add_bound(message, bound)
+        bound_ids = _add_bound(message, bound)
     known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
         return _invalid(
             f"unknown call type {call_type!r}: give one of {', '.join(CALL_TYPES)} "
             "as the log message or as cdp['type']",
-            message,
+            {**_bound_ids(message), **message},
         )
     if unknown:
         message["type"] = call_type
         return _invalid(
             f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
             f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
-            message,
+            {**_bound_ids(message), **message},
         )
     # What the library adds, as JSON text: type and context.library first, then a
     # timestamp and messageId unless the caller gave them (theirs are members already).
     required, added = known
+    if bound_ids:
+        added += bound_ids
     context = message.get("context")
     if context is None:
-        if bound is not None and bound.context_json:
-            added += ',"context":{' + bound.context_json + _LIBRARY_MEMBER
+        if bound is not None and bound.context_member:
+            added += bound.context_member + _LIBRARY_MEMBER
         else:
             added += _LIBRARY_CONTEXT
     else:
@@ -299,7 +302,7 @@ def build(
         # Plain loops: generator expressions here cost more than the rest of the check.
         for group in required:
             for key in group:
-                if message.get(key):
+                if message.get(key) or (bound is not None and key in bound.ids):
                     break
             else:
                 suspect = True
@@ -325,11 +328,16 @@ def build(
     return data
 
 
-def _add_bound(message: dict[str, Any], bound: Bound) -> None:
-    """What ``bind_context`` bound, under the call's own fields (theirs win, key by key)."""
-    for wire, value in bound.ids.items():
+def _add_bound(message: dict[str, Any], bound: Bound) -> str:
+    """What ``bind_context`` bound, under the call's own fields (theirs win, key by key).
+
+    Returns the JSON text of the bound ids the call lacks, to be spliced in like the
+    members build adds, rather than put in *message* to be encoded again at every call.
+    """
+    ids = ""
+    for wire, member in bound.id_members:
         if wire not in message:
-            message[wire] = value
+            ids += member
     if bound.context:
         own = message.get("context")
         if own is not None:
@@ -339,6 +347,15 @@ def _add_bound(message: dict[str, Any], bound: Bound) -> None:
         message["integrations"] = (
             bound.integrations if own is None else {**bound.integrations, **own}
         )
+    return ids
+
+
+def _bound_ids(message: Mapping[str, Any]) -> dict[str, str]:
+    """The bound ids *message* lacks, for the dict forms of a message (checks, errors)."""
+    bound = BOUND.get()
+    if bound is None:
+        return {}
+    return {wire: value for wire, value in bound.ids.items() if wire not in message}
 
 
 def _bound_context() -> dict[str, Any]:
@@ -351,6 +368,7 @@ def _whole(
 ) -> dict[str, Any]:
     """The message as a dict with what ``build`` adds: for validation and error reports."""
     return {
+        **_bound_ids(message),
         **message,
         "type": call_type,
         "context": message.get("context") or {**_bound_context(), "library": _LIBRARY},
