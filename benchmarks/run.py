@@ -669,7 +669,7 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
             f"{result.get('instructions', 0):,} instructions, {result.get('process_s', 0.0):.1f} s"
         )
         with printing:
-            print(f"  {job.measure:<8} {job.library:<8} N={job.calls:<7,} {note}", flush=True)
+            print(f"  {job.measure:<12} {job.library:<8} N={job.calls:<7,} {note}", flush=True)
         return result
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

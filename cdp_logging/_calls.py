@@ -255,9 +255,9 @@ def build(
             suspect = suspect or type(value) is not str
         message[wire] = value
     bound = BOUND.get()
-    bound_ids = ""
+    bound_text = ""
     if bound is not None:
-        bound_ids = _add_bound(message, bound)
+        bound_text = _add_bound(message, bound)
     known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
@@ -274,14 +274,13 @@ def build(
             {**_bound_ids(message), **message},
         )
     # What the library adds, as JSON text: type and context.library first, then a
-    # timestamp and messageId unless the caller gave them (theirs are members already).
+    # timestamp and messageId unless the caller gave them (theirs are members already),
+    # then what is bound: last, so the short strings before it are copied while short.
     required, added = known
-    if bound_ids:
-        added += bound_ids
     context = message.get("context")
     if context is None:
         if bound is not None and bound.context_member:
-            added += bound.context_member + _LIBRARY_MEMBER
+            bound_text += bound.context_member + _LIBRARY_MEMBER
         else:
             added += _LIBRARY_CONTEXT
     else:
@@ -298,6 +297,8 @@ def build(
         added += ',"messageId":"' + message_id + '"'  # hex and digits only
     elif type(message_id) is not str or not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
         suspect = True
+    if bound_text:
+        added += bound_text
     if not suspect:
         # Plain loops: generator expressions here cost more than the rest of the check.
         for group in required:
