@@ -34,7 +34,8 @@ anything else                          ``str(value)``, or ``"<unserializable T>"
 =====================================  ==============================================
 
 The fast path is the C encoder with a ``default`` hook; only when that meets NaN, a
-cycle or an odd key does the slower cleaning walk run.
+cycle or an odd key does the slower cleaning walk run. With the ``fast`` extra, orjson
+writes the same bytes faster (see the end of this module).
 """
 
 from __future__ import annotations
@@ -44,13 +45,21 @@ import datetime as dt
 import enum
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final
 
-__all__ = ["dumps", "dumps_members", "to_jsonable"]
+__all__ = [
+    "ENCODER",
+    "dumps",
+    "dumps_members",
+    "dumps_members_stdlib",
+    "dumps_stdlib",
+    "to_jsonable",
+]
 
 _MAX_DEPTH: Final = 64
 _MAX_INT_BITS: Final = 14_000  # about 4,200 decimal digits
@@ -208,7 +217,7 @@ def _encode(value: Any) -> str:
     return _FAST.encode(value)
 
 
-def dumps_members(members: dict[str, Any], tail: str) -> bytes | None:
+def dumps_members_stdlib(members: dict[str, Any], tail: str) -> bytes | None:
     """JSON bytes of the object holding *members* and then *tail*, members already in JSON.
 
     The fast path of ``_calls.build``: what the library adds to every message (type,
@@ -226,7 +235,7 @@ def dumps_members(members: dict[str, Any], tail: str) -> bytes | None:
         return None
 
 
-def dumps(value: Any) -> bytes:
+def dumps_stdlib(value: Any) -> bytes:
     """Serialise *value* to compact UTF-8 JSON bytes by the rule in this module's docstring."""
     try:
         text = _encode(value)
@@ -238,3 +247,103 @@ def dumps(value: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return _ASCII.encode(json.loads(text)).encode("ascii")
+
+
+# -- the fast encoder (the `fast` extra) ---------------------------------------------------
+#
+# orjson (https://github.com/ijl/orjson) writes the same JSON as the rule above for most
+# values, several times faster. Where it would write something else, it is kept from it
+# and the value goes to the standard-library functions above, so the bytes are the same
+# with or without the extra (tests/test_fast_json.py compares them):
+#
+# * What orjson writes its own way and can hand to ``default`` instead: datetime, date,
+#   time and dataclasses (the PASSTHROUGH options), and subclasses of str, int, dict and
+#   list (OPT_PASSTHROUGH_SUBCLASS; IntEnum and (str, Enum) members are enums first, below).
+#   ``_fast_default`` then writes what the C encoder writes for them.
+# * What orjson refuses, so that the whole value goes to the stdlib rule: keys that are not
+#   exactly str (the rule's key conversions), ints outside 64 bits (the big-int rule),
+#   lone surrogates (the \u escapes), cycles and nesting past 254 levels (RecursionError
+#   and "[Circular]" there), and whatever ``default`` raises on.
+# * What orjson writes differently and cannot be told not to, found in its output:
+#   NaN and infinity, which it writes as null; the rule writes null too, but by
+#   rebuilding the whole value (``to_jsonable``), which also cuts nesting at 64 levels.
+#   A null can be None or NaN, so any ``null`` sends the value to the stdlib rule.
+#   Floats below 1e-4: Python's repr writes 1e-05 and 1.5e-07 where orjson writes
+#   0.00001 and 1.5e-7 (https://docs.python.org/3/library/functions.html#repr uses
+#   exponent form below 1e-4, with at least two exponent digits).
+# * What orjson writes natively the same way: exact UUID (str(uuid)), Enum (its
+#   .value, by these same rules), str, int, float, bool, None, dict, list, tuple.
+#
+# Two inputs still differ, both deliberate constructions: an ``orjson.Fragment``, which
+# orjson writes as the raw JSON it holds (that is its purpose), and a member of a
+# str/int/float-mixin Enum whose ``_value_`` was set apart from the builtin it is: the
+# C encoder writes the builtin, orjson the ``.value``.
+
+try:
+    import orjson
+except ImportError:  # the `fast` extra is optional: the stdlib rule then runs alone
+    orjson = None  # type: ignore[assignment]
+
+# A null (None, or NaN/inf written as null), or a float orjson spells unlike repr: an
+# exponent of one digit after a digit, or four zeros after a point. Text inside strings
+# can match too; that only costs the stdlib encoder's time, never a different byte.
+_SUSPECT: Final = re.compile(rb"null|\de-\d(?!\d)|0\.0000")
+_OPTIONS: Final = (
+    0
+    if orjson is None
+    else orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _fast_default(value: Any) -> Any:
+    """For orjson: what the C encoder writes for *value*, as a value orjson writes alike."""
+    # The C encoder writes subclasses of the built-ins by their built-in value (int and
+    # float by int.__repr__/float.__repr__, without their own __int__ or __float__),
+    # dicts through their items() and sequences through iteration.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, dict):
+        items = list(value.items())
+        plain = dict(items)
+        if len(plain) != len(items):  # an items() with repeated keys: the C encoder's own
+            raise TypeError("repeated keys")
+        return plain
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return _convert(value)
+
+
+def _dumps_fast(value: Any) -> bytes:
+    try:
+        data = orjson.dumps(value, default=_fast_default, option=_OPTIONS)
+    except Exception:  # noqa: BLE001 - whatever orjson refuses, the stdlib rule decides
+        return dumps_stdlib(value)
+    if _SUSPECT.search(data) is not None:
+        return dumps_stdlib(value)
+    return data
+
+
+def _dumps_members_fast(members: dict[str, Any], tail: str) -> bytes | None:
+    if _C_ENCODE is None or not members:
+        return None  # what the stdlib function returns: build then uses dumps
+    try:
+        data = orjson.dumps(members, default=_fast_default, option=_OPTIONS)
+        if _SUSPECT.search(data) is None:
+            return b"%b,%b}" % (data[:-1], tail.encode())
+    except Exception:  # noqa: BLE001 - as in _dumps_fast
+        return dumps_members_stdlib(members, tail)
+    return dumps_members_stdlib(members, tail)
+
+
+#: Serialise *value* to compact UTF-8 JSON bytes by the rule in this module's docstring.
+dumps: Final = dumps_stdlib if orjson is None else _dumps_fast
+#: ``dumps_members_stdlib``'s bytes, by orjson when it is installed.
+dumps_members: Final = dumps_members_stdlib if orjson is None else _dumps_members_fast
+#: Which encoder runs: "orjson" with the `fast` extra, else "json".
+ENCODER: Final = "json" if orjson is None else "orjson"
