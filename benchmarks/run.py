@@ -71,6 +71,8 @@ INSTRUCTIONS = "instructions"
 SCENARIO_TIMEOUT = 300.0  # one child process, start to end
 HTTP_TIMEOUT = 10.0
 SINK_START_TIMEOUT = 15.0
+# Set by --json stdlib for every child: scenarios.py then hides orjson from cdp_logging.
+STDLIB_JSON_ENV = "CDP_BENCH_STDLIB_JSON"
 
 # scenario -> library -> one result per repeat.
 Results = dict[str, dict[str, list[dict[str, Any]]]]
@@ -885,8 +887,18 @@ def main() -> None:
         "the last; none: the scheduler places them; both: one run of each "
         "(default both, or auto with --quick)",
     )
+    parser.add_argument(
+        "--json",
+        choices=("fast", "stdlib"),
+        default="fast",
+        help="cdp's encoder: fast, orjson where installed (the bench extra installs it, "
+        "as cdp_logging[fast] does); stdlib, as without the extra (same bytes, see "
+        "cdp_logging/_json.py)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="where to write the JSON")
     args = parser.parse_args()
+    if args.json == "stdlib":
+        os.environ[STDLIB_JSON_ENV] = "1"  # every child inherits it (scenarios.py reads it)
     wanted = {name for name in args.scenarios.split(",") if name}
     unknown = wanted - {name for name, _ in PLAN} - {INSTRUCTIONS}
     if unknown:
@@ -912,6 +924,7 @@ def main() -> None:
 
     info = meta(args.quick)
     info["repeats"] = repeats
+    info["json"] = args.json
     if not timed:
         placements = []
     info["scenarios"] = (
@@ -921,6 +934,7 @@ def main() -> None:
         f"python {info['python']} on {info['platform']}, {info['cpu_count']} CPUs; "
         f"cdp_logging {info['cdp_logging']}, segment-analytics-python "
         f"{info['segment_analytics_python']}; "
+        + f"encoder {args.json}; "
         + (f"{repeats} repeat(s) per placement" if timed else f"{INSTRUCTIONS} only")
         + (" (quick)" if args.quick else ""),
         flush=True,

@@ -47,6 +47,11 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
+# run.py --json stdlib: measure cdp as it runs without the `fast` extra, orjson installed
+# or not (cdp_logging/_json.py falls back when the import fails; None makes it fail).
+if os.environ.get("CDP_BENCH_STDLIB_JSON"):
+    sys.modules["orjson"] = None  # type: ignore[assignment]
+
 SCENARIOS = ("caller", "loop", "exit", "exit_held", "exit_flush", "memory")
 # Run only under callgrind by run.py's opt-in ``instructions`` scenario.
 INSTRUCTION_SCENARIOS = (
