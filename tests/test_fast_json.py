@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from cdp_logging import _calls, _json
@@ -338,6 +339,15 @@ def outcome(function: Callable[..., bytes | None], *args: Any) -> bytes | str | 
         return f"raised {type(error).__name__}"
 
 
+def orjson_writes(value: Any) -> bool:
+    """Whether the fast path keeps orjson's bytes for *value* (else the stdlib rule runs)."""
+    try:
+        data = orjson.dumps(value, default=_json._fast_default, option=_json._OPTIONS)
+    except orjson.JSONEncodeError:
+        return False
+    return not _json._suspect(data)
+
+
 def assert_same(value: Any) -> None:
     assert outcome(_json.dumps_stdlib, value) == outcome(_json.dumps, value), repr(value)[:300]
     if isinstance(value, dict):
@@ -391,17 +401,17 @@ class TestSameBytes:
     def test_random_values(self) -> None:
         """100,000 seeded random values: the fast path's bytes are the stdlib rule's."""
         values = Values(SEED)
-        fallbacks = 0
+        written = 0
         for count in range(RANDOM_VALUES):
             members = values.members()
             expected = outcome(_json.dumps_members_stdlib, members, TAIL)
             assert expected == outcome(_json.dumps_members, members, TAIL), repr(members)[:300]
-            fallbacks += expected is None
+            written += orjson_writes(members)
             if count % 5 == 0:  # dumps shares the fast path's checks: a sample is enough
                 value = next(iter(members.values()))
                 assert outcome(_json.dumps_stdlib, value) == outcome(_json.dumps, value)
         # The stream reaches both sides: values orjson writes, and values it hands back.
-        assert 0.05 < fallbacks / RANDOM_VALUES < 0.5
+        assert 0.5 < written / RANDOM_VALUES < 0.95
 
     def test_every_float_spelling(self) -> None:
         """Every exponent, both signs, and random bit patterns spell as repr() does."""
