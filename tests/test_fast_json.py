@@ -25,7 +25,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
 
 from cdp_logging import _calls, _json
@@ -341,6 +340,8 @@ def outcome(function: Callable[..., bytes | None], *args: Any) -> bytes | str | 
 
 def orjson_writes(value: Any) -> bool:
     """Whether the fast path keeps orjson's bytes for *value* (else the stdlib rule runs)."""
+    import orjson  # here: the child below imports this module with orjson blocked
+
     try:
         data = orjson.dumps(value, default=_json._fast_default, option=_json._OPTIONS)
     except orjson.JSONEncodeError:
