@@ -326,10 +326,12 @@ def _suspect(data: bytes) -> bool:
     Text inside strings can match too; that only costs the stdlib encoder's time, never
     a different byte.
     """
+    # find(), not `in`: bytes.__contains__ first tries the argument as an int, and the
+    # TypeError it raises and clears costs more than orjson's whole encoding.
     return (
-        b"null" in data
-        or b"0.0000" in data
-        or (b"e-" in data and _ODD_EXPONENT.search(data) is not None)
+        data.find(b"null") >= 0
+        or data.find(b"0.0000") >= 0
+        or (data.find(b"e-") >= 0 and _ODD_EXPONENT.search(data) is not None)
     )
 
 
