@@ -269,8 +269,9 @@ def dumps_stdlib(value: Any) -> bytes:
 #   rebuilding the whole value (``to_jsonable``), which also cuts nesting at 64 levels.
 #   A null can be None or NaN, so any ``null`` sends the value to the stdlib rule.
 #   Floats below 1e-4: Python's repr writes 1e-05 and 1.5e-07 where orjson writes
-#   0.00001 and 1.5e-7 (https://docs.python.org/3/library/functions.html#repr uses
-#   exponent form below 1e-4, with at least two exponent digits).
+#   0.00001 and 1.5e-7 (repr goes to exponent form below 1e-4 and pads the exponent to
+#   two digits: format_float_short in
+#   https://github.com/python/cpython/blob/3.11/Python/pystrtod.c).
 # * What orjson writes natively the same way: exact UUID (str(uuid)), Enum (its
 #   .value, by these same rules), str, int, float, bool, None, dict, list, tuple.
 #
@@ -286,7 +287,7 @@ except ImportError:  # the `fast` extra is optional: the stdlib rule then runs a
 
 # A float orjson spells unlike repr: a one-digit negative exponent after a digit (four
 # zeros after a point is the other, found by _suspect). Searched only when the output
-# holds "e-": the regex costs ten times a bytes search, and most messages have no "e-".
+# holds "e-": the regex costs several bytes searches, and most messages have no "e-".
 _ODD_EXPONENT: Final = re.compile(rb"\de-\d(?!\d)")
 _OPTIONS: Final = (
     0
@@ -327,7 +328,7 @@ def _suspect(data: bytes) -> bool:
     a different byte.
     """
     # find(), not `in`: bytes.__contains__ first tries the argument as an int, and the
-    # TypeError it raises and clears costs more than orjson's whole encoding.
+    # TypeError it raises and clears costs about as much as orjson's whole encoding.
     return (
         data.find(b"null") >= 0
         or data.find(b"0.0000") >= 0
