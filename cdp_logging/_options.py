@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from typing_extensions import Unpack
 
+from ._buffer import MEMORY, parse_buffer
 from ._errors import DeliveryError
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from ._retry import DEFAULT_RETRY, RetryPolicy
@@ -77,6 +78,7 @@ class ClientOptions(TypedDict, total=False):
     shutdown_timeout: float
     stderr_warnings: bool
     transport: Transport | None
+    buffer: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class Options:
     on_error: ErrorCallback | None = field(repr=False)
     on_flush: FlushCallback | None = field(repr=False)
     transport: Transport | None = field(repr=False, default=None)
+    # A redis:// URL may carry a password: never in a repr.
+    buffer: str = field(repr=False, default=MEMORY)
 
     @property
     def endpoint(self) -> str:
@@ -272,4 +276,5 @@ def build_options(
         on_error=_callback("on_error", given("on_error")),
         on_flush=_callback("on_flush", given("on_flush")),
         transport=_transport(given("transport")),
+        buffer=parse_buffer(given("buffer")),
     )

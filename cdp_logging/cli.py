@@ -1,10 +1,11 @@
-"""``cdp-logging``: run the local collector, or check credentials with one test event.
+"""``cdp-logging``: run the local collector, check credentials with one test event, or relay.
 
 ``collect`` is the collector package's own command (it must not import the sending
 side, so it lives there); ``send`` is the opposite end: it goes through the real
 client (``Analytics``, its queue, sender and transport), so a success says that this
 library, with this key, reaches this host, and a failure names what went wrong in the
-words the application's ``on_error`` would see.
+words the application's ``on_error`` would see. ``relay`` delivers a fleet's Redis
+stream (``buffer="redis://..."``) to the CDP; see ``_relay``.
 
 Exit status: 0 success (or a collector stopped by SIGINT / SIGTERM), 1 a failure at
 run time (undelivered event, port taken, unusable database), 2 bad usage.
@@ -16,16 +17,19 @@ import argparse
 import concurrent.futures
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Final
 
 from . import __version__
+from ._buffer import REDIS_SCHEMES, parse_redis_url
 from ._client import Analytics
 from ._errors import HTTP_STATUS, NETWORK, DeliveryError
 from ._options import DEFAULT_HOST, ENV_HOST, ENV_WRITE_KEY
 from ._protocol import CALL_TYPES
+from ._relay import DEFAULT_GROUP, DEFAULT_TAKEOVER, Relay
 from .collector import _cli as collect_command
 
 __all__ = ["main"]
@@ -118,7 +122,59 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="SECONDS",
         help="how long to wait for the answer (%(default)s)",
     )
-    return parser, {"collect": collect, "send": send}
+    relay = commands.add_parser(
+        "relay",
+        help="deliver from a fleet's Redis stream (buffer='redis://...') to the CDP",
+        description=(
+            "Deliver the messages that app processes with buffer='redis://...' added to a "
+            "Redis stream, batched by the protocol's limits, with the library's retries. A "
+            "message leaves the stream once the CDP accepted it or refused it for good "
+            "(reported on stderr). Run as many relays as you like, on any hosts: each takes "
+            "its share, and what a dead one had claimed is taken over within --takeover "
+            "seconds. Stop with SIGTERM or Ctrl-C: what is in flight is delivered within "
+            "--shutdown-timeout, the rest left for the other relays. Needs the redis extra: "
+            "pip install 'cdp_logging[redis]'."
+        ),
+    )
+    relay.add_argument(
+        "--buffer",
+        required=True,
+        metavar="URL",
+        help="the apps' buffer option: redis[s]://[user:password@]host:port/db[?stream=NAME]",
+    )
+    relay.add_argument(
+        "--host",
+        default=None,
+        metavar="URL",
+        help=f"where to deliver (default: ${ENV_HOST}, else {DEFAULT_HOST})",
+    )
+    relay.add_argument(
+        "--write-key",
+        default=None,
+        metavar="KEY",
+        help=f"the source's write key (default: ${ENV_WRITE_KEY}, which is better)",
+    )
+    relay.add_argument(
+        "--group",
+        default=DEFAULT_GROUP,
+        metavar="NAME",
+        help="the consumer group all relays of this stream share (%(default)s)",
+    )
+    relay.add_argument(
+        "--takeover",
+        type=float,
+        default=DEFAULT_TAKEOVER,
+        metavar="SECONDS",
+        help="within how long a dead relay's messages are taken over (%(default)s)",
+    )
+    relay.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a stopping relay may deliver what it holds (%(default)s)",
+    )
+    return parser, {"collect": collect, "send": send, "relay": relay}
 
 
 def _call(client: Analytics, args: argparse.Namespace) -> Future[dict[str, Any]]:
@@ -195,6 +251,36 @@ def _send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not args.takeover > 0:
+        parser.error(f"--takeover must be a positive number of seconds, got {args.takeover}")
+    try:
+        buffer = parse_redis_url(args.buffer) if args.buffer.startswith(REDIS_SCHEMES) else None
+        if buffer is None:
+            parser.error(f"--buffer must be a redis:// or rediss:// URL, got {args.buffer!r}")
+        relay = Relay(
+            buffer,
+            args.write_key,
+            args.host,
+            group=args.group,
+            takeover=args.takeover,
+            shutdown_timeout=args.shutdown_timeout,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    # SIGTERM (systemd, docker stop) and Ctrl-C stop reading and deliver what is held.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: relay.stop())
+    print(
+        f"relaying stream {buffer.stream!r} at {buffer.display} to {relay.options.endpoint} "
+        f"as {relay.consumer!r} of group {relay.group!r}; takeover within {args.takeover:g} s",
+        flush=True,
+    )
+    relay.run()
+    print(relay.summary(), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cdp-logging`` with *argv* (default: the command line); return the exit status."""
     parser, commands = _parser()
@@ -203,5 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return collect_command.run(args, commands["collect"])
     if args.command == "send":
         return _send(args, commands["send"])
+    if args.command == "relay":
+        return _relay(args, commands["relay"])
     parser.print_help(sys.stderr)
     return 2

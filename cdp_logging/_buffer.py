@@ -1,0 +1,117 @@
+"""The ``buffer`` option: which buffer holds messages between the call and the CDP.
+
+Parsing only, kept apart from everything that uses the result so each kind of buffer
+adds one branch here: ``"memory"`` (the default: the in-process queue, sent by HTTP)
+and ``"redis://..."`` (a Redis stream shared by a fleet, delivered by ``cdp-logging
+relay``; see ``_fleet``). Redis is an optional extra; asking for it without the extra
+is a ValueError at construction, naming the extra, never an ImportError later in the
+sender thread.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "DEFAULT_STREAM",
+    "DEFAULT_STREAM_MAX_LEN",
+    "MEMORY",
+    "RedisBuffer",
+    "parse_buffer",
+    "parse_redis_url",
+    "redis_buffer",
+]
+
+MEMORY: Final = "memory"
+REDIS_SCHEMES: Final = ("redis://", "rediss://")
+DEFAULT_STREAM: Final = "cdp_logging"
+# The stream's bound in messages. At a few hundred bytes per message this is tens of
+# megabytes of Redis memory: enough to ride out a relay outage of hours for a
+# moderate fleet, small enough not to push a shared Redis into its maxmemory policy
+# (which may evict other keys). Set it with ?max_len=N.
+DEFAULT_STREAM_MAX_LEN: Final = 100_000
+REDIS_EXTRA_HINT: Final = "pip install 'cdp_logging[redis]'"
+# Query parameters that are ours; every other one is redis-py's (socket_timeout, ...).
+_OWN_PARAMETERS: Final = ("stream", "max_len")
+
+
+@dataclass(frozen=True)
+class RedisBuffer:
+    """A Redis stream as the buffer: where it is, its key, and its bound.
+
+    ``url`` is what redis-py connects to (our own query parameters removed); it may hold
+    a password, so it is left out of ``repr``, and ``display`` is what messages show.
+    """
+
+    url: str = field(repr=False)
+    display: str
+    stream: str
+    max_len: int
+
+
+def _display(parts: tuple[str, str, str, str, str]) -> str:
+    """The URL without user and password: safe for stderr and exceptions."""
+    scheme, netloc, path, _, _ = parts
+    host = netloc.rpartition("@")[2]
+    return urlunsplit((scheme, host, path, "", ""))
+
+
+def parse_redis_url(value: str) -> RedisBuffer:
+    """``redis[s]://[user:password@]host[:port][/db][?stream=NAME&max_len=N&...]``.
+
+    Raises:
+        ValueError: a malformed URL or parameter, or redis-py is not installed.
+    """
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as error:
+        raise ValueError(f"buffer: not a usable Redis URL ({error})") from None
+    display = _display(parts)
+    if not parts.hostname:
+        raise ValueError(f"buffer: the Redis URL {display!r} names no host")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    own = {name: text for name, text in query if name in _OWN_PARAMETERS}
+    rest = [(name, text) for name, text in query if name not in _OWN_PARAMETERS]
+    stream = own.get("stream", DEFAULT_STREAM)
+    if not stream:
+        raise ValueError("buffer: ?stream= must name a key")
+    try:
+        max_len = int(own.get("max_len", DEFAULT_STREAM_MAX_LEN))
+    except ValueError:
+        raise ValueError(
+            f"buffer: ?max_len= must be a whole number, got {own['max_len']!r}"
+        ) from None
+    if max_len < 1:
+        raise ValueError(f"buffer: ?max_len= must be at least 1, got {max_len}")
+    if importlib.util.find_spec("redis") is None:
+        raise ValueError(
+            f"buffer={display!r} needs the Redis client library, an optional extra: "
+            f"{REDIS_EXTRA_HINT}"
+        )
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
+    return RedisBuffer(url=url, display=display, stream=stream, max_len=max_len)
+
+
+def parse_buffer(value: object) -> str:
+    """Validate the ``buffer`` option; return it as it is kept in ``Options``.
+
+    The option stays a string (what the user wrote, as dictConfig passes it), so the
+    parsed form is built again where it is used (``redis_buffer``); building it here
+    first means a mistake fails at construction.
+    """
+    if value is None or value == MEMORY:
+        return MEMORY
+    if isinstance(value, str) and value.startswith(REDIS_SCHEMES):
+        parse_redis_url(value)
+        return value
+    shown = value if not isinstance(value, str) else _display(urlsplit(value))
+    raise ValueError(f"buffer must be 'memory' or a redis:// or rediss:// URL, got {shown!r}")
+
+
+def redis_buffer(value: str) -> RedisBuffer | None:
+    """The Redis stream *value* (a validated ``buffer``) names, or None for memory."""
+    return parse_redis_url(value) if value.startswith(REDIS_SCHEMES) else None
