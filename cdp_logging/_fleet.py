@@ -23,6 +23,7 @@ tried again at most every ``PROBE_SECONDS``; the first batch it takes switches b
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -63,6 +64,13 @@ return {count, length + count}
 """
 
 ACCEPTED: Final = Response(200, "")
+_IMPORTED_FIRST: Final = (
+    "redis",
+    "redis.backoff",
+    "redis.retry",
+    "encodings.idna",
+    "email.parser",
+)
 
 
 def connect(buffer: RedisBuffer, timeout: float = REDIS_TIMEOUT) -> redis.Redis:
@@ -94,6 +102,12 @@ class FleetTransport:
     """
 
     def __init__(self, buffer: RedisBuffer, direct: Transport, host: str, *, owns_direct: bool):
+        # Everything the first command imports, imported now, in the constructing
+        # thread: a fork while the sender thread is inside an import leaves the child a
+        # half-made module and a held import lock (seen: "partially initialized module
+        # 'redis'"). The stdlib ones are what a first connect and command pull in.
+        for module in _IMPORTED_FIRST:
+            importlib.import_module(module)
         self._buffer = buffer
         self._direct = direct
         self._owns_direct = owns_direct
