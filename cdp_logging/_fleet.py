@@ -70,6 +70,8 @@ _IMPORTED_FIRST: Final = (
     "redis.retry",
     "encodings.idna",
     "email.parser",
+    "secrets",  # redis-py, at the first command (seen as a half-made module too)
+    "ssl",  # rediss://
 )
 
 

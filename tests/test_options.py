@@ -174,6 +174,7 @@ class TestOneSource:
             "shutdown_timeout": 1.0,
             "stderr_warnings": False,
             "transport": None,
+            "buffer": "memory",
         }
         assert set(given) | {"retry"} == OPTION_NAMES
         for door in self.FRONT_DOORS:
