@@ -101,7 +101,8 @@ class Relay:
             host,
             max_events_in_batch=MAX_BATCH_MESSAGES,
             max_queue_size=capacity,
-            flush_interval=0,  # send as soon as there is something: batches fill while one is in flight
+            # Send as soon as there is something; batches fill while one is in flight.
+            flush_interval=0,
             shutdown_timeout=shutdown_timeout,
             stderr_warnings=False,  # the relay says what it does with each failure
             retry=retry or DEFAULT_RETRY,
