@@ -76,6 +76,9 @@ def parse_redis_url(value: str) -> RedisBuffer:
     query = parse_qsl(parts.query, keep_blank_values=True)
     own = {name: text for name, text in query if name in _OWN_PARAMETERS}
     rest = [(name, text) for name, text in query if name not in _OWN_PARAMETERS]
+    if any(name == "protocol" for name, _ in rest):
+        # The relay reads stream replies in their RESP2 shape (lists, not RESP3 maps).
+        raise ValueError("buffer: ?protocol= is not supported; the fleet buffer speaks RESP2")
     stream = own.get("stream", DEFAULT_STREAM)
     if not stream:
         raise ValueError("buffer: ?stream= must name a key")

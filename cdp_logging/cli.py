@@ -49,13 +49,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description=(
-            "Tools for cdp_logging: a local collector with a live viewer, and a one-event\n"
-            "check of a write key and host. Also runs as 'python -m cdp_logging'."
+            "Tools for cdp_logging: a local collector with a live viewer, a one-event\n"
+            "check of a write key and host, and the relay of a fleet's Redis buffer.\n"
+            "Also runs as 'python -m cdp_logging'."
         ),
         epilog=(
             "examples:\n"
             "  cdp-logging collect                 # then open http://127.0.0.1:8765/\n"
             "  CDP_WRITE_KEY=... cdp-logging send --host https://cdp-eu.customer.io\n"
+            "  CDP_WRITE_KEY=... cdp-logging relay --buffer redis://redis.internal:6379/0\n"
             "\n"
             "exit status: 0 success, 1 failure (event not delivered, port taken, bad database),"
             " 2 usage error"
