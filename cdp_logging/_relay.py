@@ -64,6 +64,25 @@ MAX_BACKOFF: Final = 5.0
 # How long a read waits for new entries while messages are in progress: the loop
 # acknowledges what was delivered at least this often.
 BUSY_BLOCK_MS: Final = 50
+# A consumer with nothing pending and idle for this many takeover times is a relay that
+# stopped (or died and was taken over); it is removed from the group so the group's
+# consumer list does not grow with every restart. A live relay reads at least every
+# second, and one removed by mistake is recreated by its next read.
+FORGET_AFTER_TAKEOVERS: Final = 10
+# KEYS[1] the stream; ARGV: group, this consumer, idle limit in ms. XINFO CONSUMERS
+# replies with name/pending/idle pairs per consumer (7.2 adds inactive).
+_FORGET: Final = """
+local removed = 0
+for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #fields, 2 do info[fields[i]] = fields[i + 1] end
+  if info['name'] ~= ARGV[2] and info['pending'] == 0 and info['idle'] > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
 # Longer than any read's BLOCK, so a blocked read is never cut off by its own socket.
 SOCKET_TIMEOUT: Final = 5.0
 
@@ -124,6 +143,7 @@ class Relay:
         self._unacked: list[bytes] = []
         self._renewed_at = 0.0
         self._claimed_at = 0.0
+        self._forgotten_at = time.monotonic()
         self.delivered = 0
         self.refused = 0
         self.kept = 0
@@ -173,6 +193,9 @@ class Relay:
         if now - self._claimed_at >= self._interval:
             self._take_over(client)
             self._claimed_at = now
+        if now - self._forgotten_at >= self.takeover * FORGET_AFTER_TAKEOVERS:
+            self._forget_the_dead(client)
+            self._forgotten_at = now
         room = self._capacity - self._pending()
         if room <= 0:
             self._stopping.wait(BUSY_BLOCK_MS / 1000)
@@ -329,6 +352,19 @@ class Relay:
                 self._hand_over(entries)
             if cursor in (b"0-0", "0-0"):
                 return
+
+    def _forget_the_dead(self, client: Any) -> int:
+        """Remove long-idle consumers with nothing pending; return how many.
+
+        One script, so no consumer can read (and own) an entry between the check and
+        the removal: removing one with entries pending would drop them from the PEL,
+        where no relay could ever take them over.
+        """
+        limit_ms = int(self.takeover * FORGET_AFTER_TAKEOVERS * 1000)
+        removed: int = client.eval(
+            _FORGET, 1, self.buffer.stream, self.group, self.consumer, limit_ms
+        )
+        return removed
 
     def summary(self) -> str:
         numbers = self._sender.stats()

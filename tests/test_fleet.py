@@ -312,6 +312,31 @@ class TestRelay:
         assert "removed from the stream" in err
         assert 0 == client.xpending(stream, relay.group)["pending"]
 
+    def test_a_stopped_relay_with_nothing_pending_leaves_the_group(
+        self, redis_server: RedisServer, stream: str, collector: Collector
+    ) -> None:
+        """Consumers do not pile up with every restart; one with entries pending stays
+        (removing it would drop them from the pending list, beyond any takeover)."""
+        client = redis.Redis.from_url(redis_server.url)
+        group = "cdp_logging_relays"
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+        client.xgroup_createconsumer(stream, group, "gone")
+        client.xadd(stream, {"m": b"{}"})
+        client.xreadgroup(group, "holding", {stream: ">"})  # one entry pending
+        relay = Relay(
+            parse_redis_url(buffer_url(redis_server, stream)),
+            WRITE_KEY,
+            collector.url,
+            takeover=0.01,
+        )  # not run: its housekeeping step alone, limit 10 x 0.01 s idle
+
+        def names() -> set[bytes]:
+            return {c["name"] for c in client.xinfo_consumers(stream, group)}
+
+        wait_until(lambda: relay._forget_the_dead(client) > 0, 5, "the idle consumer removed")
+        assert {b"holding"} == names()
+        relay._sender.close(0)
+
 
 class TestFleet:
     def test_two_apps_two_relays_one_killed_mid_request(
