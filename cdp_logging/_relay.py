@@ -144,7 +144,6 @@ class Relay:
         self._renewed_at = 0.0
         self._claimed_at = 0.0
         self._forgotten_at = time.monotonic()
-        self.delivered = 0
         self.refused = 0
         self.kept = 0
         scrub = _scrubber(self.options.write_key)
