@@ -78,7 +78,8 @@ _IMPORTED_FIRST: Final = (
 def connect(buffer: RedisBuffer, timeout: float = REDIS_TIMEOUT) -> redis.Redis:
     """A client of our own for *buffer*, with redis-py's retries off.
 
-    redis-py retries a failed command 10 times with backoff by default (6.0+); the app
+    redis-py retries a failed command 10 times with backoff by default
+    (https://github.com/redis/redis-py/pull/4082); the app
     side must fall back to HTTP at once, and the relay has its own backoff, so neither
     wants that. Timeouts from the URL (``?socket_timeout=``) win over ours.
     """

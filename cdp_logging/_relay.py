@@ -15,8 +15,10 @@ records how it ended.
 
 Takeover. A relay that dies leaves its entries pending, owned by a consumer that will
 never acknowledge them. Every relay renews its own in-progress entries (XCLAIM to
-itself with JUSTID resets an entry's idle time) every ``takeover/6`` seconds, and takes
-over (XAUTOCLAIM) entries idle for ``2/3·takeover``, checked every ``takeover/6``
+itself with JUSTID resets an entry's idle time,
+https://redis.io/docs/latest/commands/xclaim/) every ``takeover/6`` seconds, and takes
+over (XAUTOCLAIM, https://redis.io/docs/latest/commands/xautoclaim/) entries idle for
+``2/3·takeover``, checked every ``takeover/6``
 seconds. A dead relay's entries are therefore delivered by another within ``takeover``
 seconds (30 by default), while a live relay's never look idle. A message whose retries
 ran out while the CDP was down is not acknowledged and no longer renewed, so it is
