@@ -58,6 +58,8 @@ SCENARIOS = HERE / "scenarios.py"
 # Which libraries each scenario applies to, in the order they run.
 PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("caller", ("cdp", "segment", "floor")),
+    # Right after the plain caller, so both see the machine in the same state (#10).
+    ("caller_context", ("cdp",)),
     ("loop", ("cdp", "segment")),
     ("exit", ("cdp", "segment", "floor")),
     ("exit_held", ("cdp", "segment", "floor")),
@@ -402,6 +404,7 @@ def targets(results: Results, repeats: int) -> tuple[str, list[dict[str, Any]]]:
 # The metrics the targets rest on, shown run by run so the spread is visible.
 SPREAD: tuple[tuple[str, str, str], ...] = (
     ("caller", "median_us", "(a) caller median (us)"),
+    ("caller_context", "bound_extra_us", "(f) bound - nothing bound, median (us)"),
     ("loop", "delivered_per_s", "(b) delivered events/s"),
     ("loop", "dropped", "(b) dropped"),
     ("exit_held", "exit_s", "(c) exit held: s to process end"),
@@ -425,6 +428,34 @@ def spread(results: Results, repeats: int) -> str:
                 else:
                     cells.append("-")
             lines.append(f"| {label} | {library} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# (f) Request context (#10): the caller with a request's context bound and without, in
+# alternating rounds of one process (``caller_context``), beside the plain caller run
+# just before it. Reported as figures and ratios only: no target is judged here.
+CONTEXT_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("(f) plain caller (the caller scenario), median (us)", "caller", "median_us"),
+    ("(f) nothing bound, median (us)", "caller_context", "unbound_median_us"),
+    ("(f) request context bound, median (us)", "caller_context", "bound_median_us"),
+    ("(f) bound - nothing bound, median of repeats (us)", "caller_context", "bound_extra_us"),
+    ("(f) nothing bound, p99 (us)", "caller_context", "unbound_p99_us"),
+    ("(f) request context bound, p99 (us)", "caller_context", "bound_p99_us"),
+)
+
+
+def context_table(results: Results) -> str:
+    """The (f) rows for cdp, then the two ratios they are there for; empty when not run."""
+    if not results.get("caller_context", {}).get("cdp"):
+        return ""
+    lines = ["| metric (cdp_logging) | value |", "|---|---:|"]
+    for label, scenario, key in CONTEXT_ROWS:
+        lines.append(f"| {label} | {fmt(value(results, scenario, 'cdp', key))} |")
+    plain = value(results, "caller", "cdp", "median_us")
+    unbound = value(results, "caller_context", "cdp", "unbound_median_us")
+    bound = value(results, "caller_context", "cdp", "bound_median_us")
+    lines.append(f"| (f) nothing bound / plain caller | {ratio(unbound, plain)} |")
+    lines.append(f"| (f) bound / nothing bound | {ratio(bound, unbound)} |")
     return "\n".join(lines)
 
 
@@ -468,6 +499,7 @@ INSTRUCTION_CALLS = 5_000
 INSTRUCTION_CALLS_QUICK = 500
 INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("caller", ("cdp", "segment", "floor")),
+    ("caller_bound", ("cdp",)),
     ("delivery", ("cdp", "segment")),
 )
 INSTRUCTIONS_TIMEOUT = 900.0  # one valgrind process, start to end
@@ -479,6 +511,8 @@ _EVENTS = re.compile(r"^==\d+== Events\s*: (.+?)\s*$", re.MULTILINE)
 
 INSTRUCTION_ROWS: tuple[Row, ...] = (
     Row("(e) caller instructions per call", INSTRUCTIONS, "caller_per_call"),
+    Row("(e) same, a request's context bound", INSTRUCTIONS, "caller_bound_per_call"),
+    Row("(e) bound minus nothing bound, per call", INSTRUCTIONS, "bound_extra_per_call"),
     Row("(e) instructions per delivered event, whole process", INSTRUCTIONS, "delivery_per_event"),
     Row("(e) delivery: events per request (2N run)", INSTRUCTIONS, "events_per_request"),
 )
@@ -569,8 +603,8 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
             found = True
             metrics[f"{measure}_instructions_n"] = small.get("instructions")
             metrics[f"{measure}_instructions_2n"] = large.get("instructions")
-            if measure == "caller":
-                metrics["caller_per_call"] = _per_unit(small, large, "calls")
+            if measure in ("caller", "caller_bound"):
+                metrics[f"{measure}_per_call"] = _per_unit(small, large, "calls")
             else:
                 metrics["delivery_per_event"] = _per_unit(small, large, "delivered_after_exit")
                 metrics["delivered_n"] = small.get("delivered_after_exit")
@@ -581,6 +615,9 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
                 requests = large.get("sink_requests")
                 if isinstance(delivered, int) and isinstance(requests, int) and requests:
                     metrics["events_per_request"] = delivered / requests
+        bound, unbound = metrics.get("caller_bound_per_call"), metrics.get("caller_per_call")
+        if isinstance(bound, float) and isinstance(unbound, float):
+            metrics["bound_extra_per_call"] = bound - unbound
         if found:
             results.setdefault(INSTRUCTIONS, {})[library] = [metrics]
     return results
@@ -632,7 +669,7 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
             f"{result.get('instructions', 0):,} instructions, {result.get('process_s', 0.0):.1f} s"
         )
         with printing:
-            print(f"  {job.measure:<8} {job.library:<8} N={job.calls:<7,} {note}", flush=True)
+            print(f"  {job.measure:<12} {job.library:<8} N={job.calls:<7,} {note}", flush=True)
         return result
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -782,11 +819,15 @@ def report(title: str, results: Results, repeats: int) -> dict[str, Any]:
     table_text = table(results)
     targets_text, targets_raw = targets(results, repeats)
     spread_text = spread(results, repeats)
+    context_text = context_table(results)
     found = problems(results)
     print(f"\n## {title}\n")
     print(table_text)
     print()
     print(targets_text)
+    if context_text:
+        print()
+        print(context_text)
     if repeats > 1:
         print()
         print(spread_text)
@@ -798,6 +839,7 @@ def report(title: str, results: Results, repeats: int) -> dict[str, Any]:
         "table": table_text,
         "targets_table": targets_text,
         "spread_table": spread_text,
+        "context_table": context_text,
     }
 
 

@@ -22,7 +22,8 @@ ratios are not skewed by it. The payload dicts are literals inside the call, so 
 call builds fresh ones, as application code does; a library that keeps a reference to
 them (segment queues the caller's dict) is charged for keeping them.
 
-``instructions_caller`` and ``instructions_delivery`` are not measurements on their own:
+``instructions_caller``, ``instructions_caller_bound`` (cdp with a request's context
+bound) and ``instructions_delivery`` are not measurements on their own:
 ``run.py`` runs each of them under callgrind twice, with ``--calls N`` and ``--calls 2N``,
 and takes the difference of the two processes' instruction totals (see ``run.py``'s
 ``instructions`` scenario). They time nothing.
@@ -48,8 +49,13 @@ from typing import Any
 
 SCENARIOS = ("caller", "loop", "exit", "exit_held", "exit_flush", "memory")
 # Run only under callgrind by run.py's opt-in ``instructions`` scenario.
-INSTRUCTION_SCENARIOS = ("instructions_caller", "instructions_delivery")
-# cdp only: the caller with and without a request's context bound (issue #10).
+INSTRUCTION_SCENARIOS = (
+    "instructions_caller",
+    "instructions_caller_bound",
+    "instructions_delivery",
+)
+# cdp only: the caller with and without a request's context bound (issue #10), run beside
+# ``caller`` in the same repeat.
 CONTEXT_SCENARIOS = ("caller_context",)
 LIBRARIES = ("cdp", "segment", "floor")
 
@@ -259,6 +265,25 @@ def caller(library: str, sink: str, quick: bool) -> dict[str, Any]:
     }
 
 
+# What the middleware binds for a typical request (plus a user id), for caller_context
+# and instructions_caller_bound.
+REQUEST_CONTEXT: dict[str, Any] = {
+    "user_id": "019mr8mf4r",
+    "anonymous_id": "4f1e2d3c-5b6a-4789-8123-456789abcdef",
+    "context": {
+        "ip": "203.0.113.7",
+        "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0",
+        "locale": "de-DE",
+        "page": {
+            "path": "/cart",
+            "url": "https://shop.example/cart?ref=mail",
+            "search": "?ref=mail",
+            "referrer": "https://mail.example/",
+        },
+    },
+}
+
+
 def caller_context(sink: str, quick: bool) -> dict[str, Any]:
     """The caller's median with nothing bound and with what the middleware binds.
 
@@ -270,21 +295,7 @@ def caller_context(sink: str, quick: bool) -> dict[str, Any]:
     log, handler = make_cdp(sink)
     calls = 2_000 if quick else 20_000
     clock = time.perf_counter_ns
-    request = {
-        "user_id": "019mr8mf4r",
-        "anonymous_id": "4f1e2d3c-5b6a-4789-8123-456789abcdef",
-        "context": {
-            "ip": "203.0.113.7",
-            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0",
-            "locale": "de-DE",
-            "page": {
-                "path": "/cart",
-                "url": "https://shop.example/cart?ref=mail",
-                "search": "?ref=mail",
-                "referrer": "https://mail.example/",
-            },
-        },
-    }
+    request = REQUEST_CONTEXT
     samples: dict[str, list[int]] = {"unbound": [], "bound": []}
     for _ in range(1_000):
         track_by_logging(log)
@@ -536,6 +547,21 @@ def instructions_caller(library: str, host: str, calls: int) -> dict[str, Any]:
     return {"calls": calls, "send": False, **extra}
 
 
+def instructions_caller_bound(library: str, host: str, calls: int) -> dict[str, Any]:
+    """``instructions_caller`` for cdp with ``REQUEST_CONTEXT`` bound around every call.
+
+    Bound once, before the calls, as a middleware binds once per request: the difference
+    from ``instructions_caller`` per call is what a bound context adds to each call.
+    """
+    if library != "cdp":
+        raise SystemExit(f"scenario instructions_caller_bound does not apply to {library!r}")
+    import cdp_logging
+
+    with cdp_logging.bound_context(**REQUEST_CONTEXT):
+        result = instructions_caller(library, host, calls)
+    return {**result, "bound": True}
+
+
 def instructions_delivery(library: str, sink: str, calls: int) -> dict[str, Any]:
     """*calls* events at default settings against the sink, then wait until delivered.
 
@@ -593,6 +619,8 @@ def main() -> None:
         result = caller_context(sink, args.quick)
     elif args.scenario == "instructions_caller":
         result = instructions_caller(args.library, sink, args.calls)
+    elif args.scenario == "instructions_caller_bound":
+        result = instructions_caller_bound(args.library, sink, args.calls)
     elif args.scenario == "instructions_delivery":
         result = instructions_delivery(args.library, sink, args.calls)
     else:

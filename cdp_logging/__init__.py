@@ -6,13 +6,17 @@ it into a CDP message and hands it to a background sender; structlog users add
 
 The names are loaded on first use (PEP 562), so that each layer costs only what it
 needs: ``import cdp_logging`` imports neither structlog (until ``AnalyticsProcessor``
-is used) nor requests (until a client is made), and ``cdp_logging.collector``, which a
-test suite or another SDK's developer may run alone, loads none of the sending side.
+is first looked up) nor requests (until ``Analytics`` or ``AnalyticsHandler`` is), and
+``cdp_logging.collector``, which a test suite or another SDK's developer may run alone,
+loads none of the sending side.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import logging  # before the exit hook below: see there
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -56,6 +60,26 @@ _HOMES = {
     "flushing": "._flushing",
     "get_context": "._context",
 }
+
+
+def _deliver_at_exit() -> None:
+    """Every client delivers what it holds (``_lifecycle.close_all``), if any was made.
+
+    Registered here, when the package is imported, and not when the sending side is
+    first loaded: atexit runs hooks last-registered first, so an application hook
+    registered after ``import cdp_logging`` still runs before ours and its events are
+    delivered with the rest. It is registered after logging's own hook (logging is
+    imported above), so it runs before ``logging.shutdown()``: every sender, including
+    one a dictConfig replaced and no longer in logging's handler list, delivers within
+    its shutdown_timeout.
+    """
+    lifecycle = sys.modules.get(f"{__name__}._lifecycle")
+    if lifecycle is not None:
+        lifecycle.close_all()
+
+
+atexit.register(_deliver_at_exit)
+del logging
 
 
 def __getattr__(name: str) -> Any:

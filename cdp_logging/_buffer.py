@@ -1,8 +1,9 @@
 """The ``buffer`` option: which buffer holds messages between the call and the CDP.
 
 Parsing only, kept apart from everything that uses the result so each kind of buffer
-adds one branch here: ``"memory"`` (the default: the in-process queue, sent by HTTP)
-and ``"redis://..."`` (a Redis stream shared by a fleet, delivered by ``cdp-logging
+adds one branch here: ``"memory"`` (the default: the in-process queue, sent by HTTP),
+``"sqlite:PATH"`` (a file that survives the process; see ``_durable``) and
+``"redis://..."`` (a Redis stream shared by a fleet, delivered by ``cdp-logging
 relay``; see ``_fleet``). Redis is an optional extra; asking for it without the extra
 is a ValueError at construction, naming the extra, never an ImportError later in the
 sender thread.
@@ -27,6 +28,7 @@ __all__ = [
 
 MEMORY: Final = "memory"
 REDIS_SCHEMES: Final = ("redis://", "rediss://")
+SQLITE: Final = "sqlite:"
 DEFAULT_STREAM: Final = "cdp_logging"
 # The stream's bound in messages. At a few hundred bytes per message this is tens of
 # megabytes of Redis memory: enough to ride out a relay outage of hours for a
@@ -111,8 +113,12 @@ def parse_buffer(value: object) -> str:
     if isinstance(value, str) and value.startswith(REDIS_SCHEMES):
         parse_redis_url(value)
         return value
+    if isinstance(value, str) and value.startswith(SQLITE) and value[len(SQLITE) :].strip():
+        return value  # the file is opened, and its problems reported, by _durable
     shown = value if not isinstance(value, str) else _display(urlsplit(value))
-    raise ValueError(f"buffer must be 'memory' or a redis:// or rediss:// URL, got {shown!r}")
+    raise ValueError(
+        f"buffer must be 'memory', 'sqlite:PATH' or a redis:// or rediss:// URL, got {shown!r}"
+    )
 
 
 def redis_buffer(value: str) -> RedisBuffer | None:

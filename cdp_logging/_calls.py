@@ -254,30 +254,32 @@ def build(
             suspect = suspect or type(value) is not str
         message[wire] = value
     bound = BOUND.get()
+    bound_text = ""
     if bound is not None:
-        _add_bound(message, bound)
+        bound_text = _add_bound(message, bound)
     known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
         return _invalid(
             f"unknown call type {call_type!r}: give one of {', '.join(CALL_TYPES)} "
             "as the log message or as cdp['type']",
-            message,
+            {**_bound_ids(message), **message},
         )
     if unknown:
         message["type"] = call_type
         return _invalid(
             f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
             f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
-            message,
+            {**_bound_ids(message), **message},
         )
     # What the library adds, as JSON text: type and context.library first, then a
-    # timestamp and messageId unless the caller gave them (theirs are members already).
+    # timestamp and messageId unless the caller gave them (theirs are members already),
+    # then what is bound: last, so the short strings before it are copied while short.
     required, added = known
     context = message.get("context")
     if context is None:
-        if bound is not None and bound.context_json:
-            added += ',"context":{' + bound.context_json + _LIBRARY_MEMBER
+        if bound is not None and bound.context_member:
+            bound_text += bound.context_member + _LIBRARY_MEMBER
         else:
             added += _LIBRARY_CONTEXT
     else:
@@ -294,11 +296,13 @@ def build(
         added += ',"messageId":"' + message_id + '"'  # hex and digits only
     elif type(message_id) is not str or not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
         suspect = True
+    if bound_text:
+        added += bound_text
     if not suspect:
         # Plain loops: generator expressions here cost more than the rest of the check.
         for group in required:
             for key in group:
-                if message.get(key):
+                if message.get(key) or (bound is not None and key in bound.ids):
                     break
             else:
                 suspect = True
@@ -321,11 +325,16 @@ def build(
     return data
 
 
-def _add_bound(message: dict[str, Any], bound: Bound) -> None:
-    """What ``bind_context`` bound, under the call's own fields (theirs win, key by key)."""
-    for wire, value in bound.ids.items():
+def _add_bound(message: dict[str, Any], bound: Bound) -> str:
+    """What ``bind_context`` bound, under the call's own fields (theirs win, key by key).
+
+    Returns the JSON text of the bound ids the call lacks, to be spliced in like the
+    members build adds, rather than put in *message* to be encoded again at every call.
+    """
+    ids = ""
+    for wire, member in bound.id_members:
         if wire not in message:
-            message[wire] = value
+            ids += member
     if bound.context:
         own = message.get("context")
         if own is not None:
@@ -335,6 +344,15 @@ def _add_bound(message: dict[str, Any], bound: Bound) -> None:
         message["integrations"] = (
             bound.integrations if own is None else {**bound.integrations, **own}
         )
+    return ids
+
+
+def _bound_ids(message: Mapping[str, Any]) -> dict[str, str]:
+    """The bound ids *message* lacks, for the dict forms of a message (checks, errors)."""
+    bound = BOUND.get()
+    if bound is None:
+        return {}
+    return {wire: value for wire, value in bound.ids.items() if wire not in message}
 
 
 def _bound_context() -> dict[str, Any]:
@@ -347,6 +365,7 @@ def _whole(
 ) -> dict[str, Any]:
     """The message as a dict with what ``build`` adds: for validation and error reports."""
     return {
+        **_bound_ids(message),
         **message,
         "type": call_type,
         "context": message.get("context") or {**_bound_context(), "library": _LIBRARY},

@@ -9,7 +9,6 @@ invalid message, a full queue or a closed client are reported through ``on_error
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import time
 from collections.abc import Callable, Mapping
@@ -24,9 +23,9 @@ from typing_extensions import Unpack
 from . import _calls, _capture
 from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, REENTRANT, DeliveryError
 from ._fleet import fleet_transport
-from ._lifecycle import close_all, exit_hook_ran, process_lock, sending_threads
+from ._lifecycle import exit_hook_ran, process_lock, sending_threads
 from ._options import ClientOptions, Options, build_options
-from ._queue import Tracked
+from ._queue import MessageQueue, Tracked
 from ._report import Reporter
 from ._sender import Sender
 from ._settle import resolve_call
@@ -94,16 +93,20 @@ class Analytics:
         # A client closed by a logging handler or by the exit hook opens a new sender
         # for the next message instead, as logging.FileHandler reopens its file.
         self._final = False
+        # Calls after the exit hook share one deadline: shutdown_timeout from the first.
+        self._after_exit_deadline: float | None = None
         self._sender = self._new_sender()
 
-    def _new_sender(self) -> Sender:
+    def _new_sender(self, carried: dict[str, int] | None = None) -> Sender:
         options = self._options
         transport = options.transport
         if transport is None:
             transport = RequestsTransport(options.endpoint, options.write_key, gzip=options.gzip)
         owns = options.transport is None
         transport, owns = fleet_transport(options, transport, owns)
-        return Sender(options, transport, self._reporter, self._scrub, owns_transport=owns)
+        return Sender(
+            options, transport, self._reporter, self._scrub, owns_transport=owns, carried=carried
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._sender.closed else "open"
@@ -117,6 +120,14 @@ class Analytics:
     @property
     def closed(self) -> bool:
         return self._sender.closed
+
+    @property
+    def buffer(self) -> MessageQueue:
+        """The buffer this client's messages wait in now (memory or SQLite).
+
+        .. versionadded:: 0.2.0
+        """
+        return self._sender.buffer
 
     # -- the six calls --------------------------------------------------------------
 
@@ -340,16 +351,17 @@ class Analytics:
         if refused == CLOSED and not self._final:
             # Closed by a handler's close() (dictConfig, maybe while this call was on
             # its way) or by the exit hook: open a new sender rather than lose it.
-            sender, after_exit = self._reopen()
-            refused = sender.submit(entry, urgent)
+            refused = self._resubmit(entry, urgent)
             if refused is None:
-                if after_exit:
-                    # Logged after our exit hook and logging.shutdown() (from an atexit
-                    # hook that runs later): nothing will close this sender, so deliver
-                    # now, within shutdown_timeout; a later call reopens another.
-                    sender.close(self._options.shutdown_timeout)
                 return True
-        if refused == QUEUE_FULL:
+        if refused == QUEUE_FULL and self._options.buffer_path is not None:
+            reason = (
+                f"the buffer {self._options.buffer_path} is at max_buffer_bytes="
+                f"{self._options.max_buffer_bytes} (or max_queue_size="
+                f"{self._options.max_queue_size} wait to be written): {self._options.host} "
+                "is not taking messages as fast as they come; check the network or raise them"
+            )
+        elif refused == QUEUE_FULL:
             reason = (
                 f"the queue already holds max_queue_size={self._options.max_queue_size} "
                 f"messages: {self._options.host} is not taking them as fast as they come; "
@@ -362,17 +374,44 @@ class Analytics:
         self._refuse(DeliveryError(refused, reason, messages=messages), future, callback)
         return False
 
-    def _reopen(self) -> tuple[Sender, bool]:
-        """A new sender in place of the closed one, once however many threads ask.
+    def _resubmit(self, entry: bytes | Tracked, urgent: bool) -> str | None:
+        """Queue *entry* on a new sender; after the exit hook, also deliver it now.
+
+        Nothing will close a sender opened after the exit hook and logging.shutdown()
+        (a call from an atexit hook that runs later), so each such call delivers at
+        once, one at a time, and all of them within one ``shutdown_timeout`` from the
+        first: a hundred late calls cannot hold exit for a hundred timeouts.
+        """
+        if not exit_hook_ran():
+            sender = self._reopen()
+            return CLOSED if sender is None else sender.submit(entry, urgent)
+        with process_lock("after-exit"):
+            sender = self._reopen()
+            if sender is None:
+                return CLOSED
+            if self._after_exit_deadline is None:
+                self._after_exit_deadline = time.monotonic() + self._options.shutdown_timeout
+            refused = sender.submit(entry, urgent)
+            if refused is None:
+                sender.close(max(0.0, self._after_exit_deadline - time.monotonic()))
+            return refused
+
+    def _reopen(self) -> Sender | None:
+        """A new sender in place of the closed one, once however many threads ask;
+        None when the application closed the client for good.
 
         The lock is per pid (a parent thread holding it at fork cannot block the
         child), and not the handler's: logging.shutdown() holds that one while our
-        close() waits for delivery.
+        close() waits for delivery. close() takes it too, so a final close() and a
+        reopen cannot cross.
         """
         with process_lock("reopen"):
-            if self._sender.closed:
-                self._sender = self._new_sender()
-            return self._sender, exit_hook_ran()
+            if self._final:
+                return None
+            old = self._sender
+            if old.closed:
+                self._sender = self._new_sender(carried=old.stats())
+            return self._sender
 
     def _reentered(self, call_type: object) -> None:
         """Refuse a record logged from inside one of our callbacks, where it would loop.
@@ -430,8 +469,10 @@ class Analytics:
 
         .. versionchanged:: 0.2.0 *reopen*.
         """
-        self._final = self._final or not reopen
-        self._sender.close(self._timeout(timeout))
+        with process_lock("reopen"):
+            self._final = self._final or not reopen
+            sender = self._sender
+        sender.close(self._timeout(timeout))
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """``flush`` for asyncio: the wait runs in a worker thread, so the loop keeps running.
@@ -476,9 +517,3 @@ class Analytics:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-# Registered after logging's own atexit hook (logging is imported first), so it runs
-# before logging.shutdown(): every sender, including one a dictConfig replaced and no
-# longer in logging's handler list, delivers within its shutdown_timeout.
-atexit.register(close_all)

@@ -42,11 +42,12 @@ _PUBLIC: Final = {
 class Bound:
     """What is bound, in wire spelling, immutable once made (contexts share it).
 
-    ``ids`` holds userId/anonymousId as strings; ``context`` and ``integrations`` are
-    copies, so the app changing its dict afterwards changes nothing bound.
+    ``ids`` holds userId/anonymousId as non-empty strings; ``context`` and
+    ``integrations`` are copies, so the app changing its dict afterwards changes nothing
+    bound.
     """
 
-    __slots__ = ("context", "context_json", "ids", "integrations")
+    __slots__ = ("context", "context_member", "id_members", "ids", "integrations")
 
     def __init__(
         self,
@@ -57,9 +58,15 @@ class Bound:
         self.ids = ids
         self.context = context
         self.integrations = integrations
-        # The context's members as JSON text, once per bind rather than once per call:
-        # a request's page, user agent and ip are most of what binding would cost.
-        self.context_json = _json.dumps(context).decode()[1:-1] if context else None
+        # As JSON text, once per bind rather than once per call, for build to splice in:
+        # encoding a request's page, user agent, ip and ids at every call would be most
+        # of what binding costs. Each member starts with its comma.
+        self.id_members = tuple(
+            (wire, "," + _json.dumps({wire: value}).decode()[1:-1]) for wire, value in ids.items()
+        )
+        self.context_member = (
+            ',"context":{' + _json.dumps(context).decode()[1:-1] if context else None
+        )
 
     def public(self) -> dict[str, Any]:
         result: dict[str, Any] = {_PUBLIC[key]: value for key, value in self.ids.items()}
@@ -104,10 +111,12 @@ def _merged(current: Bound | None, fields: Mapping[str, Any]) -> Bound:
                 raise TypeError(f"{key} must be a mapping, got {type(value).__name__}")
             target = context if wire == "context" else integrations
             target.update(value)
-        elif value is None:
-            ids.pop(wire, None)  # binding None unbinds
         else:
-            ids[wire] = _identifier(key, value)
+            identifier = None if value is None else _identifier(key, value)
+            if identifier:
+                ids[wire] = identifier
+            else:
+                ids.pop(wire, None)  # binding None (or "", which no message may carry) unbinds
     context.pop("library", None)  # always the library's own, set by build
     return Bound(ids, context or None, integrations or None)
 

@@ -117,8 +117,8 @@ class AnalyticsHandler(logging.Handler):
         """
         try:
             if self._owns_client:
+                self._unlisted = True  # first: a record may reopen while close() waits
                 self._client.close(reopen=True)
-                self._unlisted = True
             else:
                 self._client.flush()
         finally:

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from ._transport import Transport
 
 __all__ = [
+    "DEFAULT_BUFFER",
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_HOST",
+    "DEFAULT_MAX_BUFFER_BYTES",
     "DEFAULT_MAX_EVENTS_IN_BATCH",
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_MAX_RETRIES",
@@ -51,6 +53,12 @@ DEFAULT_MAX_QUEUE_SIZE: Final = 10_000
 DEFAULT_MAX_RETRIES: Final = 10
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
+# Durable buffer: where queued messages live, and the bound on its file.
+DEFAULT_BUFFER: Final = MEMORY
+DEFAULT_MAX_BUFFER_BYTES: Final = 64 * 1024 * 1024
+# The smallest durable buffer: a quarter goes to the WAL, and a file this size still
+# holds a few hundred messages.
+MIN_BUFFER_BYTES: Final = 256 * 1024
 
 ErrorCallback = Callable[[DeliveryError], object]
 FlushCallback = Callable[[list[dict[str, Any]]], object]
@@ -77,8 +85,9 @@ class ClientOptions(TypedDict, total=False):
     flush_triggers: Iterable[str] | None
     shutdown_timeout: float
     stderr_warnings: bool
-    transport: Transport | None
     buffer: str
+    max_buffer_bytes: int
+    transport: Transport | None
 
 
 @dataclass(frozen=True)
@@ -106,10 +115,16 @@ class Options:
     transport: Transport | None = field(repr=False, default=None)
     # A redis:// URL may carry a password: never in a repr.
     buffer: str = field(repr=False, default=MEMORY)
+    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
 
     @property
     def endpoint(self) -> str:
         return self.host + "/v1/batch"
+
+    @property
+    def buffer_path(self) -> str | None:
+        """The SQLite file of ``buffer="sqlite:PATH"``; None for the memory buffer."""
+        return self.buffer[len("sqlite:") :] if self.buffer.startswith("sqlite:") else None
 
     @property
     def max_retries(self) -> int:
@@ -277,4 +292,10 @@ def build_options(
         on_flush=_callback("on_flush", given("on_flush")),
         transport=_transport(given("transport")),
         buffer=parse_buffer(given("buffer")),
+        max_buffer_bytes=_number(
+            "max_buffer_bytes",
+            given("max_buffer_bytes", DEFAULT_MAX_BUFFER_BYTES),
+            minimum=MIN_BUFFER_BYTES,
+            integer=True,
+        ),
     )

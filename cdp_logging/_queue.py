@@ -2,8 +2,9 @@
 
 The sender only needs three things from a buffer: add one serialised message without
 ever blocking, take a batch bounded by count and bytes, and know how many messages
-were ever accepted (so ``flush`` can wait for "everything enqueued before me"). A
-durable, on-disk buffer can implement the same ``MessageQueue`` protocol later.
+were ever accepted (so ``flush`` can wait for "everything enqueued before me"), plus
+one hook for the durable buffer (``_durable.SQLiteQueue``): ``settle``, called where
+the sender settles a range, so a row leaves the file only once its batch is settled.
 
 Entries are the message's JSON bytes, or a ``Tracked`` wrapper when the caller wants
 to hear about that one message (a Future or a callback). Logging calls never ask, so the
@@ -17,7 +18,10 @@ from bisect import bisect_right
 from collections.abc import Callable
 from concurrent.futures import Future
 from itertools import accumulate
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+if TYPE_CHECKING:
+    from ._options import Options
 
 __all__ = [
     "CLOSED",
@@ -28,6 +32,7 @@ __all__ = [
     "Tracked",
     "entry_data",
     "join_entries",
+    "make_queue",
 ]
 
 FULL = 0
@@ -95,7 +100,26 @@ class MessageQueue(Protocol):
         Returns the sequence number of the first entry taken, and the entries.
         """
 
+    def settle(self, start: int, end: int, final: bool) -> str:
+        """Sequence numbers [start, end) are settled: *final* (delivered, or failed and
+        reported) or not (close() ran out of time: a durable buffer keeps them for the
+        next process). Returns a note to append to the failure's reason, or ""."""
+
     def __len__(self) -> int: ...
+
+
+def make_queue(
+    options: Options, wake: Callable[[], object], gone: Callable[[int, int], object]
+) -> MessageQueue:
+    """The buffer *options* ask for. *wake* asks the sender to send now (rows were
+    taken over from a dead process); *gone* settles numbers this process will never
+    send itself (the file broke, or another process took them over)."""
+    path = options.buffer_path
+    if path is None:
+        return MemoryQueue(options.max_queue_size)
+    from ._durable import SQLiteQueue  # sqlite3 is imported only by those who use it
+
+    return SQLiteQueue(path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone)
 
 
 class MemoryQueue:
@@ -155,6 +179,9 @@ class MemoryQueue:
                 del items[: len(batch)]
                 self._taken += len(batch)
             return first, batch
+
+    def settle(self, start: int, end: int, final: bool) -> str:
+        return ""  # the entries left with take()
 
     def __len__(self) -> int:
         return len(self._items)

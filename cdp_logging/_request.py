@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
 
+from . import _json
 from ._context import Bound, bind_context
 from ._report import warn
 
@@ -27,14 +28,31 @@ __all__ = [
     "client_ip",
 ]
 
-# The longest any one header-derived value may be; longer ones are cut to this.
+# The longest any one header-derived value may be, in characters and in bytes of its
+# JSON text; longer ones are cut to this.
 MAX_VALUE_CHARS: Final = 1000
 # An analytics.js anonymous id is a UUID; a cookie longer than this is not one: dropped.
 MAX_COOKIE_CHARS: Final = 200
 
 
 def _clip(value: str) -> str:
-    return value[:MAX_VALUE_CHARS]
+    """At most MAX_VALUE_CHARS characters, and at most as many bytes once in JSON.
+
+    Characters cost more than a byte each in the message: UTF-8 takes up to 4, and a
+    control character is written as a 6-byte ``\\u`` escape. Cutting by characters
+    alone, a request with every header full of them would bind over 32,000 bytes.
+    """
+    value = value[:MAX_VALUE_CHARS]
+    if len(_json.dumps(value)) - 2 <= MAX_VALUE_CHARS:
+        return value  # the usual case: printable ASCII, one byte a character
+    kept: list[str] = []
+    size = 0
+    for char in value:
+        size += len(_json.dumps(char)) - 2
+        if size > MAX_VALUE_CHARS:
+            break
+        kept.append(char)
+    return "".join(kept)
 
 
 def _text(raw: bytes | str | None) -> str:
@@ -154,9 +172,9 @@ class RequestReader:
         }
         return self.fields(
             scheme=scheme,
-            host=str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")),
+            host=_text(environ.get("HTTP_HOST") or environ.get("SERVER_NAME")),
             path=path,
-            query=str(environ.get("QUERY_STRING", "")),
+            query=_text(environ.get("QUERY_STRING")),
             headers=headers,
             peer=environ.get("REMOTE_ADDR"),
         )

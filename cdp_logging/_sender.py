@@ -51,9 +51,9 @@ from ._lifecycle import (
 from ._options import Options
 from ._protocol import MAX_BATCH_MESSAGES
 from ._queue import FULL as QUEUE_FULL_SIGNAL
-from ._queue import Entry, MemoryQueue, entry_data
+from ._queue import Entry, MessageQueue, entry_data, make_queue
 from ._report import Reporter, warn
-from ._settle import Ledger
+from ._settle import Ledger, Progress
 from ._transport import BufferFull, Outcome, Response, Transport, TransportError, classify
 from ._wire import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
 
@@ -100,8 +100,12 @@ class Sender:
         scrub: Callable[[str], str],
         *,
         owns_transport: bool,
+        carried: dict[str, int] | None = None,
     ) -> None:
         self._options = options
+        # The counters of the senders this client had before this one (a reopened
+        # client's stats() count since the client started, not since it reopened).
+        self._carried = dict(carried or {})
         self._retry = options.retry
         self._max_retries = options.max_retries
         self._batch_size = options.max_events_in_batch
@@ -126,9 +130,15 @@ class Sender:
         client the parent closed stays closed. ``pid`` is set last: threads of a child
         that forked without hooks wait in ``after_fork`` until all is fresh.
         """
-        self._queue = MemoryQueue(self._options.max_queue_size)
-        self._ledger = Ledger(self._options.on_flush, self._reporter, self._scrub)
         self._wake = threading.Event()
+        progress = Progress()
+        # A durable buffer settles numbers this process will never send itself (the
+        # file broke, another process took them over), and wakes us for rows it took
+        # over from a dead one.
+        self._queue = make_queue(self._options, self._wake_now, progress.settle)
+        self._ledger = Ledger(
+            self._options.on_flush, self._reporter, self._scrub, self._queue, progress
+        )
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -143,7 +153,6 @@ class Sender:
         self._urgent = False
         self._flush_upto = 0  # flush() wants every sequence number below this sent now
         self._last_flush = -math.inf
-        self._reporter.reset_after_fork()
         if closed:
             self._queue.close()
             self._stopping.set()
@@ -189,6 +198,16 @@ class Sender:
                 self._urgent = True
             self._wake.set()
         return None
+
+    @property
+    def buffer(self) -> MessageQueue:
+        """The buffer messages wait in (``cdp-logging drain`` asks a durable one to adopt)."""
+        return self._queue
+
+    def _wake_now(self) -> None:
+        """A durable buffer took over rows a dead process left: send them now."""
+        self._urgent = True
+        self._wake.set()
 
     def _start(self) -> None:
         with self._lock:
@@ -361,12 +380,15 @@ class Sender:
         message. What the budget leaves refused fails together, with the server's reason.
         """
         count = len(batch.entries)
+        if count > 1 and batch.narrowing is None:
+            # The budget belongs to the batch as taken from the queue: halves made by
+            # a 413 share it, so 413s then 400s cannot multiply it.
+            batch.narrowing = Narrowing(narrowing_budget(count))
         if count > 1 and outcome is Outcome.TOO_LARGE:
             self._split(batch, hand_off)
             return
         if count > 1 and outcome is Outcome.REFUSED:
-            if batch.narrowing is None:
-                batch.narrowing = Narrowing(narrowing_budget(count))
+            assert batch.narrowing is not None
             if batch.narrowing.left >= 2:
                 batch.narrowing.left -= 2
                 self._split(batch, hand_off)
@@ -402,7 +424,13 @@ class Sender:
 
     def _out_of_time(self, batch: Batch) -> None:
         """The deadline comes before the batch can be (re)tried: report it, or pass it on."""
-        if self.closed:
+        with self._lock:
+            # Under the lock that close() sets `closed` with: either close() sees this
+            # batch in the handoff when it abandons leftovers, or we see it closed.
+            closed = self.closed
+            if not closed:
+                self._handoff.append(batch)
+        if closed:
             last = f"; last attempt: {batch.last_reason}" if batch.last_reason else ""
             self._ledger.failed(
                 batch,
@@ -413,7 +441,6 @@ class Sender:
         else:
             # A flush() ran out of time: the sender thread (or the next flush, where
             # there is no thread) carries on with the batch, backoff and all.
-            self._handoff.append(batch)
             self._start()
             self._wake.set()
 
@@ -573,14 +600,25 @@ class Sender:
             if self.pid == pid:
                 return  # another thread of this child did it while we waited
             reset_process(pid)
+            # The reporter is the client's, shared with the senders it opened before;
+            # reset it only here, where its lock may be a parent thread's and its counts
+            # are the parent's.
+            self._reporter.reset_after_fork()
+            self._carried = {}
             self._reset(closed=self.closed)
 
     # -- numbers ------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
+        """This sender's counters, plus those it carried over from the client's earlier ones."""
         numbers = self._ledger.numbers()
-        return {
+        current = {
             "queued": self._queue.accepted,
             "pending": len(self._queue) + numbers["in_flight"],
             **numbers,
+        }
+        carried = self._carried
+        return {
+            key: value + (carried.get(key, 0) if key not in ("pending", "in_flight") else 0)
+            for key, value in current.items()
         }

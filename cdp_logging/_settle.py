@@ -18,9 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from ._errors import INTERNAL_ERROR, DeliveryError
+from ._errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
 from ._options import FlushCallback
-from ._queue import entry_data
+from ._queue import MessageQueue, entry_data
 from ._report import Reporter, warn
 from ._wire import Batch
 
@@ -89,11 +89,15 @@ class Ledger:
         on_flush: FlushCallback | None,
         reporter: Reporter,
         scrub: Callable[[str], str],
+        queue: MessageQueue,
+        progress: Progress,
     ) -> None:
         self._on_flush = on_flush
         self._reporter = reporter
         self._scrub = scrub
-        self.progress = Progress()
+        # Told of every settled range, so a durable buffer deletes a row only then.
+        self._queue = queue
+        self.progress = progress
         self._lock = threading.Lock()
         self._delivered = 0
         self._not_sent = 0
@@ -152,6 +156,7 @@ class Ledger:
                     warn(f"on_flush raised {type(error).__name__}: {self._scrub(str(error))}")
             if tracked:
                 self._resolve(batch, tracked, None, messages)
+        self._queue.settle(batch.start, batch.end, True)
         self.progress.settle(batch.start, batch.end)
 
     def failed(self, batch: Batch, code: str, reason: str, status: int | None) -> None:
@@ -159,6 +164,9 @@ class Ledger:
         count = len(batch.entries)
         with self._lock:
             self._in_flight -= count
+        # A durable buffer deletes the rows, or keeps them for the next process when
+        # only close()'s deadline stopped us; its note says so in the report.
+        reason += self._queue.settle(batch.start, batch.end, code != SHUTDOWN_TIMEOUT)
         tracked = batch.tracked()
         messages = _decode(batch) if tracked or self._reporter.wants_errors else []
         error = DeliveryError(code, self._scrub(reason), status=status, messages=messages)

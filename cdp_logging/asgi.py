@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ._context import BOUND
-from ._request import RequestReader, bind_request
+from ._request import RequestReader, _text, bind_request
 
 __all__ = ["AnalyticsMiddleware"]
 
@@ -49,9 +49,9 @@ class AnalyticsMiddleware:
         client = scope.get("client")
         return self._reader.fields(
             scheme=str(scope.get("scheme", "http")),
-            host=headers.get("host", b"").decode("latin-1", "replace"),
+            host=_text(headers.get("host")),
             path=str(scope.get("root_path", "")) + str(scope.get("path", "")),
-            query=scope.get("query_string", b"").decode("latin-1", "replace"),
+            query=_text(scope.get("query_string")),
             headers=headers,
             peer=str(client[0]) if client else None,
         )

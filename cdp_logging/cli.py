@@ -1,4 +1,5 @@
-"""``cdp-logging``: run the local collector, check credentials with one test event, or relay.
+"""``cdp-logging``: run the local collector, check credentials with one test event,
+relay a fleet's Redis stream, or drain an SQLite buffer that a process left behind.
 
 ``collect`` is the collector package's own command (it must not import the sending
 side, so it lives there); ``send`` is the opposite end: it goes through the real
@@ -6,6 +7,9 @@ client (``Analytics``, its queue, sender and transport), so a success says that 
 library, with this key, reaches this host, and a failure names what went wrong in the
 words the application's ``on_error`` would see. ``relay`` delivers a fleet's Redis
 stream (``buffer="redis://..."``) to the CDP; see ``_relay``.
+
+``drain`` also goes through the real client: it opens the file as a buffer, takes over
+what processes that are gone left in it, and sends it, with the original messageIds.
 
 Exit status: 0 success (or a collector stopped by SIGINT / SIGTERM), 1 a failure at
 run time (undelivered event, port taken, unusable database), 2 bad usage.
@@ -19,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Final
@@ -28,7 +33,7 @@ from ._buffer import REDIS_SCHEMES, parse_redis_url
 from ._client import Analytics
 from ._errors import HTTP_STATUS, NETWORK, DeliveryError
 from ._options import DEFAULT_HOST, ENV_HOST, ENV_WRITE_KEY
-from ._protocol import CALL_TYPES
+from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from ._relay import DEFAULT_GROUP, DEFAULT_TAKEOVER, Relay
 from .collector import _cli as collect_command
 
@@ -43,6 +48,7 @@ _TEST_GROUP: Final = "cdp-logging-test-group"
 # by --timeout; this covers the queue hand-off to the sender thread.
 _GRACE_SECONDS: Final = 1.0
 _CLOSE_SECONDS: Final = 1.0
+_PROGRESS_SECONDS: Final = 2.0
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -58,6 +64,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
             "  cdp-logging collect                 # then open http://127.0.0.1:8765/\n"
             "  CDP_WRITE_KEY=... cdp-logging send --host https://cdp-eu.customer.io\n"
             "  CDP_WRITE_KEY=... cdp-logging relay --buffer redis://redis.internal:6379/0\n"
+            "  CDP_WRITE_KEY=... cdp-logging drain /var/lib/app/cdp-buffer.db\n"
             "\n"
             "exit status: 0 success, 1 failure (event not delivered, port taken, bad database),"
             " 2 usage error"
@@ -90,21 +97,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
             "The write key is never printed."
         ),
     )
-    send.add_argument(
-        "--host",
-        default=None,
-        metavar="URL",
-        help=f"where to send (default: ${ENV_HOST}, else {DEFAULT_HOST})",
-    )
-    send.add_argument(
-        "--write-key",
-        default=None,
-        metavar="KEY",
-        help=(
-            f"the source's write key (default: ${ENV_WRITE_KEY}, which is better: a command "
-            "line is visible to other users of the machine)"
-        ),
-    )
+    _credentials(send)
     send.add_argument(
         "--type", default="track", choices=CALL_TYPES, help="the call to send (%(default)s)"
     )
@@ -176,7 +169,45 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="SECONDS",
         help="how long a stopping relay may deliver what it holds (%(default)s)",
     )
-    return parser, {"collect": collect, "send": send, "relay": relay}
+    drain = commands.add_parser(
+        "drain",
+        help="deliver what an SQLite buffer file holds",
+        description=(
+            "Deliver the messages a buffer file (buffer='sqlite:PATH') holds, for a buffer "
+            "left by a process that will not come back. Rows of a process still running "
+            "are left to it. Messages keep their messageIds; what is not delivered by "
+            "--timeout stays in the file. Progress goes to stderr. Exit status 0 when "
+            "everything was delivered, 1 when something was not, 2 for usage errors."
+        ),
+    )
+    drain.add_argument("path", metavar="PATH", help="the buffer file")
+    _credentials(drain)
+    drain.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up (keeping the rest in the file) after this long (%(default)s)",
+    )
+    return parser, {"collect": collect, "send": send, "relay": relay, "drain": drain}
+
+
+def _credentials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default=None,
+        metavar="URL",
+        help=f"where to send (default: ${ENV_HOST}, else {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--write-key",
+        default=None,
+        metavar="KEY",
+        help=(
+            f"the source's write key (default: ${ENV_WRITE_KEY}, which is better: a command "
+            "line is visible to other users of the machine)"
+        ),
+    )
 
 
 def _call(client: Analytics, args: argparse.Namespace) -> Future[dict[str, Any]]:
@@ -283,6 +314,74 @@ def _relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ._durable import SQLiteQueue
+
+    write_key = args.write_key or os.environ.get(ENV_WRITE_KEY)
+    if not write_key:
+        parser.error(f"no write key: pass --write-key or set the {ENV_WRITE_KEY} variable")
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if not os.path.isfile(args.path):
+        parser.error(f"{args.path}: no such file")
+    host = (args.host or os.environ.get(ENV_HOST) or DEFAULT_HOST).rstrip("/")
+    delivered = [0]
+    failures: list[DeliveryError] = []
+
+    def count(messages: list[dict[str, Any]]) -> None:
+        delivered[0] += len(messages)
+
+    try:
+        client = Analytics(
+            write_key,
+            host=host,
+            buffer=f"sqlite:{args.path}",
+            max_events_in_batch=MAX_BATCH_MESSAGES,
+            # Retryable failures go on until --timeout; what is left then stays in the file.
+            max_retries=1_000_000,
+            shutdown_timeout=_CLOSE_SECONDS,
+            on_flush=count,
+            on_error=failures.append,
+            stderr_warnings=False,  # we print our own lines
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    queue = client.buffer
+    assert isinstance(queue, SQLiteQueue)  # buffer= says so
+    deadline = time.monotonic() + args.timeout
+    total = queue.rows()
+    next_progress = time.monotonic() + _PROGRESS_SECONDS
+    usable = True
+    try:
+        while time.monotonic() < deadline:
+            usable = queue.adopt_now()
+            if not usable:
+                break
+            settled = client.flush(min(_PROGRESS_SECONDS, deadline - time.monotonic()))
+            if time.monotonic() >= next_progress:
+                print(f"drain: {delivered[0]:,} of {total:,} delivered", file=sys.stderr)
+                next_progress = time.monotonic() + _PROGRESS_SECONDS
+            if settled and not queue.adopt_now_pending():
+                break
+    finally:
+        client.close(timeout=_CLOSE_SECONDS)
+    left, live = queue.remaining()
+    for failure in failures[:5]:
+        print(f"FAILED ({failure.code}): {failure.reason}", file=sys.stderr)
+    if live:
+        print(
+            f"{live:,} message(s) belong to a running process and were left to it", file=sys.stderr
+        )
+    if not usable or left or failures:
+        print(
+            f"FAILED: {delivered[0]:,} delivered, {left:,} left in {args.path}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"OK: {delivered[0]:,} message(s) delivered from {args.path} to {host}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cdp-logging`` with *argv* (default: the command line); return the exit status."""
     parser, commands = _parser()
@@ -293,5 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _send(args, commands["send"])
     if args.command == "relay":
         return _relay(args, commands["relay"])
+    if args.command == "drain":
+        return _drain(args, commands["drain"])
     parser.print_help(sys.stderr)
     return 2

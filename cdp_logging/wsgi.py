@@ -9,7 +9,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._request import RequestReader, bind_request
+from ._request import RequestReader, _text, bind_request
 
 __all__ = ["AnalyticsMiddleware"]
 
@@ -52,7 +52,9 @@ class AnalyticsMiddleware:
         bind_request(
             lambda: self._reader.environ_fields(
                 environ,
-                path=str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")),
+                # Latin-1-decoded bytes, as every WSGI string is: read them as UTF-8.
+                # https://peps.python.org/pep-3333/#unicode-issues
+                path=_text(str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))),
                 scheme=str(environ.get("wsgi.url_scheme", "http")),
             ),
             None if user_id is None else lambda: user_id(environ),

@@ -19,6 +19,12 @@ settings.configure(
     ALLOWED_HOSTS=["127.0.0.1", "localhost"],
     ROOT_URLCONF=__name__,
     SECRET_KEY="example-only",  # a runnable example, not a deployment
+    # Every event tracked during a request carries its user, ip, user agent and page. A
+    # real app lists it after AuthenticationMiddleware and leaves CDP_USER_ID out: the
+    # user is then request.user.pk. This one-file example has no database, so a cookie
+    # stands in for the session.
+    MIDDLEWARE=["cdp_logging.django.AnalyticsMiddleware"],
+    CDP_USER_ID=f"{__name__}.current_user",
     LOGGING={
         "version": 1,
         "disable_existing_loggers": False,
@@ -38,13 +44,26 @@ import logging  # noqa: E402 - after settings, as Django wants
 log = logging.getLogger("accounts")
 
 
+def current_user(request: HttpRequest) -> str | None:
+    """CDP_USER_ID: who is asking (a real app's default is request.user.pk)."""
+    user = request.COOKIES.get("user")
+    return str(user) if user else None
+
+
 def sign_up(request: HttpRequest, user_id: str) -> JsonResponse:
+    # The user is new in this request, so these calls name it themselves.
     log.info("identify", extra={"cdp": {"user_id": user_id, "traits": {"plan": "trial"}}})
     log.info("track", extra={"user_id": user_id, "event": "Signed Up"})
     return JsonResponse({"user": user_id})
 
 
-urlpatterns = [path("signup/<str:user_id>", sign_up)]
+def plans(request: HttpRequest) -> JsonResponse:
+    # No user_id here: the middleware bound it, with the page, for this request.
+    log.info("track", extra={"cdp": {"event": "Plans Viewed"}})
+    return JsonResponse({"plans": ["trial", "pro"]})
+
+
+urlpatterns = [path("signup/<str:user_id>", sign_up), path("plans", plans)]
 
 if __name__ == "__main__":
     from django.core.management import execute_from_command_line

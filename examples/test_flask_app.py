@@ -14,7 +14,8 @@ from flask_app import app
 
 
 def test_checkout_is_tracked(cdp_messages: list[dict[str, Any]]) -> None:
-    """Completing a checkout tracks Order Completed with the total."""
+    """Completing a checkout tracks Order Completed with the total, for the user and
+    the page the middleware bound."""
     response = app.test_client().post("/checkout/u-42?total=39.95")
 
     assert 200 == response.status_code
@@ -23,3 +24,5 @@ def test_checkout_is_tracked(cdp_messages: list[dict[str, Any]]) -> None:
     assert "u-42" == message["userId"]
     assert "Order Completed" == message["event"]
     assert {"total": 39.95} == message["properties"]
+    assert "/checkout/u-42" == message["context"]["page"]["path"]
+    assert "?total=39.95" == message["context"]["page"]["search"]

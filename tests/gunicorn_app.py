@@ -15,8 +15,10 @@ logging.config.dictConfig(
         "handlers": {
             "cdp": {
                 "class": "cdp_logging.AnalyticsHandler",
-                "flush_interval": 60,
+                "flush_interval": float(os.environ.get("CDP_TEST_FLUSH_INTERVAL", "60")),
                 "max_events_in_batch": 1000,
+                # The shared-file test (test_durable) gives the workers one SQLite buffer.
+                "buffer": os.environ.get("CDP_TEST_BUFFER", "memory"),
             }
         },
         "loggers": {"app": {"handlers": ["cdp"], "level": "INFO", "propagate": False}},

@@ -81,6 +81,18 @@ class TestBindContext:
 
         assert "u" == built("page", {"name": "Docs"})["userId"]
 
+    def test_an_empty_id_unbinds_and_a_bound_id_alone_makes_a_track_valid(self) -> None:
+        """An empty id unbinds like None (no message may carry it); a bound anonymous id is the
+        track's only id and the message is built, not refused for a missing one."""
+        cdp_logging.bind_context(user_id="u", anonymous_id="a")
+        cdp_logging.bind_context(user_id="")
+
+        message = built("track", {"event": "E"})
+
+        assert {"anonymous_id": "a"} == cdp_logging.get_context()
+        assert "a" == message["anonymousId"]
+        assert "userId" not in message
+
     def test_bound_context_is_a_copy(self) -> None:
         """Changing the dict after binding changes nothing bound."""
         context = {"ip": "1.2.3.4"}

@@ -182,6 +182,62 @@ logging.getLogger("app").info("track", extra={"user_id": "u", "event": "in time"
         assert (0, "") == (done.returncode, done.stderr)
         assert ["in time", "very late"] == sorted(m["event"] for m in collector.messages())
 
+    def test_an_app_hook_registered_after_import_runs_before_ours(
+        self, collector: Collector
+    ) -> None:
+        """Importing cdp_logging registers the exit hook, whatever is loaded later, so
+        an application hook registered after the import runs first, with every client
+        still open: its events go with the rest, not one late sender each."""
+        done = run_python(
+            f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
+            + """
+import atexit, cdp_logging
+from cdp_logging import _lifecycle
+def app_hook():
+    print("exit hook ran first:", _lifecycle.exit_hook_ran())
+    for i in range(5):
+        client.track("u", f"at exit {i}")
+atexit.register(app_hook)
+client = cdp_logging.Analytics(KEY, URL, flush_interval=60, max_events_in_batch=1000)
+client.track("u", "in time")
+"""
+        )
+
+        assert (0, "", "exit hook ran first: False\n") == (
+            done.returncode,
+            done.stderr,
+            done.stdout,
+        )
+        assert 6 == len(collector.messages())
+
+    def test_calls_after_the_exit_hook_share_one_shutdown_timeout(
+        self, collector: Collector
+    ) -> None:
+        """Direct calls from a hook that runs after ours reopen the client and deliver at
+        once; with the host down, twenty of them together take about one timeout."""
+        collector.stop()
+        done = run_python(
+            f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
+            + """
+import atexit, time
+def late():  # registered before cdp_logging's hook, so it runs after it
+    started = time.monotonic()
+    for i in range(20):
+        client.track("u", f"late {i}")
+    print(f"late calls took {time.monotonic() - started:.2f}")
+    print("errors", client.stats()["errors"])
+atexit.register(late)
+import cdp_logging
+client = cdp_logging.Analytics(KEY, URL, shutdown_timeout=0.5, max_retries=100)
+"""
+        )
+
+        assert 0 == done.returncode, done.stderr
+        took = float(done.stdout.split("late calls took ")[1].split()[0])
+        assert took < 5.0, done.stdout  # not 20 x 0.5 s = 10 s
+        assert "'shutdown_timeout': 20" in done.stdout, done.stdout
+        assert WRITE_KEY not in done.stdout + done.stderr
+
 
 class TestBoundedExit:
     def test_exit_with_a_hanging_server_takes_about_shutdown_timeout(

@@ -106,6 +106,12 @@ class TestFlaskGunicorn:
         assert {f"u{i}" for i in range(n)} == {m["userId"] for m in collector.messages()}
         assert n == len(collector.messages())
         assert {9.5} == {m["properties"]["total"] for m in collector.messages()}
+        # The view passes no user id: user and page come from the WSGI middleware.
+        for message in collector.messages():
+            page = message["context"]["page"]
+            assert f"/checkout/{message['userId']}" == page["path"]
+            assert "?total=9.5" == page["search"]
+            assert "127.0.0.1" == message["context"]["ip"]
 
 
 class TestFastAPIUvicorn:
@@ -121,7 +127,9 @@ class TestFastAPIUvicorn:
         ):
             started = time.monotonic()
             for i in range(30):
-                answer = session.get(f"http://127.0.0.1:{port}/articles/{i}?user=a{i}", timeout=10)
+                answer = session.get(
+                    f"http://127.0.0.1:{port}/articles/{i}", headers={"X-User": f"a{i}"}, timeout=10
+                )
                 assert 200 == answer.status_code
             elapsed = time.monotonic() - started
             assert collector.wait_for_requests(1, timeout=5)  # the slow request is under way
@@ -129,6 +137,11 @@ class TestFastAPIUvicorn:
         assert elapsed < 2.0
         assert 30 == len(collector.messages())
         assert {"Article"} == {m["name"] for m in collector.messages()}
+        # The view passes no id: user and page come from the ASGI middleware.
+        for message in collector.messages():
+            article = message["properties"]["article_id"]
+            assert f"a{article}" == message["userId"]
+            assert f"/articles/{article}" == message["context"]["page"]["path"]
 
 
 class TestDjango:
@@ -149,9 +162,17 @@ class TestDjango:
         ):
             for i in range(20):
                 assert 200 == s.get(f"http://127.0.0.1:{port}/signup/d{i}", timeout=10).status_code
+                s.cookies.set("user", f"d{i}")  # signed in, as a session would say
+                assert 200 == s.get(f"http://127.0.0.1:{port}/plans", timeout=10).status_code
 
         types = sorted(m["type"] for m in collector.messages())
-        assert ["identify"] * 20 + ["track"] * 20 == types
+        assert ["identify"] * 20 + ["track"] * 40 == types
+        # The plans view passes no user id: the Django middleware bound user and page.
+        viewed = [m for m in collector.messages() if m.get("event") == "Plans Viewed"]
+        assert [f"d{i}" for i in range(20)] == sorted(
+            (m["userId"] for m in viewed), key=lambda user: int(user[1:])
+        )
+        assert {"/plans"} == {m["context"]["page"]["path"] for m in viewed}
 
 
 class TestCelery:

@@ -7,6 +7,7 @@ import inspect
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,6 +125,14 @@ class TestValidation:
         assert "host=" in repr(options)
 
 
+class _Transport:
+    def send(self, body: bytes, timeout: float) -> Any:
+        raise AssertionError("send=False sends nothing")
+
+    def close(self) -> None:
+        pass
+
+
 class TestOneSource:
     """The options are declared once; everything that names them must agree."""
 
@@ -158,7 +167,7 @@ class TestOneSource:
         assert len(rows) == len(set(rows))
         assert set(rows) == OPTION_NAMES | {"write_key", "host"}
 
-    def test_every_option_reaches_the_client_from_each_front_door(self) -> None:
+    def test_every_option_reaches_the_client_from_each_front_door(self, tmp_path: Path) -> None:
         """Each door hands every option through unchanged (PITFALLS: ignored config)."""
         given: dict[str, Any] = {
             "max_events_in_batch": 7,
@@ -173,15 +182,19 @@ class TestOneSource:
             "flush_triggers": ["alias"],
             "shutdown_timeout": 1.0,
             "stderr_warnings": False,
-            "transport": None,
-            "buffer": "memory",
+            "transport": _Transport(),
+            "retry": cdp_logging.RetryPolicy(base=0.1, cap=0.2, max_retry_after=3.0),
+            "buffer": f"sqlite:{tmp_path / 'buffer.sqlite3'}",
+            "max_buffer_bytes": 1_000_000,
         }
-        assert set(given) | {"retry"} == OPTION_NAMES
+        assert set(given) == OPTION_NAMES
         for door in self.FRONT_DOORS:
             made = door("k", "http://127.0.0.1:9", **given)
             options = made.client.options if hasattr(made, "client") else made.options
             for name, value in given.items():
                 expected = frozenset(value) if name == "flush_triggers" else value
+                if name == "retry":
+                    expected = dataclasses.replace(value, max_retries=2)
                 assert expected == getattr(options, name), (door, name)
             assert "http://127.0.0.1:9" == options.host
             made.close() if isinstance(made, cdp_logging.Analytics) else made.client.close()

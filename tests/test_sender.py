@@ -146,8 +146,8 @@ class TestSettlement:
         assert progress.wait(12, time.monotonic())
         assert not progress.wait(13, time.monotonic() + 0.01)
 
-    def test_flush_waits_for_older_batches_settled_after_newer(self) -> None:
-        """A batch retried after newer ones were delivered still holds flush() back."""
+    def test_flush_waits_for_a_batch_still_being_retried(self) -> None:
+        """flush() is False while an older batch is being retried, True once it settles."""
         release = threading.Event()
         first_seen = threading.Event()
 
@@ -211,6 +211,28 @@ class TestTooLarge:
         )
         assert "alone is" in error.reason
         assert futures[5].exception(timeout=0) is error
+        client.close()
+
+    def test_400s_inside_413_halves_share_one_budget(self) -> None:
+        """A server that takes 50 messages at most and refuses them all: the 413 halving
+        and the 400 narrowing together stay within the batch's one budget."""
+
+        def answer(messages: list[dict[str, Any]]) -> Response:
+            if messages[0]["event"] == "warm-up":
+                return OK
+            return Response(413, "") if len(messages) > 50 else Response(400, "bad")
+
+        transport = ScriptedTransport(answer)
+        errors: list[cdp_logging.DeliveryError] = []
+        client = client_with(transport, on_error=errors.append, max_events_in_batch=2500)
+        track_all(client, ["bad"] * 2000)
+
+        assert client.flush(10)
+        assert 2000 == sum(len(e.messages) for e in errors)
+        refused_400 = sum(1 for r in transport.requests if len(r) <= 50) - 1  # not warm-up
+        splits_413 = sum(1 for r in transport.requests if len(r) > 50)
+        assert splits_413 <= 2 * 64  # halving 2,000 to 50 or fewer: 63 splits at most
+        assert refused_400 <= 64 + narrowing_budget(2000), refused_400
         client.close()
 
 
@@ -323,7 +345,27 @@ class TestTransportOwnership:
 
         assert 0 == transport.closed
         assert ["e0", "e1", "e2"] == [m["event"] for m in transport.delivered()]
-        assert 0 == sum(handler.client.stats()["errors"].values())
+        stats = handler.client.stats()
+        assert (3, 3, {}) == (stats["queued"], stats["delivered"], stats["errors"])
+
+    def test_counts_survive_a_reopen(self) -> None:
+        """stats() counts since the client started: a reopen keeps errors and deliveries."""
+        transport = ScriptedTransport(lambda _: OK)
+        handler = cdp_logging.AnalyticsHandler(
+            WRITE_KEY, "http://127.0.0.1:9", transport=transport, retry=FAST
+        )
+        handler.handle(make_record(""))  # a track without an event: invalid_message
+        handler.handle(make_record("e0"))
+        handler.close()
+        handler.handle(make_record("e1"))
+        handler.close()
+
+        stats = handler.client.stats()
+        assert (2, 2, {"invalid_message": 1}) == (
+            stats["queued"],
+            stats["delivered"],
+            stats["errors"],
+        )
 
 
 def make_record(event: str) -> Any:
