@@ -55,10 +55,19 @@ class RedisBuffer:
 
 
 def _display(parts: tuple[str, str, str, str, str]) -> str:
-    """The URL without user and password: safe for stderr and exceptions."""
-    scheme, netloc, path, _, _ = parts
-    host = netloc.rpartition("@")[2]
-    return urlunsplit((scheme, host, path, "", ""))
+    """The URL without user and password: safe for stderr, reprs and exceptions.
+
+    Built from the scheme and what follows the last "@" of the whole URL, never from
+    urlsplit's netloc alone: a password holding "/" or "?" (base64 ones do) that is not
+    percent-encoded ends the netloc early, and would be shown as host or path.
+    """
+    scheme, netloc, path, query, fragment = parts
+    rest = netloc + path + ("?" + query if query else "") + ("#" + fragment if fragment else "")
+    if "@" in rest:
+        rest = rest.rpartition("@")[2]
+    host, _, tail = rest.partition("/")
+    db = tail.partition("?")[0].partition("#")[0]
+    return f"{scheme}://{host}/{db}" if db else f"{scheme}://{host}"
 
 
 def parse_redis_url(value: str) -> RedisBuffer:
@@ -67,12 +76,22 @@ def parse_redis_url(value: str) -> RedisBuffer:
     Raises:
         ValueError: a malformed URL or parameter, or redis-py is not installed.
     """
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as error:
-        raise ValueError(f"buffer: not a usable Redis URL ({error})") from None
+    parts = urlsplit(value)
     display = _display(parts)
+    if "@" in parts.path + parts.query + parts.fragment:
+        # A "/", "?" or "#" in the password ended the user part early: redis-py would
+        # read the password as host and path. Say so without showing any of it.
+        raise ValueError(
+            f"buffer: the Redis URL for {display!r} has a '/', '?' or '#' in its user or "
+            "password; percent-encode them (urllib.parse.quote(password, safe=''))"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        # Not the error's own text: it quotes the port, which may be part of a password.
+        raise ValueError(
+            f"buffer: the Redis URL for {display!r} has a port that is not a number"
+        ) from None
     if not parts.hostname:
         raise ValueError(f"buffer: the Redis URL {display!r} names no host")
     query = parse_qsl(parts.query, keep_blank_values=True)

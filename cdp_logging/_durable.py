@@ -235,6 +235,7 @@ class SQLiteQueue:
         self._next_heartbeat = 0.0
         self._next_adopt = 0.0
         self._orphans_possible = True  # scan for rows nobody owns at the first look
+        self._kept = False  # rows kept behind the head for a later process
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -272,6 +273,10 @@ class SQLiteQueue:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            if self._kept:
+                # Rows kept for a later process (refused for our configuration): hand
+                # the lease back now, or this process would hold them while it lives.
+                self._releases.append((0, 0))
         self._spool_now.set()
 
     def __len__(self) -> int:
@@ -741,14 +746,23 @@ class SQLiteQueue:
         if start in self._from_memory:  # sent from memory while the file was unusable
             self._from_memory.discard(start)
             return ""
-        note = f"; kept in {self.path}: the next process that opens it sends them"
+        note = self.kept_note()
         if not final and self._given_up:
             return note  # the lease is already handed back: nothing to write
+        if not final and not self._closed:
+            # Refused for our configuration while running: the rows stay ours, behind
+            # the head (so this process does not send them again), and go to whichever
+            # process opens the file once this client closes or this process ends.
+            self._kept = True
+            return note
         with self._db_lock:
             (self._deletes if final else self._releases).append((start, end))
             if self._conn is not None and time.monotonic() >= self._write_retry_at:
                 self._guarded(self._write)
         return "" if final else note
+
+    def kept_note(self) -> str:
+        return f"; kept in {self.path}: the next process that opens it sends them"
 
     # -- for cdp-logging drain and tests ------------------------------------------------
 

@@ -52,7 +52,7 @@ from ._queue import Tracked
 from ._report import Reporter, warn
 from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._sender import Sender
-from ._transport import Outcome, RequestsTransport, classify
+from ._transport import CONFIGURATION_STATUSES, Outcome, RequestsTransport, classify
 
 __all__ = ["DEFAULT_GROUP", "DEFAULT_TAKEOVER", "Relay", "consumer_name"]
 
@@ -277,7 +277,13 @@ class Relay:
             return
         final = False
         if isinstance(error, DeliveryError) and error.code == HTTP_STATUS:
-            final = error.status is not None and classify(error.status) is not Outcome.RETRY
+            # A refused write key or host is this relay's configuration, not the
+            # message's: removing it would empty the fleet's stream over one typo.
+            final = (
+                error.status is not None
+                and classify(error.status) is not Outcome.RETRY
+                and error.status not in CONFIGURATION_STATUSES
+            )
         if final and isinstance(error, DeliveryError):
             with self._lock:
                 self.refused += 1

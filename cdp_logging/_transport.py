@@ -91,6 +91,12 @@ def classify(status: int) -> Outcome:
     return Outcome.GIVE_UP
 
 
+# Answers that say our configuration is wrong (write key, host, path), not the messages:
+# a durable buffer keeps messages that got one, for a process started with the fix,
+# instead of deleting a whole backlog (or a fleet's whole stream) over one typo.
+CONFIGURATION_STATUSES: Final = frozenset({401, 403, 404})
+
+
 class Transport(Protocol):
     def send(self, body: bytes, timeout: float) -> Response:
         """POST *body* (a complete batch) and return the answer within *timeout* seconds.

@@ -32,7 +32,7 @@ from . import __version__
 from ._buffer import REDIS_SCHEMES, parse_redis_url
 from ._client import Analytics
 from ._errors import HTTP_STATUS, NETWORK, DeliveryError
-from ._options import DEFAULT_HOST, ENV_HOST, ENV_WRITE_KEY
+from ._options import DEFAULT_HOST, DEFAULT_MAX_BUFFER_BYTES, ENV_HOST, ENV_WRITE_KEY
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from ._relay import DEFAULT_GROUP, DEFAULT_TAKEOVER, Relay
 from .collector import _cli as collect_command
@@ -331,11 +331,17 @@ def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     def count(messages: list[dict[str, Any]]) -> None:
         delivered[0] += len(messages)
 
+    # Room to take the file over: adoption rewrites each row's owner, which needs new
+    # index pages, and SQLite never lowers a file's page bound below its size. A bound
+    # of twice what the file and its WAL hold (at least the default) leaves that room
+    # for a file written with any max_buffer_bytes.
+    held = sum(os.path.getsize(p) for p in (args.path, f"{args.path}-wal") if os.path.exists(p))
     try:
         client = Analytics(
             write_key,
             host=host,
             buffer=f"sqlite:{args.path}",
+            max_buffer_bytes=max(DEFAULT_MAX_BUFFER_BYTES, 2 * held),
             max_events_in_batch=MAX_BATCH_MESSAGES,
             # Retryable failures go on until --timeout; what is left then stays in the file.
             max_retries=1_000_000,
@@ -349,7 +355,7 @@ def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     queue = client.buffer
     assert isinstance(queue, SQLiteQueue)  # buffer= says so
     deadline = time.monotonic() + args.timeout
-    total = queue.rows()
+    total = -1
     next_progress = time.monotonic() + _PROGRESS_SECONDS
     usable = True
     try:
@@ -357,6 +363,8 @@ def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             usable = queue.adopt_now()
             if not usable:
                 break
+            if total < 0:
+                total = queue.rows()  # the file is open now
             settled = client.flush(min(_PROGRESS_SECONDS, deadline - time.monotonic()))
             if time.monotonic() >= next_progress:
                 print(f"drain: {delivered[0]:,} of {total:,} delivered", file=sys.stderr)

@@ -219,6 +219,30 @@ class TestOutage:
         assert 0 == rows(path)
 
 
+class TestRefusedConfiguration:
+    def test_a_refused_write_key_keeps_the_rows_for_a_fixed_process(
+        self, collector: Collector, make_client: MakeClient, tmp_path: Path
+    ) -> None:
+        """A 401 says our key is wrong, not the messages: they are reported and kept in
+        the file, and the next process (with the right key) sends them, same ids."""
+        path = tmp_path / "buffer.db"
+        errors: list[cdp_logging.DeliveryError] = []
+        wrong = make_client(buffer=f"sqlite:{path}", write_key="wrong", on_error=errors.append)
+        futures = [wrong.track(f"u{i}", "E") for i in range(10)]
+        assert wrong.flush(10)
+        wrong.close(5)
+        assert {401} == {e.status for e in errors}
+        assert all("kept in" in e.reason for e in errors)
+        assert 10 == sum(len(e.messages) for e in errors)
+        assert (10, []) == (rows(path), collector.messages())
+
+        right = make_client(buffer=f"sqlite:{path}")
+        right.track("u", "fresh")
+        assert wait_until(lambda: len(collector.messages()) == 11, 20)
+        ids = {f.exception(timeout=0).messages[0]["messageId"] for f in futures}  # type: ignore[union-attr]
+        assert ids <= {m["messageId"] for m in collector.messages()}
+
+
 class TestSharedFile:
     def test_stopped_owner_is_taken_over_within_10s_and_live_ones_never_share(
         self, collector: Collector, make_client: MakeClient, tmp_path: Path

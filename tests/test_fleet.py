@@ -7,6 +7,7 @@ stream of its own, so they share one Redis.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -166,6 +167,17 @@ class TestOption:
             cdp_logging.Analytics("k", buffer=url)
         assert "s3cret-pw" not in str(caught.value)
 
+    @pytest.mark.parametrize(
+        "url", ["redis://user:s3cret/pw@127.0.0.1:6379/0", "rediss://default:s3cret/pw@h/0"]
+    )
+    def test_a_password_with_a_slash_is_refused_without_showing_it(self, url: str) -> None:
+        """Not percent-encoded, a "/" ends the user part: urlsplit would show the password
+        as host or port. The error names the host only."""
+        with pytest.raises(ValueError, match="percent-encode") as caught:
+            cdp_logging.Analytics("k", buffer=url)
+        assert "s3cret" not in str(caught.value)
+        assert "/pw" not in str(caught.value)
+
     def test_the_url_parts(self) -> None:
         parsed = parse_redis_url(
             "rediss://bob:pw@cache:6380/2?stream=events&max_len=7&ssl_cert_reqs=none"
@@ -311,6 +323,40 @@ class TestRelay:
         assert "kept in the stream" in err
         assert "removed from the stream" in err
         assert 0 == client.xpending(stream, relay.group)["pending"]
+
+    def test_a_refused_write_key_keeps_the_stream(
+        self,
+        redis_server: RedisServer,
+        stream: str,
+        collector: Collector,
+        capfd: pytest.CaptureFixture[str],
+    ) -> None:
+        """A 401 is the relay's configuration, not the messages': they stay in the stream
+        (one mistyped key must not empty a fleet's backlog), and a relay with the right
+        key delivers them later, with their messageIds."""
+        self.fill(redis_server, stream, collector, [("track", f"u{i}") for i in range(5)])
+        client = redis.Redis.from_url(redis_server.url)
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream)  # type: ignore[assignment]
+        ids = {fields[b"m"] for _, fields in entries}
+        collector.faults.status(401, seconds=60)
+        relay, thread = self.run_relay(redis_server, stream, collector, takeover=60)
+        try:
+            wait_until(lambda: relay.kept >= 5, 20, "the relay kept the refused messages")
+        finally:
+            relay.stop()
+            thread.join(10)
+        assert (5, 0, 0) == (client.xlen(stream), relay.refused, len(collector.messages()))
+        assert "kept in the stream" in capfd.readouterr().err
+
+        collector.faults.clear()
+        relay, thread = self.run_relay(redis_server, stream, collector, takeover=0.5)
+        try:
+            wait_until(lambda: 0 == client.xlen(stream), 20, "the stream emptied")
+        finally:
+            relay.stop()
+            thread.join(10)
+        sent = {json.loads(raw)["messageId"] for raw in ids}
+        assert sent == {m["messageId"] for m in collector.messages()}
 
     def test_a_stopped_relay_with_nothing_pending_leaves_the_group(
         self, redis_server: RedisServer, stream: str, collector: Collector
