@@ -383,8 +383,8 @@ def _free_port() -> int:
 
 class TestFork:
     def test_child_opens_its_own_connection(self, collector: Collector, tmp_path: Path) -> None:
-        """After os.fork the child neither uses nor closes the parent's connection: it
-        opens its own, and parent and child each deliver theirs, once."""
+        """No connection crosses os.fork: the parent's is closed just before it, the child
+        opens its own, the parent a new one, and each delivers its own messages, once."""
         path = tmp_path / "buffer.db"
         code = f"""
 import os, cdp_logging
@@ -395,6 +395,12 @@ parent_conn = client.buffer._conn
 assert parent_conn is not None
 pid = os.fork()
 if pid == 0:
+    import sqlite3
+    try:
+        parent_conn.execute("SELECT 1")
+        os._exit(4)  # the parent's connection came through the fork open
+    except sqlite3.ProgrammingError:
+        pass  # closed before the fork
     for i in range(50): client.track(f"c{{i}}", "child")
     ok = client.flush(5) and client.buffer._conn not in (None, parent_conn)
     os._exit(0 if ok else 3)
