@@ -332,6 +332,22 @@ class Relay:
         """Reset the idle time of what this relay is delivering, so nobody takes it over."""
         with self._lock:
             ids = list(self._in_progress)
+        if not ids:
+            return
+        # Only what the group still lists as ours: XCLAIM with no minimum idle time
+        # would take back an entry another relay took over while this one was cut off
+        # from Redis past the takeover time, and both would send it.
+        ordered = sorted(ids, key=_stream_order)
+        listed = client.xpending_range(
+            self.buffer.stream,
+            self.group,
+            min=ordered[0],
+            max=ordered[-1],
+            count=2 * len(ids) + CLAIM_COUNT,
+            consumername=self.consumer,
+        )
+        mine = {entry["message_id"] for entry in listed}
+        ids = [entry_id for entry_id in ids if entry_id in mine]
         for start in range(0, len(ids), CLAIM_COUNT):
             client.xclaim(
                 self.buffer.stream,
@@ -385,3 +401,8 @@ def _is_redis_error(error: BaseException) -> bool:
     import redis
 
     return isinstance(error, redis.RedisError | OSError)
+
+
+def _stream_order(entry_id: bytes) -> tuple[int, ...]:
+    """A stream entry id ("<ms>-<seq>") as numbers: as bytes, b"9-0" sorts after b"10-0"."""
+    return tuple(int(part) for part in entry_id.split(b"-"))
