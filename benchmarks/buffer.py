@@ -5,9 +5,9 @@ Usage: .venv/bin/python benchmarks/buffer.py [--quick] [--repeat N]
 It starts the counting sink (``sink.py``) and runs, for each repeat, every scenario
 once with ``buffer="memory"`` and once with ``buffer="sqlite:PATH"`` (a fresh file in a
 temporary directory), alternating which goes first, each in a fresh process so that no
-run inherits another's threads or files. It prints the medians over repeats and the
-targets of issue 12: caller median within 10% of memory's, delivered events/s at least
-half of memory's, and the bytes on disk per small event. It writes no results file.
+run inherits another's threads or files. It prints the medians over repeats, the ratios
+sqlite/memory, and the bytes on disk per small event; it judges nothing and writes no
+results file.
 
 Scenarios (same call as ``scenarios.py``: ``track_by_logging`` through the handler):
 
@@ -211,14 +211,8 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
     cost = _median(caller["sqlite"], "median_us") / _median(caller["memory"], "median_us")
     rate = _median(loop["sqlite"], "delivered_per_s") / _median(loop["memory"], "delivered_per_s")
     print()
-    print(
-        f"caller median sqlite/memory: {cost:.3f} (target <= 1.10):",
-        "met" if cost <= 1.1 else "NOT met",
-    )
-    print(
-        f"delivered events/s sqlite/memory: {rate:.2f} (target >= 0.5):",
-        "met" if rate >= 0.5 else "NOT met",
-    )
+    print(f"caller median sqlite/memory: {cost:.3f}")
+    print(f"delivered events/s sqlite/memory: {rate:.2f}")
     print(
         "per repeat (caller ratio, delivery ratio):",
         [(round(a, 3), round(b, 2)) for a, b in per_repeat],

@@ -1,29 +1,25 @@
 """Run the benchmark: cdp_logging beside segment-analytics-python and the logging floor.
 
-Usage: python3 scripts/bench.py [--quick]   (creates .venv-bench, then runs this file)
-   or: .venv-bench/bin/python benchmarks/run.py [--quick] [--repeat N] [--pin both|auto|none]
-                                                [--scenarios caller,loop] [--jobs N]
-   and: .venv-bench/bin/python benchmarks/run.py --scenarios instructions [--quick]
+Usage: python3 scripts/bench.py [--quick] [--repeat N] [--pin both|auto|none]
+                                [--scenarios caller,loop] [--detail] [--output FILE]
+       python3 scripts/bench.py --instructions [--quick] [--jobs N]
 
 It starts the counting sink (``sink.py``) as a separate process on 127.0.0.1, then runs
 every scenario for every library in a fresh process (``scenarios.py``), so that no
 scenario inherits another's threads, queues or retries. The whole plan is repeated
 (5 times by default, interleaved) because single processes on a small VM differ by tens
-of percent. It prints one table with the median of each metric for each library, the
-ratios cdp/segment and cdp/floor, whether each target is met (on the medians, and in how
-many repeats), the per-repeat values the targets rest on, and anything odd it saw. A full
-run does all of that twice, with the processes pinned to CPUs and unpinned, because the
-placement changes how each SDK's sender thread and the caller share the GIL (see
-``placement``). It writes every raw number to ``benchmarks/results.json``
-(``results-quick.json`` for ``--quick``, so a smoke run never overwrites a full run's).
+of percent. It prints one table: the median of each metric for each library and the
+ratios cdp/segment and cdp/floor, then anything odd it saw. A full run does that twice,
+pinned to CPUs and unpinned, because the placement changes how each SDK's sender thread
+and the caller share the GIL (see ``placement``). Raw numbers go to a file only with
+``--output``.
 
-The opt-in ``instructions`` scenario (only with ``--scenarios``, never by default) counts
-instructions under valgrind's callgrind instead of timing anything: deterministic where
-times on a small VM are not. It runs once, after the timed placements if any, with its
-valgrind children in parallel (``--jobs``), and prints a table of its own.
+``--instructions`` counts instructions under valgrind's callgrind instead of timing
+anything: deterministic where times on a small VM are not. It runs once, after the timed
+placements if any, with its valgrind children in parallel (``--jobs``).
 
-This is a measurement, not a test: it never fails on a missed target (CI does not run
-it), and every wait in it is bounded so that it cannot hang.
+This is a measurement, not a test: it judges nothing (the figures are for people to
+read), CI does not run it, and every wait in it is bounded so that it cannot hang.
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,14 +261,6 @@ def value(results: Results, scenario: str, library: str, key: str) -> float | No
     return statistics.median(found) if found else None
 
 
-def one_run(results: Results, index: int) -> Results:
-    """The same shape holding only repeat *index*, to judge each repeat on its own."""
-    return {
-        scenario: {lib: runs[index : index + 1] for lib, runs in by_lib.items()}
-        for scenario, by_lib in results.items()
-    }
-
-
 def fmt(number: float | None) -> str:
     if number is None:
         return "-"
@@ -310,100 +297,7 @@ def table(results: Results, rows: tuple[Row, ...] = ROWS) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Target:
-    label: str
-    check: Callable[[Results], tuple[str, bool | None]]
-
-
-def _v(results: Results, scenario: str, library: str, key: str) -> float | None:
-    return value(results, scenario, library, key)
-
-
-def _caller_vs_segment(results: Results) -> tuple[str, bool | None]:
-    cdp = _v(results, "caller", "cdp", "median_us")
-    seg = _v(results, "caller", "segment", "median_us")
-    if cdp is None or seg is None:
-        return "missing", None
-    return f"{cdp:.2f} us vs {seg:.2f} us = {cdp / seg:.2f}x", cdp <= seg / 3
-
-
-def _caller_vs_floor(results: Results) -> tuple[str, bool | None]:
-    cdp = _v(results, "caller", "cdp", "median_us")
-    floor = _v(results, "caller", "floor", "median_us")
-    if cdp is None or floor is None:
-        return "missing", None
-    return f"{cdp:.2f} us vs {floor:.2f} us = {cdp / floor:.2f}x", cdp <= 3 * floor
-
-
-def _loop_dropped(results: Results) -> tuple[str, bool | None]:
-    dropped = _v(results, "loop", "cdp", "dropped")
-    sent = _v(results, "loop", "cdp", "sent")
-    if dropped is None or sent is None:
-        return "missing", None
-    return f"{dropped:,.0f} of {sent:,.0f} dropped", dropped == 0
-
-
-def _loop_rate(results: Results) -> tuple[str, bool | None]:
-    cdp = _v(results, "loop", "cdp", "delivered_per_s")
-    seg = _v(results, "loop", "segment", "delivered_per_s")
-    if cdp is None or seg is None:
-        return "missing", None
-    return f"{cdp:,.0f}/s vs {seg:,.0f}/s = {cdp / seg:.2f}x", cdp >= 4 * seg
-
-
-def _exit_target(scenario: str) -> Callable[[Results], tuple[str, bool | None]]:
-    def check(results: Results) -> tuple[str, bool | None]:
-        seconds = _v(results, scenario, "cdp", "exit_s")
-        delivered = _v(results, scenario, "cdp", "delivered_after_exit")
-        pending = _v(results, scenario, "cdp", "pending_at_end")
-        if seconds is None or delivered is None or pending is None:
-            return "missing", None
-        text = (
-            f"{delivered:,.0f}/10,000 delivered, {pending:,.0f} of them queued at the end, "
-            f"{seconds:.3f} s to process end"
-        )
-        return text, delivered == 10_000 and seconds <= 0.5
-
-    return check
-
-
-def _memory(results: Results) -> tuple[str, bool | None]:
-    per_event = _v(results, "memory", "cdp", "bytes_per_event")
-    if per_event is None:
-        return "missing", None
-    return f"{per_event:.0f} bytes/event", per_event <= 600
-
-
-TARGETS: tuple[Target, ...] = (
-    Target("caller median <= 1/3 of segment's track() median", _caller_vs_segment),
-    Target("caller median <= 3x the NullHandler floor", _caller_vs_floor),
-    Target("100,000 loop: zero dropped", _loop_dropped),
-    Target("100,000 loop: >= 4x segment's delivered events/s", _loop_rate),
-    Target("10,000 queued delivered at exit in <= 0.5 s (held)", _exit_target("exit_held")),
-    Target("same, natural exit (fewer queued at end)", _exit_target("exit")),
-    Target("<= 600 bytes per queued small event", _memory),
-)
-
-
-def targets(results: Results, repeats: int) -> tuple[str, list[dict[str, Any]]]:
-    """Each target judged on the medians, and separately in each repeat."""
-    lines = [
-        "| target | measured (median of repeats) | met | repeats meeting it |",
-        "|---|---|---|---|",
-    ]
-    raw: list[dict[str, Any]] = []
-    for target in TARGETS:
-        text, met = target.check(results)
-        per_run = [target.check(one_run(results, index))[1] for index in range(repeats)]
-        verdict = "n/a" if met is None else ("yes" if met else "NO")
-        meeting = "n/a" if met is None else f"{sum(1 for ok in per_run if ok)} of {repeats}"
-        lines.append(f"| {target.label} | {text} | {verdict} | {meeting} |")
-        raw.append({"target": target.label, "measured": text, "met": met, "per_run": per_run})
-    return "\n".join(lines), raw
-
-
-# The metrics the targets rest on, shown run by run so the spread is visible.
+# The main metrics, shown run by run (with --detail) so the spread is visible.
 SPREAD: tuple[tuple[str, str, str], ...] = (
     ("caller", "median_us", "(a) caller median (us)"),
     ("caller_context", "bound_extra_us", "(f) bound - nothing bound, median (us)"),
@@ -434,31 +328,12 @@ def spread(results: Results, repeats: int) -> str:
 
 
 # (f) Request context (#10): the caller with a request's context bound and without, in
-# alternating rounds of one process (``caller_context``), beside the plain caller run
-# just before it. Reported as figures and ratios only: no target is judged here.
-CONTEXT_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("(f) plain caller (the caller scenario), median (us)", "caller", "median_us"),
-    ("(f) nothing bound, median (us)", "caller_context", "unbound_median_us"),
-    ("(f) request context bound, median (us)", "caller_context", "bound_median_us"),
-    ("(f) bound - nothing bound, median of repeats (us)", "caller_context", "bound_extra_us"),
-    ("(f) nothing bound, p99 (us)", "caller_context", "unbound_p99_us"),
-    ("(f) request context bound, p99 (us)", "caller_context", "bound_p99_us"),
+# alternating rounds of one process (``caller_context``), right after the plain caller.
+CONTEXT_ROWS: tuple[Row, ...] = (
+    Row("(f) nothing bound, median (us)", "caller_context", "unbound_median_us"),
+    Row("(f) request context bound, median (us)", "caller_context", "bound_median_us"),
+    Row("(f) bound - nothing bound, median (us)", "caller_context", "bound_extra_us"),
 )
-
-
-def context_table(results: Results) -> str:
-    """The (f) rows for cdp, then the two ratios they are there for; empty when not run."""
-    if not results.get("caller_context", {}).get("cdp"):
-        return ""
-    lines = ["| metric (cdp_logging) | value |", "|---|---:|"]
-    for label, scenario, key in CONTEXT_ROWS:
-        lines.append(f"| {label} | {fmt(value(results, scenario, 'cdp', key))} |")
-    plain = value(results, "caller", "cdp", "median_us")
-    unbound = value(results, "caller_context", "cdp", "unbound_median_us")
-    bound = value(results, "caller_context", "cdp", "bound_median_us")
-    lines.append(f"| (f) nothing bound / plain caller | {ratio(unbound, plain)} |")
-    lines.append(f"| (f) bound / nothing bound | {ratio(bound, unbound)} |")
-    return "\n".join(lines)
 
 
 def problems(results: Results) -> list[str]:
@@ -816,32 +691,22 @@ def measure(
     return results, sink_cpu, bench_cpu
 
 
-def report(title: str, results: Results, repeats: int) -> dict[str, Any]:
-    """Print one placement's tables; return them with the raw numbers for the JSON."""
-    table_text = table(results)
-    targets_text, targets_raw = targets(results, repeats)
+def report(title: str, results: Results, repeats: int, detail: bool) -> dict[str, Any]:
+    """Print one placement's table (and with *detail* the per-repeat spread); return them."""
+    table_text = table(results, ROWS + CONTEXT_ROWS)
     spread_text = spread(results, repeats)
-    context_text = context_table(results)
     found = problems(results)
     print(f"\n## {title}\n")
     print(table_text)
-    print()
-    print(targets_text)
-    if context_text:
-        print()
-        print(context_text)
-    if repeats > 1:
+    if detail and repeats > 1:
         print()
         print(spread_text)
     print_observations(found)
     return {
         "results": results,
-        "targets": targets_raw,
         "observations": found,
         "table": table_text,
-        "targets_table": targets_text,
         "spread_table": spread_text,
-        "context_table": context_text,
     }
 
 
@@ -869,8 +734,7 @@ def main() -> None:
         default="",
         help="comma-separated subset of: "
         + ", ".join(name for name, _ in PLAN)
-        + f" (default: all of them), and {INSTRUCTIONS}: opt-in, never in the default set, "
-        "counts instructions under valgrind's callgrind (run once, whatever --repeat/--pin)",
+        + f" (default: all of them); {INSTRUCTIONS} is the same as --instructions",
     )
     parser.add_argument(
         "--jobs",
@@ -895,11 +759,27 @@ def main() -> None:
         "as cdp_logging[fast] does); stdlib, as without the extra (same bytes, see "
         "cdp_logging/_json.py)",
     )
-    parser.add_argument("--output", type=Path, default=None, help="where to write the JSON")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions under valgrind's callgrind instead of timing (deterministic "
+        "where times on a small VM are not); alone, nothing is timed",
+    )
+    parser.add_argument(
+        "--detail", action="store_true", help="also print each repeat's value of the main metrics"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="write every raw number, per repeat, to this JSON file (default: none)",
+    )
     args = parser.parse_args()
     if args.json == "stdlib":
         os.environ[STDLIB_JSON_ENV] = "1"  # every child inherits it (scenarios.py reads it)
     wanted = {name for name in args.scenarios.split(",") if name}
+    if args.instructions:
+        wanted.add(INSTRUCTIONS)
     unknown = wanted - {name for name, _ in PLAN} - {INSTRUCTIONS}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
@@ -915,12 +795,7 @@ def main() -> None:
         parser.error("--repeat must be at least 1")
     pin = args.pin or ("auto" if args.quick else "both")
     placements = {"both": [True, False], "auto": [True], "none": [False]}[pin]
-    default_name = "results-quick.json" if args.quick else "results.json"
-    if not timed:  # an instructions-only run never overwrites the timed numbers
-        default_name = (
-            "results-instructions-quick.json" if args.quick else "results-instructions.json"
-        )
-    output = (args.output or HERE / default_name).resolve()
+    output = args.output.resolve() if args.output is not None else None
 
     info = meta(args.quick)
     info["repeats"] = repeats
@@ -952,7 +827,7 @@ def main() -> None:
             if bench_cpu is not None
             else f"{name}: the scheduler places every process"
         )
-        section = report(title, results, repeats)
+        section = report(title, results, repeats, args.detail)
         section.update(sink_cpu=sink_cpu, bench_cpu=bench_cpu)
         placements_out[name] = section
     # After the timed runs, never beside them: its valgrind processes load every CPU.
@@ -970,9 +845,9 @@ def main() -> None:
     }
     if instructions_out is not None:
         everything[INSTRUCTIONS] = instructions_out
-    output.write_text(json.dumps(everything, indent=2) + "\n")
-    shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
-    print(f"\nraw numbers: {shown}")
+    if output is not None:
+        output.write_text(json.dumps(everything, indent=2) + "\n")
+        print(f"\nraw numbers: {output}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing_extensions import Unpack
 
 from . import _calls, _capture
 from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, REENTRANT, DeliveryError
+from ._fleet import fleet_transport
 from ._lifecycle import exit_hook_ran, process_lock, sending_threads
 from ._options import ClientOptions, Options, build_options
 from ._queue import MessageQueue, Tracked
@@ -102,6 +103,7 @@ class Analytics:
         if transport is None:
             transport = RequestsTransport(options.endpoint, options.write_key, gzip=options.gzip)
         owns = options.transport is None
+        transport, owns = fleet_transport(options, transport, owns)
         return Sender(
             options, transport, self._reporter, self._scrub, owns_transport=owns, carried=carried
         )

@@ -44,8 +44,11 @@ The shape, and why:
   delivering from there, as with ``buffer="memory"``. Locked and full are retried.
 * **Fork.** A connection must not cross a fork
   (https://www.sqlite.org/howtocorrupt.html#_carrying_an_open_database_connection_across_a_fork_):
-  the sender builds a new queue in the child, which opens its own connection on first
-  use; the parent's connection is kept referenced (never used, never closed) there.
+  besides the connection itself, SQLite keeps per-file state for the process (its view
+  of the locks, the WAL index mapping) that a child would inherit and a new connection
+  of the child's would reuse. So a fork hook closes every queue's connection just
+  before the fork, with the queue's lock held so no thread is inside SQLite, and each
+  side opens a new one on its next use; the child's sender builds a new queue anyway.
 
 Sequence numbers are this process's: the rows it adopts get the next ones, so
 ``flush()`` (which waits for every sequence number below ``accepted``) also waits for
@@ -118,9 +121,30 @@ CREATE TABLE IF NOT EXISTS owners (
 
 _HOST: Final = socket.gethostname()
 
-# Every connection opened, kept referenced for the life of the process: in a forked
-# child the parent's connections must be neither used nor closed by the child.
+# Every connection opened, kept referenced for the life of the process: should one
+# cross a fork after all (the fork hook could not take its queue's lock in time), the
+# child must neither use nor close it.
 _CONNECTIONS: list[sqlite3.Connection] = []
+# Every queue of this process, for the fork hook.
+_QUEUES: weakref.WeakSet[SQLiteQueue] = weakref.WeakSet()
+_HELD_AT_FORK: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    """Close every connection, each with its queue's lock held through the fork."""
+    for queue in sorted(_QUEUES, key=id):
+        # Bounded: a thread inside SQLite holds the lock for at most a busy timeout.
+        if queue._db_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000 + 1):
+            _HELD_AT_FORK.append(queue._db_lock)
+            queue._close_for_fork()
+
+
+def _after_fork() -> None:
+    while _HELD_AT_FORK:
+        _HELD_AT_FORK.pop().release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 def _pid_gone(pid: int) -> bool:
@@ -235,7 +259,23 @@ class SQLiteQueue:
         self._next_heartbeat = 0.0
         self._next_adopt = 0.0
         self._orphans_possible = True  # scan for rows nobody owns at the first look
+        self._kept = False  # rows kept behind the head for a later process
         self._pid = os.getpid()
+        _QUEUES.add(self)
+
+    def _close_for_fork(self) -> None:
+        """Called by the fork hook with ``_db_lock`` held: no connection crosses a fork.
+
+        The next use opens a new one (``_open``), which renews our lease as it does."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # not reached: transactions end under the lock
+            conn.close()
+        with contextlib.suppress(ValueError):
+            _CONNECTIONS.remove(conn)
 
     def __repr__(self) -> str:
         return f"<SQLiteQueue {self.path!r}>"
@@ -272,6 +312,10 @@ class SQLiteQueue:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            if self._kept:
+                # Rows kept for a later process (refused for our configuration): hand
+                # the lease back now, or this process would hold them while it lives.
+                self._releases.append((0, 0))
         self._spool_now.set()
 
     def __len__(self) -> int:
@@ -741,14 +785,23 @@ class SQLiteQueue:
         if start in self._from_memory:  # sent from memory while the file was unusable
             self._from_memory.discard(start)
             return ""
-        note = f"; kept in {self.path}: the next process that opens it sends them"
+        note = self.kept_note()
         if not final and self._given_up:
             return note  # the lease is already handed back: nothing to write
+        if not final and not self._closed:
+            # Refused for our configuration while running: the rows stay ours, behind
+            # the head (so this process does not send them again), and go to whichever
+            # process opens the file once this client closes or this process ends.
+            self._kept = True
+            return note
         with self._db_lock:
             (self._deletes if final else self._releases).append((start, end))
             if self._conn is not None and time.monotonic() >= self._write_retry_at:
                 self._guarded(self._write)
         return "" if final else note
+
+    def kept_note(self) -> str:
+        return f"; kept in {self.path}: the next process that opens it sends them"
 
     # -- for cdp-logging drain and tests ------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from typing_extensions import Unpack
 
+from ._buffer import MEMORY, parse_buffer
 from ._errors import DeliveryError
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from ._retry import DEFAULT_RETRY, RetryPolicy
@@ -53,7 +54,7 @@ DEFAULT_MAX_RETRIES: Final = 10
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
 # Durable buffer: where queued messages live, and the bound on its file.
-DEFAULT_BUFFER: Final = "memory"
+DEFAULT_BUFFER: Final = MEMORY
 DEFAULT_MAX_BUFFER_BYTES: Final = 64 * 1024 * 1024
 # The smallest durable buffer: a quarter goes to the WAL, and a file this size still
 # holds a few hundred messages.
@@ -112,7 +113,8 @@ class Options:
     on_error: ErrorCallback | None = field(repr=False)
     on_flush: FlushCallback | None = field(repr=False)
     transport: Transport | None = field(repr=False, default=None)
-    buffer: str = DEFAULT_BUFFER
+    # A redis:// URL may carry a password: never in a repr.
+    buffer: str = field(repr=False, default=MEMORY)
     max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
 
     @property
@@ -289,7 +291,7 @@ def build_options(
         on_error=_callback("on_error", given("on_error")),
         on_flush=_callback("on_flush", given("on_flush")),
         transport=_transport(given("transport")),
-        buffer=_buffer(given("buffer", DEFAULT_BUFFER)),
+        buffer=parse_buffer(given("buffer")),
         max_buffer_bytes=_number(
             "max_buffer_bytes",
             given("max_buffer_bytes", DEFAULT_MAX_BUFFER_BYTES),
@@ -297,11 +299,3 @@ def build_options(
             integer=True,
         ),
     )
-
-
-def _buffer(value: object) -> str:
-    if value == "memory":
-        return "memory"
-    if isinstance(value, str) and value.startswith("sqlite:") and value[len("sqlite:") :].strip():
-        return value
-    raise ValueError(f'buffer must be "memory" or "sqlite:PATH", got {value!r}')

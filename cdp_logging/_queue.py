@@ -101,9 +101,13 @@ class MessageQueue(Protocol):
         """
 
     def settle(self, start: int, end: int, final: bool) -> str:
-        """Sequence numbers [start, end) are settled: *final* (delivered, or failed and
-        reported) or not (close() ran out of time: a durable buffer keeps them for the
-        next process). Returns a note to append to the failure's reason, or ""."""
+        """Sequence numbers [start, end) are settled: *final* (delivered, or failed for
+        good and reported) or not (close() ran out of time, or the server refused our
+        configuration: a durable buffer keeps them for a later process). Returns a note
+        for the report, or ""."""
+
+    def kept_note(self) -> str:
+        """What a report of messages settled not *final* should add: where they are kept."""
 
     def __len__(self) -> int: ...
 
@@ -182,6 +186,9 @@ class MemoryQueue:
 
     def settle(self, start: int, end: int, final: bool) -> str:
         return ""  # the entries left with take()
+
+    def kept_note(self) -> str:
+        return ""  # memory keeps nothing
 
     def __len__(self) -> int:
         return len(self._items)

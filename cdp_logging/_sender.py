@@ -51,10 +51,10 @@ from ._lifecycle import (
 from ._options import Options
 from ._protocol import MAX_BATCH_MESSAGES
 from ._queue import FULL as QUEUE_FULL_SIGNAL
-from ._queue import Entry, MessageQueue, make_queue
+from ._queue import Entry, MessageQueue, entry_data, make_queue
 from ._report import Reporter, warn
 from ._settle import Ledger, Progress
-from ._transport import Outcome, Transport, TransportError, classify
+from ._transport import BufferFull, Outcome, Response, Transport, TransportError, classify
 from ._wire import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
 
 __all__ = ["Sender"]
@@ -111,6 +111,9 @@ class Sender:
         self._batch_size = options.max_events_in_batch
         self._high_water = options.max_queue_size // 2
         self._transport = transport
+        # A transport that takes the messages themselves (the fleet buffer's, which adds
+        # each to a Redis stream) rather than a request body.
+        self._send_messages = getattr(transport, "send_messages", None)
         # What the library did not create, it does not close: a transport the
         # application passed in may be shared, or be reused by a reopened handler.
         self._owns_transport = owns_transport
@@ -321,7 +324,10 @@ class Sender:
             retry_after: float | None = None
             self._ledger.requested()
             try:
-                response = self._transport.send(body(joined), min(self._options.timeout, remaining))
+                response = self._send(batch, joined, min(self._options.timeout, remaining))
+            except BufferFull as error:
+                self._ledger.failed(batch, QUEUE_FULL, str(error), None)
+                return
             except TransportError as error:
                 outcome = Outcome.RETRY
                 reason = f"could not reach {self._options.host}: {error}"
@@ -354,6 +360,13 @@ class Sender:
                 self._handoff.append(batch)
                 self._wake.set()
                 return
+
+    def _send(self, batch: Batch, joined: bytes, timeout: float) -> Response:
+        if self._send_messages is not None:
+            messages: list[bytes] = [entry_data(entry) for entry in batch.entries]
+            response: Response = self._send_messages(messages, timeout)
+            return response
+        return self._transport.send(body(joined), timeout)
 
     def _refused(
         self, batch: Batch, outcome: Outcome, reason: str, status: int | None, hand_off: bool

@@ -22,6 +22,7 @@ from ._errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
 from ._options import FlushCallback
 from ._queue import MessageQueue, entry_data
 from ._report import Reporter, warn
+from ._transport import CONFIGURATION_STATUSES
 from ._wire import Batch
 
 __all__ = ["Ledger", "Progress", "resolve_call"]
@@ -164,15 +165,20 @@ class Ledger:
         count = len(batch.entries)
         with self._lock:
             self._in_flight -= count
-        # A durable buffer deletes the rows, or keeps them for the next process when
-        # only close()'s deadline stopped us; its note says so in the report.
-        reason += self._queue.settle(batch.start, batch.end, code != SHUTDOWN_TIMEOUT)
+        # A durable buffer deletes the rows of a batch that failed for good. It keeps
+        # them for a later process when only close()'s deadline stopped us, or when the
+        # server refused our configuration (a wrong key or host), not the messages.
+        final = code != SHUTDOWN_TIMEOUT and status not in CONFIGURATION_STATUSES
+        if not final:
+            reason += self._queue.kept_note()
         tracked = batch.tracked()
         messages = _decode(batch) if tracked or self._reporter.wants_errors else []
         error = DeliveryError(code, self._scrub(reason), status=status, messages=messages)
         self._reporter.report(error, count)
         if tracked:
             self._resolve(batch, tracked, error, messages)
+        # Only now, once the failure is reported: a row is never gone unreported.
+        self._queue.settle(batch.start, batch.end, final)
         self.progress.settle(batch.start, batch.end)
 
     def failed_internally(self, batch: Batch, error: BaseException) -> None:

@@ -29,6 +29,7 @@ import requests
 from ._version import __version__
 
 __all__ = [
+    "BufferFull",
     "Outcome",
     "RequestsTransport",
     "Response",
@@ -44,6 +45,14 @@ _MAX_REASON_CHARS: Final = 300
 
 class TransportError(Exception):
     """The request did not get an HTTP answer (DNS, refused, reset, timeout)."""
+
+
+class BufferFull(Exception):
+    """A shared buffer the batch was handed to is at its bound: drop it (``queue_full``).
+
+    Raised by a transport with ``send_messages`` (the fleet buffer's); the text is the
+    reason reported with the dropped messages.
+    """
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,12 @@ def classify(status: int) -> Outcome:
     if status == 400:
         return Outcome.REFUSED
     return Outcome.GIVE_UP
+
+
+# Answers that say our configuration is wrong (write key, host, path), not the messages:
+# a durable buffer keeps messages that got one, for a process started with the fix,
+# instead of deleting a whole backlog (or a fleet's whole stream) over one typo.
+CONFIGURATION_STATUSES: Final = frozenset({401, 403, 404})
 
 
 class Transport(Protocol):

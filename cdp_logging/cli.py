@@ -1,11 +1,12 @@
-"""``cdp-logging``: run the local collector, check credentials with one test event, or
-drain an SQLite buffer that a process left behind.
+"""``cdp-logging``: run the local collector, check credentials with one test event,
+relay a fleet's Redis stream, or drain an SQLite buffer that a process left behind.
 
 ``collect`` is the collector package's own command (it must not import the sending
 side, so it lives there); ``send`` is the opposite end: it goes through the real
 client (``Analytics``, its queue, sender and transport), so a success says that this
 library, with this key, reaches this host, and a failure names what went wrong in the
-words the application's ``on_error`` would see.
+words the application's ``on_error`` would see. ``relay`` delivers a fleet's Redis
+stream (``buffer="redis://..."``) to the CDP; see ``_relay``.
 
 ``drain`` also goes through the real client: it opens the file as a buffer, takes over
 what processes that are gone left in it, and sends it, with the original messageIds.
@@ -20,6 +21,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -27,10 +29,12 @@ from concurrent.futures import Future
 from typing import Any, Final
 
 from . import __version__
+from ._buffer import REDIS_SCHEMES, parse_redis_url
 from ._client import Analytics
 from ._errors import HTTP_STATUS, NETWORK, DeliveryError
-from ._options import DEFAULT_HOST, ENV_HOST, ENV_WRITE_KEY
+from ._options import DEFAULT_HOST, DEFAULT_MAX_BUFFER_BYTES, ENV_HOST, ENV_WRITE_KEY
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
+from ._relay import DEFAULT_GROUP, DEFAULT_TAKEOVER, Relay
 from .collector import _cli as collect_command
 
 __all__ = ["main"]
@@ -51,13 +55,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description=(
-            "Tools for cdp_logging: a local collector with a live viewer, and a one-event\n"
-            "check of a write key and host. Also runs as 'python -m cdp_logging'."
+            "Tools for cdp_logging: a local collector with a live viewer, a one-event\n"
+            "check of a write key and host, and the relay of a fleet's Redis buffer.\n"
+            "Also runs as 'python -m cdp_logging'."
         ),
         epilog=(
             "examples:\n"
             "  cdp-logging collect                 # then open http://127.0.0.1:8765/\n"
             "  CDP_WRITE_KEY=... cdp-logging send --host https://cdp-eu.customer.io\n"
+            "  CDP_WRITE_KEY=... cdp-logging relay --buffer redis://redis.internal:6379/0\n"
             "  CDP_WRITE_KEY=... cdp-logging drain /var/lib/app/cdp-buffer.db\n"
             "\n"
             "exit status: 0 success, 1 failure (event not delivered, port taken, bad database),"
@@ -111,6 +117,58 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="SECONDS",
         help="how long to wait for the answer (%(default)s)",
     )
+    relay = commands.add_parser(
+        "relay",
+        help="deliver from a fleet's Redis stream (buffer='redis://...') to the CDP",
+        description=(
+            "Deliver the messages that app processes with buffer='redis://...' added to a "
+            "Redis stream, batched by the protocol's limits, with the library's retries. A "
+            "message leaves the stream once the CDP accepted it or refused it for good "
+            "(reported on stderr). Run as many relays as you like, on any hosts: each takes "
+            "its share, and what a dead one had claimed is taken over within --takeover "
+            "seconds. Stop with SIGTERM or Ctrl-C: what is in flight is delivered within "
+            "--shutdown-timeout, the rest left for the other relays. Needs the redis extra: "
+            "pip install 'cdp_logging[redis]'."
+        ),
+    )
+    relay.add_argument(
+        "--buffer",
+        required=True,
+        metavar="URL",
+        help="the apps' buffer option: redis[s]://[user:password@]host:port/db[?stream=NAME]",
+    )
+    relay.add_argument(
+        "--host",
+        default=None,
+        metavar="URL",
+        help=f"where to deliver (default: ${ENV_HOST}, else {DEFAULT_HOST})",
+    )
+    relay.add_argument(
+        "--write-key",
+        default=None,
+        metavar="KEY",
+        help=f"the source's write key (default: ${ENV_WRITE_KEY}, which is better)",
+    )
+    relay.add_argument(
+        "--group",
+        default=DEFAULT_GROUP,
+        metavar="NAME",
+        help="the consumer group all relays of this stream share (%(default)s)",
+    )
+    relay.add_argument(
+        "--takeover",
+        type=float,
+        default=DEFAULT_TAKEOVER,
+        metavar="SECONDS",
+        help="within how long a dead relay's messages are taken over (%(default)s)",
+    )
+    relay.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a stopping relay may deliver what it holds (%(default)s)",
+    )
     drain = commands.add_parser(
         "drain",
         help="deliver what an SQLite buffer file holds",
@@ -131,7 +189,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="SECONDS",
         help="give up (keeping the rest in the file) after this long (%(default)s)",
     )
-    return parser, {"collect": collect, "send": send, "drain": drain}
+    return parser, {"collect": collect, "send": send, "relay": relay, "drain": drain}
 
 
 def _credentials(parser: argparse.ArgumentParser) -> None:
@@ -226,6 +284,36 @@ def _send(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not args.takeover > 0:
+        parser.error(f"--takeover must be a positive number of seconds, got {args.takeover}")
+    try:
+        buffer = parse_redis_url(args.buffer) if args.buffer.startswith(REDIS_SCHEMES) else None
+        if buffer is None:
+            parser.error(f"--buffer must be a redis:// or rediss:// URL, got {args.buffer!r}")
+        relay = Relay(
+            buffer,
+            args.write_key,
+            args.host,
+            group=args.group,
+            takeover=args.takeover,
+            shutdown_timeout=args.shutdown_timeout,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    # SIGTERM (systemd, docker stop) and Ctrl-C stop reading and deliver what is held.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: relay.stop())
+    print(
+        f"relaying stream {buffer.stream!r} at {buffer.display} to {relay.options.endpoint} "
+        f"as {relay.consumer!r} of group {relay.group!r}; takeover within {args.takeover:g} s",
+        flush=True,
+    )
+    relay.run()
+    print(relay.summary(), flush=True)
+    return 0
+
+
 def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ._durable import SQLiteQueue
 
@@ -243,11 +331,17 @@ def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     def count(messages: list[dict[str, Any]]) -> None:
         delivered[0] += len(messages)
 
+    # Room to take the file over: adoption rewrites each row's owner, which needs new
+    # index pages, and SQLite never lowers a file's page bound below its size. A bound
+    # of twice what the file and its WAL hold (at least the default) leaves that room
+    # for a file written with any max_buffer_bytes.
+    held = sum(os.path.getsize(p) for p in (args.path, f"{args.path}-wal") if os.path.exists(p))
     try:
         client = Analytics(
             write_key,
             host=host,
             buffer=f"sqlite:{args.path}",
+            max_buffer_bytes=max(DEFAULT_MAX_BUFFER_BYTES, 2 * held),
             max_events_in_batch=MAX_BATCH_MESSAGES,
             # Retryable failures go on until --timeout; what is left then stays in the file.
             max_retries=1_000_000,
@@ -261,7 +355,7 @@ def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     queue = client.buffer
     assert isinstance(queue, SQLiteQueue)  # buffer= says so
     deadline = time.monotonic() + args.timeout
-    total = queue.rows()
+    total = -1
     next_progress = time.monotonic() + _PROGRESS_SECONDS
     usable = True
     try:
@@ -269,6 +363,8 @@ def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             usable = queue.adopt_now()
             if not usable:
                 break
+            if total < 0:
+                total = queue.rows()  # the file is open now
             settled = client.flush(min(_PROGRESS_SECONDS, deadline - time.monotonic()))
             if time.monotonic() >= next_progress:
                 print(f"drain: {delivered[0]:,} of {total:,} delivered", file=sys.stderr)
@@ -302,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return collect_command.run(args, commands["collect"])
     if args.command == "send":
         return _send(args, commands["send"])
+    if args.command == "relay":
+        return _relay(args, commands["relay"])
     if args.command == "drain":
         return _drain(args, commands["drain"])
     parser.print_help(sys.stderr)

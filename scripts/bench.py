@@ -1,6 +1,7 @@
 """The benchmark: cdp_logging beside the reference SDK and the logging floor, in one run.
 
-Usage: python3 scripts/bench.py [--quick]  (installs the reference SDK into .venv-bench)
+Usage: python3 scripts/bench.py [options of benchmarks/run.py]  (installs the reference SDK
+into .venv-bench, then runs benchmarks/run.py; --help lists the options)
 """
 
 from __future__ import annotations

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,3 +107,79 @@ def line_reader(stream: Iterable[str]) -> queue.Queue[str]:
 
     threading.Thread(target=pump, daemon=True).start()
     return lines
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A real redis-server on a free 127.0.0.1 port, in a directory of its own.
+
+    Without persistence by default (nothing a test leaves survives a restart); with
+    ``appendonly``, every write is fsynced to the AOF first, so a restart keeps the
+    stream, as a Redis used as a fleet's buffer should be configured.
+    """
+
+    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is missing: apt-get install redis-server (.ci/run does)")
+        self._binary = binary
+        self._directory = directory
+        self._appendonly = appendonly
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        command = [
+            self._binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self._directory),
+            "--appendonly",
+            "yes" if self._appendonly else "no",
+            "--appendfsync",
+            "always",
+        ]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self._directory
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # bounded: until it answers PING
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            if self._process.poll() is not None:
+                pytest.fail(f"redis-server exited with {self._process.returncode}")
+            time.sleep(0.02)
+        pytest.fail("redis-server did not answer within 10 s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(10)
+        self._process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

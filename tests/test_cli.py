@@ -331,7 +331,7 @@ class TestHelp:
         result = cli("--help")
 
         assert 0 == result.returncode
-        for text in ("collect", "send", "python -m cdp_logging", "exit status"):
+        for text in ("collect", "send", "relay", "python -m cdp_logging", "exit status"):
             assert text in result.stdout
 
     @pytest.mark.parametrize(
@@ -341,6 +341,17 @@ class TestHelp:
             (
                 "send",
                 ["--host", "--write-key", "--type", "--user-id", "--event", "--timeout"],
+            ),
+            (
+                "relay",
+                [
+                    "--buffer",
+                    "--host",
+                    "--write-key",
+                    "--group",
+                    "--takeover",
+                    "--shutdown-timeout",
+                ],
             ),
         ],
     )
@@ -475,3 +486,30 @@ class TestSend:
         assert 2 == result.returncode
         assert "usage: cdp-logging send" in result.stderr
         assert GOOD_KEY not in result.stdout + result.stderr
+
+
+class TestRelayUsage:
+    """The relay's own runs are in test_fleet.py; here, what it refuses before starting."""
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["--buffer", "memory", "--write-key", GOOD_KEY],
+            [
+                "--buffer",
+                "redis://:pw-5ecret@127.0.0.1:9/0",
+                "--write-key",
+                GOOD_KEY,
+                "--takeover",
+                "0",
+            ],
+            ["--buffer", "redis://:pw-5ecret@127.0.0.1:9/0?max_len=x", "--write-key", GOOD_KEY],
+            ["--buffer", "redis://:pw-5ecret@127.0.0.1:9/0"],  # no write key anywhere
+        ],
+    )
+    def test_bad_arguments_exit_2(self, args: list[str]) -> None:
+        result = cli("relay", *args)
+
+        assert 2 == result.returncode, result.stderr
+        assert "usage: cdp-logging relay" in result.stderr
+        assert "pw-5ecret" not in result.stdout + result.stderr
