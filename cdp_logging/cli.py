@@ -137,18 +137,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="URL",
         help="the apps' buffer option: redis[s]://[user:password@]host:port/db[?stream=NAME]",
     )
-    relay.add_argument(
-        "--host",
-        default=None,
-        metavar="URL",
-        help=f"where to deliver (default: ${ENV_HOST}, else {DEFAULT_HOST})",
-    )
-    relay.add_argument(
-        "--write-key",
-        default=None,
-        metavar="KEY",
-        help=f"the source's write key (default: ${ENV_WRITE_KEY}, which is better)",
-    )
+    _credentials(relay)
     relay.add_argument(
         "--group",
         default=DEFAULT_GROUP,
