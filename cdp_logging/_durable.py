@@ -74,8 +74,10 @@ from itertools import count as numbered
 from operator import itemgetter
 from typing import Any, Final
 
+from ._errors import KEPT, DeliveryError
 from ._queue import CLOSED, FULL, Entry, Tracked, entry_data
 from ._report import warn
+from ._settle import resolve_call
 
 __all__ = [
     "ADOPT_INTERVAL",
@@ -477,8 +479,27 @@ class SQLiteQueue:
             self._head = end
         if end > start:
             self._gone(start, end)
+        self._tell_waiters(
+            range(start, end),
+            f"kept in {self.path}, which this process can no longer use; the next process "
+            f"that opens it, or cdp-logging drain {self.path}, sends it",
+        )
         self._tracked.clear()
         self._futures.clear()
+
+    def _tell_waiters(self, seqs: range, reason: str) -> None:
+        """End the Future and callback of every message in *seqs* that has one, as KEPT:
+        another process delivers it, and an application waiting on ``result()`` with no
+        timeout must not wait for this one forever."""
+        if not (self._tracked or self._futures):
+            return
+        error = DeliveryError(KEPT, reason)
+        for seq in seqs:
+            tracked = self._tracked.pop(seq, None)
+            future = tracked.future if tracked is not None else self._futures.pop(seq, None)
+            callback = tracked.callback if tracked is not None else None
+            if future is not None or callback is not None:
+                resolve_call(future, callback, error, {}, str)
 
     def _guarded(self, work: Callable[[], object]) -> bool:
         """Run one write; on failure roll back, say why once, and retry later or give up."""
@@ -770,9 +791,11 @@ class SQLiteQueue:
                 f"by another process sharing the file (this one was stopped for over "
                 f"{LEASE_SECONDS:g}s); that process sends them"
             )
-        for seq in range(start, end):
-            self._tracked.pop(seq, None)
-            self._futures.pop(seq, None)
+        self._tell_waiters(
+            range(start, end),
+            f"taken over by another process sharing {self.path} (this one was stopped past "
+            "its lease), which sends it",
+        )
         with self._lock:
             self._head = end
         self._gone(start, end)

@@ -14,6 +14,7 @@ __all__ = [
     "HTTP_STATUS",
     "INTERNAL_ERROR",
     "INVALID_MESSAGE",
+    "KEPT",
     "MESSAGE_TOO_LARGE",
     "NETWORK",
     "QUEUE_FULL",
@@ -40,6 +41,9 @@ SHUTDOWN_TIMEOUT: Final = "shutdown_timeout"
 # logging one more event (https://github.com/open-telemetry/opentelemetry-python/issues/4255
 # is the same loop in another library).
 REENTRANT: Final = "reentrant"
+# Not delivered by this process, and not lost: kept in a durable buffer (an SQLite file,
+# a Redis stream) for another process to deliver, which this one will not hear about.
+KEPT: Final = "kept"
 
 
 class DeliveryError(Exception):

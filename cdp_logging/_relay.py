@@ -44,7 +44,7 @@ from typing import Any, Final
 
 from ._buffer import RedisBuffer
 from ._client import _scrubber
-from ._errors import HTTP_STATUS, DeliveryError
+from ._errors import HTTP_STATUS, KEPT, DeliveryError
 from ._fleet import FIELD, connect
 from ._options import build_options
 from ._protocol import MAX_BATCH_MESSAGES
@@ -299,7 +299,7 @@ class Relay:
             reason = getattr(error, "reason", str(error))
             self._report.report(
                 DeliveryError(
-                    "kept",
+                    KEPT,
                     f"{reason}; kept in the stream, tried again after the takeover time",
                     messages=[message],
                 )

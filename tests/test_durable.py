@@ -243,6 +243,43 @@ class TestRefusedConfiguration:
         assert ids <= {m["messageId"] for m in collector.messages()}
 
 
+class TestWaiters:
+    def test_futures_of_rows_this_process_cannot_send_end_as_kept(
+        self, collector: Collector, make_client: MakeClient, tmp_path: Path
+    ) -> None:
+        """Rows in a file that breaks under this process stay there for a later one; the
+        application's Futures and callbacks for them end (code "kept"), rather than
+        leaving a result() with no timeout waiting forever."""
+        collector.stop()
+        path = tmp_path / "buffer.db"
+        # The first message goes at once (and stays in flight, retried); the rest wait in
+        # the file for a flush that this test never asks for.
+        client = make_client(
+            buffer=f"sqlite:{path}",
+            max_retries=10**6,
+            flush_interval=3600,
+            max_events_in_batch=1000,
+        )
+        queue = queue_of(client)
+        client.track("u", "first")  # taken at once, and retried while the host is down
+        assert wait_until(lambda: queue.rows() == 1 and len(queue) == 0, 10)
+        heard: list[str] = []
+        futures = [
+            client.track(f"u{i}", "E", callback=lambda e, m: heard.append(getattr(e, "code", "")))
+            for i in range(4)
+        ]
+        assert wait_until(lambda: queue.rows() == 5, 10)
+        with queue._db_lock:  # as the writer or sender would, on finding the file corrupt
+            queue._break()
+
+        for future in futures:
+            error = future.exception(timeout=5)
+            assert isinstance(error, cdp_logging.DeliveryError), error
+            assert ("kept", True) == (error.code, str(path) in error.reason)
+        assert ["kept"] * 4 == heard
+        assert 5 == rows(path)
+
+
 class TestSharedFile:
     def test_stopped_owner_is_taken_over_within_10s_and_live_ones_never_share(
         self, collector: Collector, make_client: MakeClient, tmp_path: Path
