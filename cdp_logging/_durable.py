@@ -242,6 +242,12 @@ class SQLiteQueue:
         # One transaction writes at most this much, so the WAL (checkpointed at half
         # its allowance) stays inside its quarter of the bound.
         self._chunk = max(16 * 1024, wal // 4)
+        # Rows one transaction deletes at most. A delete appends every page it touches
+        # to the WAL, so a settled batch of thousands deleted at once would push the
+        # WAL (and file + WAL) past the bound until the next reset; in slices, the
+        # automatic checkpoint runs between them. ~512 bytes a row (a small event) is
+        # the pessimistic side: fewer rows per slice than pages allow.
+        self._delete_rows = max(16, self._chunk // 512)
         self._budget = float(self._db_limit) * SOFT_FILL
         self._conn: sqlite3.Connection | None = None
         self._broken = False  # for good: memory only
@@ -555,8 +561,8 @@ class SQLiteQueue:
             size = sum(len(e) + ROW_OVERHEAD for e in batch)
             self._pending_bytes -= size
             self._pending_start += count
-        deletes, releases = self._deletes, self._releases
-        self._deletes, self._releases = [], []
+        deletes, self._deletes = _first_rows(self._deletes, self._delete_rows)
+        releases, self._releases = self._releases, []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for low, high in deletes:
@@ -612,7 +618,7 @@ class SQLiteQueue:
         for _ in range(64):  # bounded: puts may go on meanwhile; the next tick continues
             if not self._guarded(self._write):
                 return False
-            if not self._pending:
+            if not self._pending and not self._deletes:
                 break
         return True
 
@@ -884,6 +890,22 @@ _DATA: Final = itemgetter(1)
 def all_bytes(entries: list[Entry]) -> bool:
     """Whether no entry is Tracked (the logging case), checked in C."""
     return Tracked not in map(type, entries)
+
+
+def _first_rows(
+    ranges: list[tuple[int, int]], rows: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The first *rows* sequence numbers of *ranges* (each [low, high)), and the rest."""
+    taken: list[tuple[int, int]] = []
+    for index, (low, high) in enumerate(ranges):
+        if rows <= 0:
+            return taken, ranges[index:]
+        cut = min(high, low + rows)
+        taken.append((low, cut))
+        rows -= cut - low
+        if cut < high:
+            return taken, [(cut, high), *ranges[index + 1 :]]
+    return taken, []
 
 
 def _rows(token: int, start: int, batch: list[Entry]) -> Iterator[tuple[int, int, bytes]]:
