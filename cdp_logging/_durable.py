@@ -826,7 +826,11 @@ class SQLiteQueue:
         with self._db_lock:
             (self._deletes if final else self._releases).append((start, end))
             if self._conn is not None and time.monotonic() >= self._write_retry_at:
-                self._guarded(self._write)
+                # Slice by slice (see _delete_rows), so the rows are gone when the batch
+                # is settled; bounded, the writer's next tick takes what is left.
+                for _ in range(64):
+                    if not self._guarded(self._write) or not self._deletes:
+                        break
         return "" if final else note
 
     def kept_note(self) -> str:
