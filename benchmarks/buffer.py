@@ -41,9 +41,9 @@ sys.path.insert(0, str(HERE))
 from run import Sink  # noqa: E402
 from scenarios import (  # noqa: E402
     FLUSH_TIMEOUT_CDP,
+    buffer_caller,
     closed_port_url,
     make_cdp,
-    percentile,
     sink_count,
     track_by_logging,
 )
@@ -53,24 +53,7 @@ DISK_EVENTS = 10_000
 
 
 def caller(buffer: str, sink: str, quick: bool) -> dict[str, Any]:
-    log, handler = make_cdp(sink, buffer=buffer)
-    calls = 2_000 if quick else 20_000
-    samples = [0] * calls
-    clock = time.perf_counter_ns
-    for _ in range(1_000):
-        track_by_logging(log)
-    for i in range(calls):
-        started = clock()
-        track_by_logging(log)
-        samples[i] = clock() - started
-    flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
-    samples.sort()
-    return {
-        "median_us": statistics.median(samples) / 1000,
-        "p99_us": percentile(samples, 99) / 1000,
-        "flushed": flushed,
-        "dropped": handler.client.stats()["dropped"],
-    }
+    return buffer_caller(buffer, sink, 2_000 if quick else 20_000)
 
 
 def loop(buffer: str, sink: str, quick: bool) -> dict[str, Any]:

@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import Sink  # noqa: E402
-from scenarios import WRITE_KEY, make_cdp, percentile, track_by_logging  # noqa: E402
+from scenarios import WRITE_KEY, buffer_caller, make_cdp, track_by_logging  # noqa: E402
 
 STREAM = "bench"
 BOUND = 10_000_000  # far above any run: the bound is not what is measured
@@ -46,25 +46,7 @@ RELAY_TIMEOUT = 300.0
 
 
 def caller(buffer: str, sink: str, calls: int) -> dict[str, Any]:
-    log, handler = make_cdp(sink, buffer=buffer)
-    for _ in range(1_000):
-        track_by_logging(log)
-    clock = time.perf_counter_ns
-    samples = [0] * calls
-    for i in range(calls):
-        started = clock()
-        track_by_logging(log)
-        samples[i] = clock() - started
-    flushed = handler.client.flush(timeout=60)
-    stats = handler.client.stats()
-    samples.sort()
-    return {
-        "median_us": statistics.median(samples) / 1000,
-        "p99_us": percentile(samples, 99) / 1000,
-        "flushed": flushed,
-        "dropped": stats["dropped"],
-        "failed": stats["failed"],
-    }
+    return buffer_caller(buffer, sink, calls)
 
 
 def fill(buffer: str, sink: str, count: int) -> dict[str, Any]:

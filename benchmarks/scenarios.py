@@ -205,6 +205,36 @@ def cdp_stats(handler: Any) -> dict[str, Any]:
 # -- (a) caller-side cost -------------------------------------------------------------
 
 
+def timed_calls(call: Callable[[], object], warmup: int, calls: int) -> list[int]:
+    """*calls* calls after *warmup* untimed ones, each timed alone (ns), sorted."""
+    for _ in range(warmup):
+        call()
+    clock = time.perf_counter_ns
+    samples = [0] * calls
+    for i in range(calls):
+        started = clock()
+        call()
+        samples[i] = clock() - started
+    samples.sort()
+    return samples
+
+
+def buffer_caller(buffer: str, sink: str, calls: int) -> dict[str, Any]:
+    """The caller scenario for cdp with *buffer*: what benchmarks/buffer.py and
+    benchmarks/fleet.py run beside the memory buffer."""
+    log, handler = make_cdp(sink, buffer=buffer)
+    samples = timed_calls(lambda: track_by_logging(log), 1_000, calls)
+    flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+    stats = cdp_stats(handler)
+    return {
+        "median_us": statistics.median(samples) / 1000,
+        "p99_us": percentile(samples, 99) / 1000,
+        "flushed": flushed,
+        "dropped": stats["dropped"],
+        "failed": stats["failed"],
+    }
+
+
 def caller(library: str, sink: str, quick: bool) -> dict[str, Any]:
     """Time each call alone: median and p99 of the caller's cost, sender running."""
     warmup = 1_000
@@ -215,12 +245,7 @@ def caller(library: str, sink: str, quick: bool) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if library == "cdp":
         log, handler = make_cdp(sink)
-        for _ in range(warmup):
-            track_by_logging(log)
-        for i in range(calls):
-            started = clock()
-            track_by_logging(log)
-            samples[i] = clock() - started
+        samples = timed_calls(lambda: track_by_logging(log), warmup, calls)
         finished = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
         stats = cdp_stats(handler)
         rejected = int(stats["dropped"])
@@ -238,13 +263,8 @@ def caller(library: str, sink: str, quick: bool) -> dict[str, Any]:
         finished, _ = bounded(client.flush, FLUSH_TIMEOUT_SEGMENT)
         extra = {"flushed": finished}
     elif library == "floor":
-        log = make_floor()
-        for _ in range(warmup):
-            track_by_logging(log)
-        for i in range(calls):
-            started = clock()
-            track_by_logging(log)
-            samples[i] = clock() - started
+        floor = make_floor()
+        samples = timed_calls(lambda: track_by_logging(floor), warmup, calls)
     else:
         raise SystemExit(f"unknown library {library!r}")
     # What the two clock reads cost with nothing between them; not subtracted.

@@ -24,6 +24,7 @@ __all__ = [
     "parse_buffer",
     "parse_redis_url",
     "redis_buffer",
+    "sqlite_path",
 ]
 
 MEMORY: Final = "memory"
@@ -132,12 +133,20 @@ def parse_buffer(value: object) -> str:
     if isinstance(value, str) and value.startswith(REDIS_SCHEMES):
         parse_redis_url(value)
         return value
-    if isinstance(value, str) and value.startswith(SQLITE) and value[len(SQLITE) :].strip():
+    if isinstance(value, str) and sqlite_path(value):
         return value  # the file is opened, and its problems reported, by _durable
     shown = value if not isinstance(value, str) else _display(urlsplit(value))
     raise ValueError(
         f"buffer must be 'memory', 'sqlite:PATH' or a redis:// or rediss:// URL, got {shown!r}"
     )
+
+
+def sqlite_path(value: str) -> str | None:
+    """The file *value* names as ``sqlite:PATH``; None for another buffer (or no path)."""
+    if not value.startswith(SQLITE):
+        return None
+    path = value[len(SQLITE) :]
+    return path if path.strip() else None
 
 
 def redis_buffer(value: str) -> RedisBuffer | None:

@@ -21,7 +21,14 @@ from typing import Any
 from typing_extensions import Unpack
 
 from . import _calls, _capture
-from ._errors import CLOSED, INVALID_MESSAGE, QUEUE_FULL, REENTRANT, DeliveryError
+from ._errors import (
+    CLOSED,
+    INVALID_MESSAGE,
+    MESSAGE_TOO_LARGE,
+    QUEUE_FULL,
+    REENTRANT,
+    DeliveryError,
+)
 from ._fleet import fleet_transport
 from ._lifecycle import exit_hook_ran, process_lock, sending_threads
 from ._options import ClientOptions, Options, build_options
@@ -35,9 +42,8 @@ __all__ = ["Analytics", "Callback"]
 
 Callback = Callable[[Exception | None, dict[str, Any]], object]
 
-_DROP_CODES = frozenset(
-    {"queue_full", "closed", "invalid_message", "message_too_large", "reentrant"}
-)
+# Refused before they were queued; every other code is a failure of a queued message.
+_DROP_CODES = frozenset({QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT})
 
 
 def _scrubber(write_key: str) -> Callable[[str], str]:

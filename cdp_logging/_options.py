@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from typing_extensions import Unpack
 
-from ._buffer import MEMORY, parse_buffer
+from ._buffer import MEMORY, parse_buffer, sqlite_path
 from ._errors import DeliveryError
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from ._retry import DEFAULT_RETRY, RetryPolicy
@@ -124,7 +124,7 @@ class Options:
     @property
     def buffer_path(self) -> str | None:
         """The SQLite file of ``buffer="sqlite:PATH"``; None for the memory buffer."""
-        return self.buffer[len("sqlite:") :] if self.buffer.startswith("sqlite:") else None
+        return sqlite_path(self.buffer)
 
     @property
     def max_retries(self) -> int:
