@@ -116,6 +116,30 @@ def free_port() -> int:
         return port
 
 
+def start_gunicorn(
+    *args: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """``tests.gunicorn_app:app`` under gunicorn with *args* (workers, bind), and its
+    stderr as lines: the master logs there as each worker boots, with its pid."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            *args,
+            "--graceful-timeout",
+            "20",
+            "tests.gunicorn_app:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stderr is not None
+    return server, line_reader(server.stderr)
+
+
 class RedisServer:
     """A real redis-server on a free 127.0.0.1 port, in a directory of its own.
 

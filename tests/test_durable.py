@@ -22,7 +22,7 @@ import cdp_logging
 from cdp_logging._durable import ADOPT_INTERVAL, LEASE_SECONDS, SQLiteQueue
 from cdp_logging.collector import Collector
 
-from .conftest import ROOT, WRITE_KEY, line_reader
+from .conftest import ROOT, WRITE_KEY, free_port, line_reader, start_gunicorn
 
 MakeClient = Callable[..., cdp_logging.Analytics]
 
@@ -372,7 +372,7 @@ class TestSharedFile:
         send one row)."""
         path = tmp_path / "buffer.db"
         collector.faults.status(503)
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "CDP_WRITE_KEY": WRITE_KEY,
@@ -380,26 +380,7 @@ class TestSharedFile:
             "CDP_TEST_BUFFER": f"sqlite:{path}",
             "CDP_TEST_FLUSH_INTERVAL": "0.5",
         }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                "3",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "20",
-                "tests.gunicorn_app:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stderr is not None
-        lines = line_reader(server.stderr)
+        server, lines = start_gunicorn("-w", "3", "-b", f"127.0.0.1:{port}", env=env)
         workers: list[int] = []
         n = 150
         try:
@@ -444,15 +425,6 @@ class TestSharedFile:
         assert n == len(users)
         assert 0 == collector.counts()["duplicate_message_ids"]
         assert 0 == rows(path)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class TestFork:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 from collections import Counter
 
 import requests
 
 from cdp_logging.collector import Collector
 
-from .conftest import ROOT, WRITE_KEY, line_reader, run_python
+from .conftest import WRITE_KEY, free_port, run_python, start_gunicorn
 
 SETUP = """
 import logging, logging.config, os, sys
@@ -124,40 +122,13 @@ with multiprocessing.get_context("fork").Pool(2) as pool:
         assert {"pooled": 40} == events(collector)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class TestGunicorn:
     def test_preload_workers_deliver_exactly_n(self, collector: Collector) -> None:
         """gunicorn --preload with 2 workers: N requests each log one event; after a graceful
         stop exactly N are delivered, none twice."""
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url}
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--preload",
-                "-w",
-                "2",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "20",
-                "tests.gunicorn_app:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stderr is not None
-        lines = line_reader(server.stderr)
+        server, lines = start_gunicorn("--preload", "-w", "2", "-b", f"127.0.0.1:{port}", env=env)
         seen: list[str] = []
         try:
             booted = 0
