@@ -17,6 +17,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
@@ -253,9 +254,11 @@ class TestAppSide:
 class TestRelay:
     """A relay in this process's thread, for the CDP's answers (its own loop is real)."""
 
-    def run_relay(
+    @contextmanager
+    def running_relay(
         self, redis_server: RedisServer, stream: str, collector: Collector, **kw: Any
-    ) -> tuple[Relay, threading.Thread]:
+    ) -> Iterator[Relay]:
+        """A relay in a thread of this process, stopped (and joined) on leaving."""
         relay = Relay(
             parse_redis_url(buffer_url(redis_server, stream)),
             WRITE_KEY,
@@ -265,7 +268,11 @@ class TestRelay:
         )
         thread = threading.Thread(target=relay.run, daemon=True)
         thread.start()
-        return relay, thread
+        try:
+            yield relay
+        finally:
+            relay.stop()
+            thread.join(10)
 
     def fill(
         self,
@@ -302,19 +309,15 @@ class TestRelay:
             collector,
             [("track", f"u{i}") for i in range(30)] + [("group", "bad")],
         )
-        relay, thread = self.run_relay(
+        client = redis.Redis.from_url(redis_server.url)
+        with self.running_relay(
             redis_server,
             stream,
             collector,
             takeover=1.5,
             retry=RetryPolicy(base=0.01, cap=0.02, max_retries=1),
-        )
-        client = redis.Redis.from_url(redis_server.url)
-        try:
+        ) as relay:
             wait_until(lambda: 0 == client.xlen(stream), 20, "the stream emptied")
-        finally:
-            relay.stop()
-            thread.join(10)
 
         assert {f"u{i}" for i in range(30)} == {m["userId"] for m in collector.messages()}
         assert 1 == relay.refused
@@ -339,22 +342,14 @@ class TestRelay:
         entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream)  # type: ignore[assignment]
         ids = {fields[b"m"] for _, fields in entries}
         collector.faults.status(401, seconds=60)
-        relay, thread = self.run_relay(redis_server, stream, collector, takeover=60)
-        try:
+        with self.running_relay(redis_server, stream, collector, takeover=60) as relay:
             wait_until(lambda: relay.kept >= 5, 20, "the relay kept the refused messages")
-        finally:
-            relay.stop()
-            thread.join(10)
         assert (5, 0, 0) == (client.xlen(stream), relay.refused, len(collector.messages()))
         assert "kept in the stream" in capfd.readouterr().err
 
         collector.faults.clear()
-        relay, thread = self.run_relay(redis_server, stream, collector, takeover=0.5)
-        try:
+        with self.running_relay(redis_server, stream, collector, takeover=0.5):
             wait_until(lambda: 0 == client.xlen(stream), 20, "the stream emptied")
-        finally:
-            relay.stop()
-            thread.join(10)
         sent = {json.loads(raw)["messageId"] for raw in ids}
         assert sent == {m["messageId"] for m in collector.messages()}
 
