@@ -30,6 +30,7 @@ from ._errors import (
     DeliveryError,
 )
 from ._fleet import fleet_transport
+from ._future import CallFuture
 from ._lifecycle import exit_hook_ran, process_lock, sending_threads
 from ._options import ClientOptions, Options, build_options
 from ._queue import MessageQueue, Tracked
@@ -289,7 +290,7 @@ class Analytics:
     def _call(
         self, call_type: str, fields: dict[str, Any], callback: Callback | None
     ) -> Future[dict[str, Any]]:
-        future: Future[dict[str, Any]] = Future()
+        future = CallFuture()
         self.submit(
             call_type,
             fields,

@@ -19,8 +19,9 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from ._errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
+from ._future import CallFuture
 from ._options import FlushCallback
-from ._queue import MessageQueue, entry_data
+from ._queue import MessageQueue, Tracked, entry_data
 from ._report import Reporter, warn
 from ._transport import CONFIGURATION_STATUSES
 from ._wire import Batch
@@ -148,15 +149,16 @@ class Ledger:
                 self._not_sent += count
         tracked = batch.tracked()
         on_flush = self._on_flush
-        if on_flush is not None or tracked:
+        if on_flush is not None:
             messages = _decode(batch)
-            if on_flush is not None:
-                try:
-                    on_flush(messages)
-                except Exception as error:  # noqa: BLE001
-                    warn(f"on_flush raised {type(error).__name__}: {self._scrub(str(error))}")
+            try:
+                on_flush(messages)
+            except Exception as error:  # noqa: BLE001
+                warn(f"on_flush raised {type(error).__name__}: {self._scrub(str(error))}")
             if tracked:
                 self._resolve(batch, tracked, None, messages)
+        elif tracked:
+            self._delivered_calls(tracked)
         self._queue.settle(batch.start, batch.end, True)
         self.progress.settle(batch.start, batch.end)
 
@@ -186,6 +188,19 @@ class Ledger:
         if not batch.settled:
             reason = f"delivery stopped by {type(error).__name__}: {error}"
             self.failed(batch, INTERNAL_ERROR, reason, None)
+
+    def _delivered_calls(self, tracked: list[Tracked]) -> None:
+        """Tell delivered calls, decoding a message only for a call that will read it.
+
+        A direct call's ``CallFuture`` that nothing has looked at keeps its wire bytes
+        (``deliver``): in fire-and-forget use, the common one, the sender decodes nothing.
+        """
+        for item in tracked:
+            future, callback = item.future, item.callback
+            if callback is None and type(future) is CallFuture:
+                future.deliver(item.data)
+            else:
+                resolve_call(future, callback, None, json.loads(item.data), self._scrub)
 
     def _resolve(
         self,

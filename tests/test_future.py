@@ -1,0 +1,130 @@
+"""The Future a direct call returns: a real ``concurrent.futures.Future`` in every use,
+whose Condition and decoded result are made only when something asks for them."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import cdp_logging
+from cdp_logging._future import LAZY, CallFuture
+from cdp_logging.collector import Collector
+
+MESSAGE = {"type": "track", "userId": "u", "event": "E", "messageId": "m-1"}
+DATA = json.dumps(MESSAGE).encode()
+
+Maker = Callable[..., cdp_logging.Analytics]
+
+
+def test_this_python_gets_the_saving() -> None:
+    """Without the layout check passing, every other test here would test a plain Future."""
+    assert LAZY
+    assert "_condition" not in vars(CallFuture())
+
+
+class TestThroughTheClient:
+    def test_a_dropped_then_read_future_has_the_delivered_message(
+        self, make_client: Maker, collector: Collector
+    ) -> None:
+        client = make_client()
+        futures = [client.track("u", f"E{i}") for i in range(5)]
+        assert client.flush(timeout=5)
+        # Nothing looked at them before delivery: settled without a Condition.
+        assert all("_condition" not in vars(f) for f in futures)
+        sent = {m["messageId"]: m for m in collector.messages()}
+        for i, future in enumerate(futures):
+            result = future.result(timeout=0)
+            assert result["event"] == f"E{i}"
+            assert sent[result["messageId"]]["event"] == f"E{i}"
+            assert future.result() is result  # decoded once
+
+    def test_a_waiter_and_a_done_callback_hear_of_delivery(self, make_client: Maker) -> None:
+        client = make_client(max_events_in_batch=1000, flush_interval=60)
+        heard: list[dict[str, Any]] = []
+        client.track("u", "first").result(timeout=5)  # the first message goes at once
+        future = client.track("u", "waited")
+        future.add_done_callback(lambda done: heard.append(done.result()))
+        waiter = concurrent.futures.ThreadPoolExecutor(1).submit(future.result, 5)
+        assert not future.done()
+        assert client.flush(timeout=5)
+        assert waiter.result(timeout=5)["event"] == "waited"
+        assert [m["event"] for m in heard] == ["waited"]
+
+    def test_wait_as_completed_and_asyncio(self, make_client: Maker) -> None:
+        client = make_client(max_events_in_batch=1)  # each is sent as it comes
+        futures = [client.track("u", f"E{i}") for i in range(3)]
+        done, not_done = concurrent.futures.wait(futures, timeout=5)
+        assert len(done) == 3
+        assert not not_done
+        assert sorted(f.result()["event"] for f in concurrent.futures.as_completed(futures)) == [
+            "E0",
+            "E1",
+            "E2",
+        ]
+
+        async def awaited() -> dict[str, Any]:
+            return await asyncio.wrap_future(client.track("u", "async"))
+
+        assert asyncio.run(asyncio.wait_for(awaited(), 5))["event"] == "async"
+
+    def test_a_refused_call_fails_its_future(self, make_client: Maker) -> None:
+        future = make_client().track("u", None)
+        error = future.exception(timeout=0)
+        assert isinstance(error, cdp_logging.DeliveryError)
+        assert error.code == "invalid_message"
+
+
+class TestDeliver:
+    def test_after_delivery_a_done_callback_runs_at_once(self) -> None:
+        future = CallFuture()
+        future.deliver(DATA)
+        seen: list[object] = []
+        future.add_done_callback(lambda done: seen.append(done.result()))
+        assert seen == [MESSAGE]
+        assert future.done()
+        assert not future.cancelled()
+
+    def test_a_cancelled_future_stays_cancelled(self) -> None:
+        future = CallFuture()
+        assert future.cancel()
+        future.deliver(DATA)  # does not raise
+        assert future.cancelled()
+        with pytest.raises(concurrent.futures.CancelledError):
+            future.result(timeout=0)
+
+    @pytest.mark.parametrize("looked_first", [False, True], ids=["racing", "looked-at"])
+    def test_waiters_always_wake(self, looked_first: bool) -> None:
+        """A waiter and deliver() must never miss each other, in either order.
+
+        "racing": the waiter starts as deliver() runs, so the two meet in any order.
+        "looked-at": the waiter has made the Condition (``done()``) before deliver(),
+        and is usually inside ``result()``'s wait by then: deliver() must notify it.
+        A waiter that missed its notify would time out and fail the round.
+        """
+        for _ in range(200):
+            future = CallFuture()
+            ready = threading.Event()
+            got: list[object] = []
+
+            def wait(
+                future: CallFuture = future,
+                ready: threading.Event = ready,
+                got: list[object] = got,
+            ) -> None:
+                if looked_first:
+                    future.done()
+                ready.set()
+                got.append(future.result(timeout=5))
+
+            waiter = threading.Thread(target=wait)
+            waiter.start()
+            ready.wait(timeout=5)
+            future.deliver(DATA)
+            waiter.join(timeout=10)
+            assert got == [MESSAGE]
