@@ -378,7 +378,11 @@ INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("caller", ("cdp", "segment", "floor")),
     ("caller_bound", ("cdp",)),
     ("delivery", ("cdp", "segment")),
+    ("caller_direct", ("cdp",)),
+    ("delivery_direct", ("cdp",)),
 )
+# The measures that send to a sink (each run gets one of its own); the rest send nothing.
+DELIVERY_MEASURES = ("delivery", "delivery_direct")
 INSTRUCTIONS_TIMEOUT = 900.0  # one valgrind process, start to end
 # The host of the caller measure: every library runs with send=False there, so nothing
 # ever connects to it (port 9 is "discard"; nothing listens on it here either).
@@ -391,6 +395,10 @@ INSTRUCTION_ROWS: tuple[Row, ...] = (
     Row("(e) same, a request's context bound", INSTRUCTIONS, "caller_bound_per_call"),
     Row("(e) bound minus nothing bound, per call", INSTRUCTIONS, "bound_extra_per_call"),
     Row("(e) instructions per delivered event, whole process", INSTRUCTIONS, "delivery_per_event"),
+    Row(
+        "(e) caller, direct track() (segment: its track())", INSTRUCTIONS, "caller_direct_per_call"
+    ),
+    Row("(e) per delivered event, direct track()", INSTRUCTIONS, "delivery_direct_per_event"),
     Row("(e) delivery: events per request (2N run)", INSTRUCTIONS, "events_per_request"),
 )
 
@@ -412,7 +420,7 @@ def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
     for the "Collected" line), the child's stderr stays the child's. The callgrind
     profile itself is not wanted: only the total, which the summary line carries.
     """
-    sink = Sink(None) if job.measure == "delivery" else None
+    sink = Sink(None) if job.measure in DELIVERY_MEASURES else None
     try:
         url = sink.url if sink is not None else UNUSED_HOST
         with tempfile.TemporaryDirectory(prefix="cdp-bench-") as tmp:
@@ -480,8 +488,10 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
             found = True
             metrics[f"{measure}_instructions_n"] = small.get("instructions")
             metrics[f"{measure}_instructions_2n"] = large.get("instructions")
-            if measure in ("caller", "caller_bound"):
+            if measure not in DELIVERY_MEASURES:
                 metrics[f"{measure}_per_call"] = _per_unit(small, large, "calls")
+            elif measure == "delivery_direct":
+                metrics[f"{measure}_per_event"] = _per_unit(small, large, "delivered_after_exit")
             else:
                 metrics["delivery_per_event"] = _per_unit(small, large, "delivered_after_exit")
                 metrics["delivered_n"] = small.get("delivered_after_exit")
@@ -495,6 +505,15 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
         bound, unbound = metrics.get("caller_bound_per_call"), metrics.get("caller_per_call")
         if isinstance(bound, float) and isinstance(unbound, float):
             metrics["bound_extra_per_call"] = bound - unbound
+        if library == "segment":
+            # segment has one front door, its direct track(): the same figures stand in
+            # the direct rows, so cdp's direct call shows its ratio to them.
+            metrics["caller_direct_per_call"] = metrics.get("caller_per_call")
+            metrics["delivery_direct_per_event"] = metrics.get("delivery_per_event")
+        if library == "floor":
+            # The floor delivers nothing: its whole cost per event is the logging call,
+            # so the delivery row's cdp/floor is the whole process against that floor.
+            metrics["delivery_per_event"] = metrics.get("caller_per_call")
         if found:
             results.setdefault(INSTRUCTIONS, {})[library] = [metrics]
     return results
@@ -505,7 +524,7 @@ def _instruction_problems(runs: dict[tuple[str, str, int], dict[str, Any]]) -> l
     for (measure, library, calls), result in runs.items():
         where = f"instructions {measure}/{library} N={calls:,}"
         found.extend(_run_problems(where, result))
-        if measure == "delivery" and result.get("delivered_after_exit") != calls:
+        if measure in DELIVERY_MEASURES and result.get("delivered_after_exit") != calls:
             found.append(f"{where}: sink counted {result.get('delivered_after_exit')} of {calls}")
         if result.get("consumer_threads_alive"):
             found.append(f"{where}: segment's consumer thread runs with send=False")

@@ -58,6 +58,8 @@ INSTRUCTION_SCENARIOS = (
     "instructions_caller",
     "instructions_caller_bound",
     "instructions_delivery",
+    "instructions_caller_direct",
+    "instructions_delivery_direct",
 )
 # cdp only: the caller with and without a request's context bound (issue #10), run beside
 # ``caller`` in the same repeat.
@@ -176,6 +178,13 @@ def make_cdp(host: str, **options: Any) -> tuple[logging.Logger, Any]:
     logger = quiet_logger("bench.cdp")
     logger.addHandler(handler)
     return logger, handler
+
+
+def make_cdp_client(host: str, **options: Any) -> Any:
+    """cdp_logging's ``Analytics`` client pointed at *host*, for the direct calls."""
+    import cdp_logging
+
+    return cdp_logging.Analytics(write_key=WRITE_KEY, host=host, **options)
 
 
 def make_floor() -> logging.Logger:
@@ -617,6 +626,40 @@ def instructions_delivery(library: str, sink: str, calls: int) -> dict[str, Any]
     return {"sent": calls, "rejected_by_library": rejected, "flushed": flushed, **extra}
 
 
+def instructions_caller_direct(library: str, host: str, calls: int) -> dict[str, Any]:
+    """``instructions_caller`` for cdp's direct ``Analytics.track()``, with ``send=False``.
+
+    The same call as segment's in ``instructions_caller`` (``track_direct``), so the two
+    per-call figures compare like for like. Each returned Future is dropped, as an
+    application that does not wait on it drops it.
+    """
+    if library != "cdp":
+        raise SystemExit(f"scenario instructions_caller_direct does not apply to {library!r}")
+    client = make_cdp_client(host, send=False)
+    for _ in range(calls):
+        track_direct(client)
+    flushed = bool(client.flush(timeout=FLUSH_TIMEOUT_CDP))
+    stats = client.stats()
+    return {"calls": calls, "send": False, "flushed": flushed, "library_stats": stats}
+
+
+def instructions_delivery_direct(library: str, sink: str, calls: int) -> dict[str, Any]:
+    """``instructions_delivery`` for cdp's direct ``Analytics.track()``, Futures dropped."""
+    if library != "cdp":
+        raise SystemExit(f"scenario instructions_delivery_direct does not apply to {library!r}")
+    client = make_cdp_client(sink)
+    for _ in range(calls):
+        track_direct(client)
+    flushed = bool(client.flush(timeout=FLUSH_TIMEOUT_CDP))
+    stats = client.stats()
+    return {
+        "sent": calls,
+        "rejected_by_library": int(stats["dropped"]),
+        "flushed": flushed,
+        "library_stats": stats,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=SCENARIOS + INSTRUCTION_SCENARIOS + CONTEXT_SCENARIOS)
@@ -648,6 +691,10 @@ def main() -> None:
         result = instructions_caller_bound(args.library, sink, args.calls)
     elif args.scenario == "instructions_delivery":
         result = instructions_delivery(args.library, sink, args.calls)
+    elif args.scenario == "instructions_caller_direct":
+        result = instructions_caller_direct(args.library, sink, args.calls)
+    elif args.scenario == "instructions_delivery_direct":
+        result = instructions_delivery_direct(args.library, sink, args.calls)
     else:
         result = memory(args.library, args.quick)
     result.update(scenario=args.scenario, library=args.library, pid=os.getpid())

@@ -37,7 +37,6 @@ __all__ = [
     "FLAT_KEYS",
     "PAYLOAD_KEYS",
     "build",
-    "decode",
     "fields_from_event_dict",
     "fields_from_record",
     "iso_timestamp",
@@ -410,9 +409,3 @@ def fields_from_event_dict(
         if flat:
             return event, flat, False
     return None
-
-
-def decode(data: bytes) -> dict[str, Any]:
-    """The wire message back as a dict, for callbacks and errors (never on the hot path)."""
-    message: dict[str, Any] = json.loads(data)
-    return message

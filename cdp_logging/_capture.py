@@ -7,9 +7,10 @@ timestamps) and those bytes never reach a sender, not even after the block.
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
+
+from ._queue import decode
 
 __all__ = ["capturing", "offer", "start", "stop"]
 
@@ -28,7 +29,7 @@ def offer(built: bytes) -> dict[str, Any] | None:
     with _lock:
         if not _sinks:
             return None
-        message: dict[str, Any] = json.loads(built)
+        message = decode(built)
         for sink in _sinks:
             sink.append(message)
         return message

@@ -33,7 +33,7 @@ from ._fleet import fleet_transport
 from ._future import CallFuture
 from ._lifecycle import exit_hook_ran, process_lock, sending_threads
 from ._options import ClientOptions, Options, build_options
-from ._queue import MessageQueue, Tracked
+from ._queue import MessageQueue, Tracked, decode
 from ._report import Reporter
 from ._sender import Sender
 from ._settle import resolve_call
@@ -377,7 +377,7 @@ class Analytics:
         else:
             reason = "the client was closed; messages logged after close() are not sent"
         wants = future is not None or callback is not None or self._reporter.wants_errors
-        messages = [_calls.decode(built)] if wants else []
+        messages = [decode(built)] if wants else []
         self._refuse(DeliveryError(refused, reason, messages=messages), future, callback)
         return False
 

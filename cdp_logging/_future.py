@@ -17,11 +17,12 @@ changes it, ``CallFuture`` is a plain ``Future`` subclass and only the saving is
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import FINISHED, PENDING
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from ._queue import decode
 
 __all__ = ["LAZY", "CallFuture"]
 
@@ -55,15 +56,19 @@ class CallFuture(Future[dict[str, Any]]):
             self._done_callbacks: list[Any] = []
         self._data: bytes | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        """Make the Condition on first use; reached only for attributes not yet set."""
-        if name != "_condition":
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        with _MAKING:
-            condition = self.__dict__.get("_condition")
-            if condition is None:
-                condition = self.__dict__["_condition"] = threading.Condition()
-        return condition
+    if not TYPE_CHECKING:
+        # Hidden from mypy: a __getattr__ returning Any would stop it flagging a
+        # misspelt attribute anywhere on this class; it sees Future's _condition.
+
+        def __getattr__(self, name: str) -> Any:
+            """Make the Condition on first use; reached only for attributes not yet set."""
+            if name != "_condition":
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            with _MAKING:
+                condition = self.__dict__.get("_condition")
+                if condition is None:
+                    condition = self.__dict__["_condition"] = threading.Condition()
+            return condition
 
     def deliver(self, data: bytes) -> None:
         """Resolve with the wire message *data*: the dict ``result()`` returns, decoded
@@ -76,7 +81,12 @@ class CallFuture(Future[dict[str, Any]]):
                 self._state = FINISHED
                 return
         with contextlib.suppress(InvalidStateError):  # cancelled by the application
-            self.set_result(json.loads(data))
+            self.set_result(decode(data))
+
+    def __repr__(self) -> str:
+        if self._data is not None:  # finished, not yet decoded: it will be a dict
+            return f"<{type(self).__name__} at {id(self):#x} state=finished returned dict>"
+        return super().__repr__()
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         value = super().result(timeout)
@@ -84,7 +94,7 @@ class CallFuture(Future[dict[str, Any]]):
             return value
         with self._condition:  # decoded once, so every caller gets the same dict
             if self._data is not None:
-                self._result = json.loads(self._data)
+                self._result = decode(self._data)
                 self._data = None
             decoded: dict[str, Any] = self._result
         return decoded

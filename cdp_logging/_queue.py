@@ -13,6 +13,7 @@ common entry is a bare ``bytes`` object: the cheapest thing Python can hold.
 
 from __future__ import annotations
 
+import json
 import threading
 from bisect import bisect_right
 from collections.abc import Callable
@@ -30,6 +31,7 @@ __all__ = [
     "MemoryQueue",
     "MessageQueue",
     "Tracked",
+    "decode",
     "entry_data",
     "join_entries",
     "make_queue",
@@ -60,6 +62,16 @@ class Tracked:
 
 
 Entry: TypeAlias = "bytes | Tracked"
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """A wire message back as a dict, for callbacks, Futures and errors.
+
+    Never on the hot path: only for a call that asked to hear how it ended, an
+    ``on_flush`` or ``on_error`` that reads the messages, or a capture.
+    """
+    message: dict[str, Any] = json.loads(data)
+    return message
 
 
 def entry_data(entry: Entry) -> bytes:

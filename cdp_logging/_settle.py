@@ -11,7 +11,6 @@ split batch, or a batch a flush sent from another thread, may end before an olde
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 from ._errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
 from ._future import CallFuture
 from ._options import FlushCallback
-from ._queue import MessageQueue, Tracked, entry_data
+from ._queue import MessageQueue, Tracked, decode, entry_data
 from ._report import Reporter, warn
 from ._transport import CONFIGURATION_STATUSES
 from ._wire import Batch
@@ -80,7 +79,7 @@ def resolve_call(
 
 
 def _decode(batch: Batch) -> list[dict[str, Any]]:
-    return [json.loads(entry_data(entry)) for entry in batch.entries]
+    return [decode(entry_data(entry)) for entry in batch.entries]
 
 
 class Ledger:
@@ -158,7 +157,7 @@ class Ledger:
             if tracked:
                 self._resolve(batch, tracked, None, messages)
         elif tracked:
-            self._delivered_calls(tracked)
+            self._resolve(batch, tracked, None, None)
         self._queue.settle(batch.start, batch.end, True)
         self.progress.settle(batch.start, batch.end)
 
@@ -189,28 +188,33 @@ class Ledger:
             reason = f"delivery stopped by {type(error).__name__}: {error}"
             self.failed(batch, INTERNAL_ERROR, reason, None)
 
-    def _delivered_calls(self, tracked: list[Tracked]) -> None:
-        """Tell delivered calls, decoding a message only for a call that will read it.
-
-        A direct call's ``CallFuture`` that nothing has looked at keeps its wire bytes
-        (``deliver``): in fire-and-forget use, the common one, the sender decodes nothing.
-        """
-        for item in tracked:
-            future, callback = item.future, item.callback
-            if callback is None and type(future) is CallFuture:
-                future.deliver(item.data)
-            else:
-                resolve_call(future, callback, None, json.loads(item.data), self._scrub)
-
     def _resolve(
         self,
         batch: Batch,
-        tracked: list[Any],
+        tracked: list[Tracked],
         error: DeliveryError | None,
-        messages: list[dict[str, Any]],
+        messages: list[dict[str, Any]] | None,
     ) -> None:
-        by_entry = {
-            id(entry): message for entry, message in zip(batch.entries, messages, strict=True)
-        }
+        """Tell each tracked call of *batch* how it ended.
+
+        *messages* is the batch decoded, when someone already needed it (``on_flush``,
+        an error); without it a message is decoded only for a call that will read it.
+        A delivered direct call's ``CallFuture`` that nothing has looked at keeps its
+        wire bytes (``deliver``): in fire-and-forget use, the common one, the sender
+        decodes nothing.
+        """
+        by_entry = None
+        if messages is not None:
+            by_entry = {
+                id(entry): message for entry, message in zip(batch.entries, messages, strict=True)
+            }
         for item in tracked:
-            resolve_call(item.future, item.callback, error, by_entry[id(item)], self._scrub)
+            future, callback = item.future, item.callback
+            if by_entry is not None:
+                message = by_entry[id(item)]
+            elif error is None and callback is None and type(future) is CallFuture:
+                future.deliver(item.data)
+                continue
+            else:
+                message = decode(item.data)
+            resolve_call(future, callback, error, message, self._scrub)

@@ -37,6 +37,7 @@ class TestThroughTheClient:
         assert client.flush(timeout=5)
         # Nothing looked at them before delivery: settled without a Condition.
         assert all("_condition" not in vars(f) for f in futures)
+        assert "state=finished returned dict>" in repr(futures[0])  # not NoneType
         sent = {m["messageId"]: m for m in collector.messages()}
         for i, future in enumerate(futures):
             result = future.result(timeout=0)
