@@ -60,13 +60,16 @@ class AnalyticsHandler(logging.Handler):
         client: Analytics | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(level)
+        # The client first: Handler.__init__ puts the handler on the list that
+        # logging.shutdown() flushes at exit, and a handler whose options were refused
+        # must not be there, half made, to print a traceback at exit.
         if client is not None and (write_key is not None or host is not None or options):
             raise ValueError(
                 "pass client= or the client's options (write_key, host, ...), not both"
             )
         self._owns_client = client is None
         self._client = client if client is not None else Analytics(write_key, host, **options)
+        super().__init__(level)
         # Set by close(): the next record reopens the client, and the handler must then
         # be back on the list logging.shutdown() flushes at exit.
         self._unlisted = False

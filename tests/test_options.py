@@ -24,7 +24,7 @@ from cdp_logging._options import (
     build_options,
 )
 
-from .conftest import ROOT, WRITE_KEY
+from .conftest import ROOT, WRITE_KEY, run_python
 
 
 class TestDefaults:
@@ -203,6 +203,20 @@ class TestOneSource:
         for door in self.FRONT_DOORS:
             with pytest.raises(TypeError, match="max_event_in_batch"):
                 door("k", max_event_in_batch=5)  # type: ignore[call-arg]  # mypy sees it too
+
+    def test_a_refused_handler_leaves_nothing_behind_for_exit(self) -> None:
+        """A start-up that dies of a bad option prints that one error, and nothing at
+        exit: no half-made handler stays on logging's exit list to fail there too (the
+        uncaught traceback keeps it alive until then)."""
+        done = run_python(
+            """
+            import cdp_logging
+            cdp_logging.AnalyticsHandler("k", "http://127.0.0.1:9", max_events_in_batch=100000)
+            """
+        )
+        assert done.returncode == 1
+        assert "ValueError: max_events_in_batch must be at most" in done.stderr
+        assert done.stderr.count("Traceback") == 1, done.stderr
 
     def test_client_and_options_together_are_refused(self) -> None:
         client = cdp_logging.Analytics("k", send=False)
