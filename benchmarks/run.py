@@ -380,6 +380,8 @@ INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("delivery", ("cdp", "segment")),
     ("caller_direct", ("cdp",)),
     ("delivery_direct", ("cdp",)),
+    # scenarios.py's STAGES: the handler's path cut short, for the breakdown table.
+    *((f"stage_{stage}", ("cdp",)) for stage in ("found", "rules", "built", "queued")),
 )
 # The measures that send to a sink (each run gets one of its own); the rest send nothing.
 DELIVERY_MEASURES = ("delivery", "delivery_direct")
@@ -519,11 +521,46 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
     return results
 
 
+# The handler's path, step by step: (label, the measure that ends with the step). Each
+# step's cost is its measure minus the one before (the first: the floor's logging call).
+BREAKDOWN: tuple[tuple[str, str], ...] = (
+    ("logging's own record, as with a NullHandler (the floor)", "floor"),
+    ("finding the payload: handle, emit, fields_from_record", "stage_found_per_call"),
+    ("build's rules: checks, timestamp, messageId, bound context", "stage_rules_per_call"),
+    ("build's JSON encoding of the caller's values", "stage_built_per_call"),
+    ("queue, and the sender settling 2,500-message batches unsent", "stage_queued_per_call"),
+    ("the sender sending: requests, HTTP, settling (default batching)", "delivery_per_event"),
+)
+
+
+def breakdown(results: Results) -> str:
+    """Where one logged event's instructions go, whole process, by ablation."""
+    floor = value(results, INSTRUCTIONS, "floor", "caller_per_call")
+    lines = [
+        "| step of a logged event (cdp, by ablation) | instructions | share | cumulative / floor |",
+        "|---|---:|---:|---:|",
+    ]
+    total = value(results, INSTRUCTIONS, "cdp", "delivery_per_event")
+    before: float | None = 0.0
+    for label, key in BREAKDOWN:
+        reached = floor if key == "floor" else value(results, INSTRUCTIONS, "cdp", key)
+        step = None if reached is None or before is None else reached - before
+        share = "-" if step is None or not total else f"{step / total:.0%}"
+        lines.append(f"| {label} | {fmt(step)} | {share} | {ratio(reached, floor)} |")
+        before = reached
+    requests = value(results, INSTRUCTIONS, "cdp", "events_per_request")
+    if requests is not None:
+        lines.append(f"\n(the delivery run sent {requests:.1f} events per request)")
+    return "\n".join(lines)
+
+
 def _instruction_problems(runs: dict[tuple[str, str, int], dict[str, Any]]) -> list[str]:
     found: list[str] = []
     for (measure, library, calls), result in runs.items():
         where = f"instructions {measure}/{library} N={calls:,}"
         found.extend(_run_problems(where, result))
+        if measure.startswith("stage_") and result.get("reached") != calls:
+            found.append(f"{where}: {result.get('reached')} of {calls} reached the stage")
         if measure in DELIVERY_MEASURES and result.get("delivered_after_exit") != calls:
             found.append(f"{where}: sink counted {result.get('delivered_after_exit')} of {calls}")
         if result.get("consumer_threads_alive"):
@@ -575,9 +612,12 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
     runs = {(job.measure, job.library, job.calls): result for job, result in pairs}
     results = instruction_metrics(runs, calls)
     table_text = table(results, INSTRUCTION_ROWS)
+    parts_text = breakdown(results)
     found = _instruction_problems(runs)
     print()
     print(table_text)
+    print()
+    print(parts_text)
     print(f"\n{len(plan)} valgrind processes in {elapsed:.0f} s, {jobs} at a time")
     print_observations(found)
     return {
@@ -592,6 +632,7 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
         ],
         "observations": found,
         "table": table_text,
+        "breakdown": parts_text,
     }
 
 

@@ -53,6 +53,9 @@ if os.environ.get("CDP_BENCH_STDLIB_JSON"):
     sys.modules["orjson"] = None  # type: ignore[assignment]
 
 SCENARIOS = ("caller", "loop", "exit", "exit_held", "exit_flush", "memory")
+# The handler's path cut short at each step, cumulative: run.py's breakdown of where an
+# event's instructions go is the difference between neighbours (see instructions_stage).
+STAGES = ("found", "rules", "built", "queued")
 # Run only under callgrind by run.py's opt-in ``instructions`` scenario.
 INSTRUCTION_SCENARIOS = (
     "instructions_caller",
@@ -60,6 +63,7 @@ INSTRUCTION_SCENARIOS = (
     "instructions_delivery",
     "instructions_caller_direct",
     "instructions_delivery_direct",
+    *(f"instructions_stage_{stage}" for stage in STAGES),
 )
 # cdp only: the caller with and without a request's context bound (issue #10), run beside
 # ``caller`` in the same repeat.
@@ -67,6 +71,8 @@ CONTEXT_SCENARIOS = ("caller_context",)
 LIBRARIES = ("cdp", "segment", "floor")
 
 WRITE_KEY = "bench"
+# Where the stage scenarios point their client: it never sends (send=False).
+UNUSED_STAGE_HOST = "http://127.0.0.1:9"
 # Every wait is bounded; these are far above what a healthy run needs.
 FLUSH_TIMEOUT_CDP = 60.0
 FLUSH_TIMEOUT_SEGMENT = 120.0
@@ -660,6 +666,65 @@ def instructions_delivery_direct(library: str, sink: str, calls: int) -> dict[st
     }
 
 
+def instructions_stage(stage: str, calls: int) -> dict[str, Any]:
+    """The handler's ``track_by_logging`` with the path cut short after *stage*.
+
+    An ablation, for the breakdown only: each stage does everything the one before does,
+    plus one step, so the difference between neighbours is that step's cost per event.
+
+    * found: the handler finds the payload (``handle``, ``emit``, ``fields_from_record``);
+      ``Analytics.submit`` does nothing.
+    * rules: ``submit`` only runs ``build`` with its JSON encoder replaced by a constant:
+      the checks, the timestamp, the messageId and the bound context, nothing encoded.
+    * built: ``submit`` only runs ``build``, encoder and all.
+    * queued: the whole ``submit`` with ``send=False``, the sender taking full batches
+      (2,500) and settling them unsent: everything but the HTTP request.
+
+    The ``delivery`` measure is the next stage: everything, sent to the sink.
+    """
+    from cdp_logging import _calls, _json
+
+    if stage not in STAGES:
+        raise SystemExit(f"unknown stage {stage!r}")
+    options: dict[str, Any] = {"send": False, "max_queue_size": 4 * calls}
+    if stage == "queued":
+        options.update(max_events_in_batch=2_500, flush_interval=3_600)
+    log, handler = make_cdp(UNUSED_STAGE_HOST, **options)
+    client = handler.client
+    if stage == "rules":
+        # Not an assignment: the name is Final for every other reader.
+        vars(_json)["dumps_members"] = lambda members, tail: b"{}"
+    reached = [0]  # calls that got as far as the stage (built: and were built)
+    build = _calls.build
+
+    def built_only(call_type: Any, fields: Any, created: float, *, strict: bool) -> bool:
+        made = isinstance(build(call_type, fields, created, strict=strict), bytes)
+        reached[0] += made
+        return made
+
+    def found_only(*args: Any, **kwargs: Any) -> bool:
+        reached[0] += 1
+        return True
+
+    if stage in ("rules", "built"):
+        client.submit = built_only
+    elif stage == "found":
+        client.submit = found_only
+    for _ in range(calls):
+        track_by_logging(log)
+    flushed = bool(client.flush(timeout=FLUSH_TIMEOUT_CDP))
+    stats = client.stats()
+    if stage == "queued":
+        reached[0] = int(stats["queued"])
+    return {
+        "calls": calls,
+        "stage": stage,
+        "reached": reached[0],
+        "flushed": flushed,
+        "library_stats": stats,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=SCENARIOS + INSTRUCTION_SCENARIOS + CONTEXT_SCENARIOS)
@@ -695,6 +760,10 @@ def main() -> None:
         result = instructions_caller_direct(args.library, sink, args.calls)
     elif args.scenario == "instructions_delivery_direct":
         result = instructions_delivery_direct(args.library, sink, args.calls)
+    elif args.scenario.startswith("instructions_stage_"):
+        if args.library != "cdp":
+            parser.error("the instructions_stage_* scenarios measure cdp only")
+        result = instructions_stage(args.scenario.removeprefix("instructions_stage_"), args.calls)
     else:
         result = memory(args.library, args.quick)
     result.update(scenario=args.scenario, library=args.library, pid=os.getpid())
