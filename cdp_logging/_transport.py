@@ -15,7 +15,8 @@ import gzip as gzip_module
 # that moment copies the import lock held by our sender thread into the child, whose
 # own first request then waits for it forever. Importing it here, before any thread
 # exists, leaves nothing to import mid-request (checked: a first POST, with and without
-# gzip, imports no other module). PITFALLS: "fork() copies every lock".
+# gzip, imports no other module). Why a fork copies held locks: the warning under
+# https://docs.python.org/3/library/os.html#os.fork
 import netrc  # noqa: F401
 import os
 import platform

@@ -168,7 +168,7 @@ class TestOneSource:
         assert set(rows) == OPTION_NAMES | {"write_key", "host"}
 
     def test_every_option_reaches_the_client_from_each_front_door(self, tmp_path: Path) -> None:
-        """Each door hands every option through unchanged (PITFALLS: ignored config)."""
+        """Each door hands every option through unchanged: none is dropped on the way."""
         given: dict[str, Any] = {
             "max_events_in_batch": 7,
             "flush_interval": 3.0,
