@@ -367,11 +367,11 @@ def _run_problems(where: str, result: dict[str, Any]) -> list[str]:
 
 # -- (e) instructions under callgrind ---------------------------------------------------------
 
-# N for each measure; every library runs N and 2N in two processes. Chosen so that the 10
-# valgrind processes take ~3 minutes on the 2-vCPU VM with 2 jobs (184 s with both CPUs
-# also busy with other work; python under callgrind is ~50-80x slower, and its start-up
-# and imports alone take ~5-10 s); the noise between two identical runs is ~1M
-# instructions, i.e. ~0.2% of a per-call figure at N = 5,000.
+# N for each measure; every library runs N and 2N in two processes. Chosen so that the 24
+# valgrind processes take ~4 minutes on the 2-vCPU VM with 2 jobs (210-254 s; python
+# under callgrind is ~50-80x slower, and its start-up and imports alone take ~5-10 s);
+# the noise between two identical runs is ~1M instructions, i.e. ~0.2% of a per-call
+# figure at N = 5,000 (more for the measures with a sender: see measure_instructions).
 INSTRUCTION_CALLS = 5_000
 INSTRUCTION_CALLS_QUICK = 500
 INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -386,6 +386,12 @@ INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
 # The measures that send to a sink (each run gets one of its own); the rest send nothing.
 DELIVERY_MEASURES = ("delivery", "delivery_direct")
 INSTRUCTIONS_TIMEOUT = 900.0  # one valgrind process, start to end
+# Every valgrind child's sys.setswitchinterval (see measure_instructions): 10x Python's
+# 5 ms. Measured, cdp's delivery run: 45 events per request at 5 ms, 123-238 at 50 ms,
+# 625-1,250 at 250 ms (where the N and 2N runs made the same number of requests, so the
+# difference no longer counted HTTP at all); the timed loop sends 590-950. 50 ms stays
+# below the real fill, so the HTTP share per event it shows is, if anything, too high.
+INSTRUCTION_SWITCH_INTERVAL = 0.05
 # The host of the caller measure: every library runs with send=False there, so nothing
 # ever connects to it (port 9 is "discard"; nothing listens on it here either).
 UNUSED_HOST = "http://127.0.0.1:9"
@@ -412,6 +418,7 @@ class Counted:
     measure: str
     library: str
     calls: int
+    switch_interval: float | None = None  # None: Python's own
 
 
 def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
@@ -440,6 +447,8 @@ def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
                 "--calls",
                 str(job.calls),
             ]
+            if job.switch_interval is not None:
+                command += ["--switch-interval", str(job.switch_interval)]
             # A fixed hash seed: str hashes (so dict and set layouts) are the same in the
             # N and the 2N process, which keeps the difference free of that jitter.
             env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -568,8 +577,17 @@ def _instruction_problems(runs: dict[tuple[str, str, int], dict[str, Any]]) -> l
     return found
 
 
-def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
-    """Section (e): count, print and return the instruction numbers, or why they are absent."""
+def measure_instructions(
+    quick: bool, jobs: int, switch_interval: float = INSTRUCTION_SWITCH_INTERVAL
+) -> dict[str, Any]:
+    """Section (e): count, print and return the instruction numbers, or why they are absent.
+
+    *switch_interval* is every child's ``sys.setswitchinterval``. The GIL changes
+    hands by the wall clock (5 ms), and under valgrind a thread does ~50x less work in
+    5 ms, so at Python's own interval the sender wakes far more often per event and
+    sends small batches (~50 events per request, against 590-950 in the timed loop):
+    the whole-process figure then carries more HTTP per event than a real process pays.
+    """
     print(f"\n## {INSTRUCTIONS}: callgrind instruction counts (placement-independent, run once)\n")
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -581,7 +599,7 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
     ).stdout.strip()
     calls = INSTRUCTION_CALLS_QUICK if quick else INSTRUCTION_CALLS
     plan = [
-        Counted(measure, library, n)
+        Counted(measure, library, n, switch_interval)
         for measure, libraries in INSTRUCTION_MEASURES
         for library in libraries
         for n in (calls, 2 * calls)
@@ -590,7 +608,8 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
     weight = {"segment": 2, "cdp": 1, "floor": 0}
     plan.sort(key=lambda job: (weight[job.library], job.calls, job.measure), reverse=True)
     print(
-        f"{version}; N = {calls:,} and 2N = {2 * calls:,}; {len(plan)} processes, {jobs} at a time",
+        f"{version}; N = {calls:,} and 2N = {2 * calls:,}; {len(plan)} processes, {jobs} at a "
+        f"time; GIL switch interval {switch_interval} s",
         flush=True,
     )
     printing = threading.Lock()
@@ -624,6 +643,7 @@ def measure_instructions(quick: bool, jobs: int) -> dict[str, Any]:
         "valgrind": version,
         "calls_n": calls,
         "jobs": jobs,
+        "switch_interval": switch_interval,
         "elapsed_s": elapsed,
         "metrics": {lib: by_lib[0] for lib, by_lib in results.get(INSTRUCTIONS, {}).items()},
         "runs": [
@@ -826,6 +846,15 @@ def main() -> None:
         "where times on a small VM are not); alone, nothing is timed",
     )
     parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=INSTRUCTION_SWITCH_INTERVAL,
+        metavar="SECONDS",
+        help=f"with {INSTRUCTIONS}: every valgrind child's sys.setswitchinterval (default "
+        f"{INSTRUCTION_SWITCH_INTERVAL}, 10x Python's, so that batches fill closer to how "
+        "they fill outside valgrind; 0.005 is Python's own). See benchmarks/README.md",
+    )
+    parser.add_argument(
         "--detail", action="store_true", help="also print each repeat's value of the main metrics"
     )
     parser.add_argument(
@@ -850,6 +879,8 @@ def main() -> None:
     jobs = args.jobs if args.jobs is not None else len(_usable_cpus())
     if jobs < 1:
         parser.error("--jobs must be at least 1")
+    if not args.switch_interval > 0:
+        parser.error("--switch-interval must be a positive number of seconds")
     repeats = args.repeat if args.repeat is not None else (1 if args.quick else 5)
     if repeats < 1:
         parser.error("--repeat must be at least 1")
@@ -891,7 +922,9 @@ def main() -> None:
         section.update(sink_cpu=sink_cpu, bench_cpu=bench_cpu)
         placements_out[name] = section
     # After the timed runs, never beside them: its valgrind processes load every CPU.
-    instructions_out = measure_instructions(args.quick, jobs) if instructions else None
+    instructions_out = (
+        measure_instructions(args.quick, jobs, args.switch_interval) if instructions else None
+    )
     info["cdp_logging_source_sha256_at_end"] = _source_digest()
     changed = info["cdp_logging_source_sha256_at_end"] != info["cdp_logging_source_sha256"]
     if changed:

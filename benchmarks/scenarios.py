@@ -735,7 +735,16 @@ def main() -> None:
     parser.add_argument(
         "--calls", type=int, default=None, help="calls, for the instructions_* scenarios only"
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval() first: run.py scales the GIL's 5 ms by valgrind's "
+        "slowdown, so that threads trade the GIL after as much work as they do natively",
+    )
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if (args.calls is None) != (args.scenario not in INSTRUCTION_SCENARIOS):
         parser.error("--calls is required by the instructions_* scenarios, and only by them")
     if args.cpu is not None:
