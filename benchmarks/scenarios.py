@@ -739,8 +739,8 @@ def main() -> None:
         "--switch-interval",
         type=float,
         default=None,
-        help="sys.setswitchinterval() first: run.py scales the GIL's 5 ms by valgrind's "
-        "slowdown, so that threads trade the GIL after as much work as they do natively",
+        help="sys.setswitchinterval() first: run.py lengthens the GIL's 5 ms under valgrind, "
+        "which slows threads ~50x, so that batches fill closer to a real run's",
     )
     args = parser.parse_args()
     if args.switch_interval is not None:

@@ -17,6 +17,7 @@ changes it, ``CallFuture`` is a plain ``Future`` subclass and only the saving is
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import FINISHED, PENDING
@@ -34,6 +35,18 @@ LAZY: Final = set(vars(Future())) == _LAYOUT
 # no Condition (so nobody can be waiting or have a done-callback) and settles without
 # one, or the Condition exists first and deliver() takes Future's own path.
 _MAKING = threading.Lock()
+
+
+def _reinit_after_fork() -> None:
+    """A fresh lock in a forked child: the parent's sender thread may have held this one
+    at the fork (deliver() takes it per settled call), and no thread in the child would
+    ever release it; every later Condition, and the child's own sender, would hang."""
+    global _MAKING
+    _MAKING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; there is no fork to survive elsewhere
+    os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
 class CallFuture(Future[dict[str, Any]]):
@@ -90,8 +103,11 @@ class CallFuture(Future[dict[str, Any]]):
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         value = super().result(timeout)
-        if self._data is None:
+        if value is not None:  # settled by set_result (decode never gives None)
             return value
+        # Settled by deliver(): the bytes, or, if another thread decoded them after the
+        # line above read None, its dict. Checked under the Condition, which the decoding
+        # thread holds, so this thread never returns the None it read before.
         with self._condition:  # decoded once, so every caller gets the same dict
             if self._data is not None:
                 self._result = decode(self._data)

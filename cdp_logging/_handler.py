@@ -69,7 +69,12 @@ class AnalyticsHandler(logging.Handler):
             )
         self._owns_client = client is None
         self._client = client if client is not None else Analytics(write_key, host, **options)
-        super().__init__(level)
+        try:
+            super().__init__(level)
+        except BaseException:
+            if self._owns_client:  # a bad level: the client we made has no other owner
+                self._client.close()
+            raise
         # Set by close(): the next record reopens the client, and the handler must then
         # be back on the list logging.shutdown() flushes at exit.
         self._unlisted = False

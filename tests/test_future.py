@@ -16,6 +16,8 @@ import cdp_logging
 from cdp_logging._future import LAZY, CallFuture
 from cdp_logging.collector import Collector
 
+from .conftest import run_python
+
 MESSAGE = {"type": "track", "userId": "u", "event": "E", "messageId": "m-1"}
 DATA = json.dumps(MESSAGE).encode()
 
@@ -129,3 +131,68 @@ class TestDeliver:
             future.deliver(DATA)
             waiter.join(timeout=10)
             assert got == [MESSAGE]
+
+    def test_a_reader_never_gets_none_while_another_decodes(self) -> None:
+        """Two threads read a Future deliver() settled with bytes. The first is held just
+        after Future.result has read the undecoded None, while the second decodes: the
+        first must still return the dict. The hold is a Condition whose exit waits, for
+        the first reader only, until the second has its result, so the order is forced,
+        not hoped for."""
+        future = CallFuture()
+        future.deliver(DATA)
+        assert "_condition" not in vars(future)  # settled with the bytes kept
+        held_out, decoded = threading.Event(), threading.Event()
+        reader: list[int] = []
+
+        class HoldingCondition(threading.Condition):
+            def __exit__(self, *exc: Any) -> None:
+                super().__exit__(*exc)
+                if threading.get_ident() in reader and not held_out.is_set():
+                    held_out.set()
+                    decoded.wait(timeout=5)
+
+        vars(future)["_condition"] = HoldingCondition()
+        got: list[object] = []
+
+        def read() -> None:
+            reader.append(threading.get_ident())
+            got.append(future.result(timeout=5))
+
+        first = threading.Thread(target=read)
+        first.start()
+        assert held_out.wait(timeout=5)
+        second = future.result(timeout=5)
+        decoded.set()
+        first.join(timeout=5)
+        assert second == MESSAGE
+        assert got == [second]
+        assert got[0] is second  # decoded once: both have the same dict
+
+
+def test_a_fork_while_the_sender_settles_leaves_the_child_free() -> None:
+    """deliver() takes a module lock per settled call on the sender thread; a fork at
+    that moment copies it held into the child, where nothing would ever release it. The
+    parent holds it across the fork here, as the sender would; the child must still make
+    a Condition and settle a Future (an alarm ends a child stuck on the copied lock)."""
+    done = run_python(
+        """
+        import os, signal
+        from cdp_logging import _future
+        from cdp_logging._future import CallFuture
+
+        with _future._MAKING:
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(10)
+                future = CallFuture()
+                future.done()  # makes the Condition, under the module lock
+                future.deliver(b'{"event": "E"}')
+                print("child result", future.result(timeout=1)["event"], flush=True)
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+        """,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["child result E", "child exit 0"], done.stdout

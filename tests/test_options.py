@@ -218,6 +218,23 @@ class TestOneSource:
         assert "ValueError: max_events_in_batch must be at most" in done.stderr
         assert done.stderr.count("Traceback") == 1, done.stderr
 
+    def test_a_bad_level_closes_the_client_the_handler_made(self) -> None:
+        """The level is checked after the client is made (see the handler's __init__), so
+        a refused level must close that client: nobody else holds it, and an open one
+        would stay on the exit list for as long as the traceback keeps it alive."""
+        from cdp_logging import _lifecycle
+
+        before = {id(member) for member in _lifecycle._MEMBERS if not member.closed}
+        with pytest.raises(ValueError, match="BOGUS") as refused:
+            cdp_logging.AnalyticsHandler("k", "http://127.0.0.1:9", level="BOGUS")
+        left_open = [
+            member
+            for member in _lifecycle._MEMBERS
+            if not member.closed and id(member) not in before
+        ]
+        assert left_open == []
+        assert refused.traceback  # it is still alive here, holding the half-made handler
+
     def test_client_and_options_together_are_refused(self) -> None:
         client = cdp_logging.Analytics("k", send=False)
         with pytest.raises(ValueError, match="not both"):
