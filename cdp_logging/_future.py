@@ -17,12 +17,12 @@ changes it, ``CallFuture`` is a plain ``Future`` subclass and only the saving is
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import FINISHED, PENDING
 from typing import TYPE_CHECKING, Any, Final
 
+from ._lifecycle import process_lock
 from ._queue import decode
 
 __all__ = ["LAZY", "CallFuture"]
@@ -31,22 +31,13 @@ __all__ = ["LAZY", "CallFuture"]
 _LAYOUT: Final = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 LAZY: Final = set(vars(Future())) == _LAYOUT
 
-# Guards the making of a Condition against deliver(): with it, either deliver() sees
-# no Condition (so nobody can be waiting or have a done-callback) and settles without
-# one, or the Condition exists first and deliver() takes Future's own path.
-_MAKING = threading.Lock()
-
-
-def _reinit_after_fork() -> None:
-    """A fresh lock in a forked child: the parent's sender thread may have held this one
-    at the fork (deliver() takes it per settled call), and no thread in the child would
-    ever release it; every later Condition, and the child's own sender, would hang."""
-    global _MAKING
-    _MAKING = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX; there is no fork to survive elsewhere
-    os.register_at_fork(after_in_child=_reinit_after_fork)
+# The lock that guards the making of a Condition against deliver(): with it, either
+# deliver() sees no Condition (so nobody can be waiting or have a done-callback) and
+# settles without one, or the Condition exists first and deliver() takes Future's own
+# path. One per process: the parent's sender takes it for every call it settles, so a
+# fork can copy it held into a child, with or without fork hooks (uWSGI), where no
+# thread would ever release it.
+_MAKING: Final = "future-condition"
 
 
 class CallFuture(Future[dict[str, Any]]):
@@ -77,7 +68,7 @@ class CallFuture(Future[dict[str, Any]]):
             """Make the Condition on first use; reached only for attributes not yet set."""
             if name != "_condition":
                 raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-            with _MAKING:
+            with process_lock(_MAKING):
                 condition = self.__dict__.get("_condition")
                 if condition is None:
                     condition = self.__dict__["_condition"] = threading.Condition()
@@ -86,7 +77,7 @@ class CallFuture(Future[dict[str, Any]]):
     def deliver(self, data: bytes) -> None:
         """Resolve with the wire message *data*: the dict ``result()`` returns, decoded
         only if anything asks for it."""
-        with _MAKING:
+        with process_lock(_MAKING):
             if "_condition" not in self.__dict__ and self._state == PENDING:
                 # Nothing has looked at this Future, so nothing waits on it and it has
                 # no done-callbacks (adding one makes the Condition): nothing to notify.

@@ -77,7 +77,10 @@ def process_lock(purpose: str, pid: int | None = None) -> threading.Lock:
     """This process's lock for *purpose*, safe to take in a child forked with or
     without fork hooks (uWSGI): it was never held by a thread of the parent."""
     key = (purpose, os.getpid() if pid is None else pid)
-    return _PROCESS_LOCKS.setdefault(key, threading.Lock())  # atomic: one per key
+    lock = _PROCESS_LOCKS.get(key)  # a Lock made only the first time: deliver() asks per call
+    if lock is None:
+        lock = _PROCESS_LOCKS.setdefault(key, threading.Lock())  # atomic: one per key
+    return lock
 
 
 def reset_process(pid: int) -> None:

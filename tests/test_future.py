@@ -169,24 +169,31 @@ class TestDeliver:
         assert got[0] is second  # decoded once: both have the same dict
 
 
-def test_a_fork_while_the_sender_settles_leaves_the_child_free() -> None:
-    """deliver() takes a module lock per settled call on the sender thread; a fork at
-    that moment copies it held into the child, where nothing would ever release it. The
+@pytest.mark.parametrize(
+    "fork",
+    ["os.fork()", "ctypes.PyDLL(None).fork()"],
+    ids=["os.fork", "libc-fork-no-hooks"],
+)
+def test_a_fork_while_the_sender_settles_leaves_the_child_free(fork: str) -> None:
+    """deliver() takes a lock per settled call on the sender thread; a fork at that
+    moment copies it held into the child, where nothing would ever release it. The
     parent holds it across the fork here, as the sender would; the child must still make
-    a Condition and settle a Future (an alarm ends a child stuck on the copied lock)."""
+    a Condition and settle a Future (an alarm ends a child stuck on the copied lock).
+    libc's fork runs no os.register_at_fork hook, as under uWSGI's default."""
     done = run_python(
-        """
-        import os, signal
+        f"""
+        import ctypes, os, signal
         from cdp_logging import _future
         from cdp_logging._future import CallFuture
+        from cdp_logging._lifecycle import process_lock
 
-        with _future._MAKING:
-            pid = os.fork()
+        with process_lock(_future._MAKING):
+            pid = {fork}
             if pid == 0:
                 signal.alarm(10)
                 future = CallFuture()
-                future.done()  # makes the Condition, under the module lock
-                future.deliver(b'{"event": "E"}')
+                future.done()  # makes the Condition, under the lock
+                future.deliver(b'{{"event": "E"}}')
                 print("child result", future.result(timeout=1)["event"], flush=True)
                 os._exit(0)
         _, status = os.waitpid(pid, 0)
