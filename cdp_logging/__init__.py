@@ -23,12 +23,12 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._client import Analytics
-    from ._context import bind_context, bound_context, clear_context, get_context
-    from ._errors import DeliveryError
-    from ._flushing import aflush, flush, flushing
+    from ._core.context import bind_context, bound_context, clear_context, get_context
+    from ._core.errors import DeliveryError
+    from ._core.retry import RetryPolicy
+    from ._delivery.flushing import aflush, flush, flushing
     from ._handler import AnalyticsHandler
     from ._processor import AnalyticsProcessor
-    from ._retry import RetryPolicy
 
 __all__ = [
     "Analytics",
@@ -50,20 +50,20 @@ _HOMES = {
     "Analytics": "._client",
     "AnalyticsHandler": "._handler",
     "AnalyticsProcessor": "._processor",
-    "DeliveryError": "._errors",
-    "RetryPolicy": "._retry",
-    "aflush": "._flushing",
-    "bind_context": "._context",
-    "bound_context": "._context",
-    "clear_context": "._context",
-    "flush": "._flushing",
-    "flushing": "._flushing",
-    "get_context": "._context",
+    "DeliveryError": "._core.errors",
+    "RetryPolicy": "._core.retry",
+    "aflush": "._delivery.flushing",
+    "bind_context": "._core.context",
+    "bound_context": "._core.context",
+    "clear_context": "._core.context",
+    "flush": "._delivery.flushing",
+    "flushing": "._delivery.flushing",
+    "get_context": "._core.context",
 }
 
 
 def _deliver_at_exit() -> None:
-    """Every client delivers what it holds (``_lifecycle.close_all``), if any was made.
+    """Every client delivers what it holds (``_core.process.close_all``), if any was made.
 
     Registered here, when the package is imported, and not when the sending side is
     first loaded: atexit runs hooks last-registered first, so an application hook
@@ -73,7 +73,7 @@ def _deliver_at_exit() -> None:
     one a dictConfig replaced and no longer in logging's handler list, delivers within
     its shutdown_timeout.
     """
-    lifecycle = sys.modules.get(f"{__name__}._lifecycle")
+    lifecycle = sys.modules.get(f"{__name__}._core.process")
     if lifecycle is not None:
         lifecycle.close_all()
 

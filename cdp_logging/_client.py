@@ -20,8 +20,11 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from . import _calls, _capture
-from ._errors import (
+from ._buffers.base import MessageQueue, Tracked, decode
+from ._buffers.redis import fleet_transport
+from ._core import calls as _calls
+from ._core import capture as _capture
+from ._core.errors import (
     CLOSED,
     INVALID_MESSAGE,
     MESSAGE_TOO_LARGE,
@@ -29,15 +32,13 @@ from ._errors import (
     REENTRANT,
     DeliveryError,
 )
-from ._fleet import fleet_transport
-from ._future import CallFuture
-from ._lifecycle import exit_hook_ran, process_lock, sending_threads
-from ._options import ClientOptions, Options, build_options
-from ._queue import MessageQueue, Tracked, decode
-from ._report import Reporter
-from ._sender import Sender
-from ._settle import resolve_call
-from ._transport import RequestsTransport
+from ._core.options import ClientOptions, Options, build_options
+from ._core.process import exit_hook_ran, process_lock, sending_threads
+from ._core.report import Reporter
+from ._delivery.future import CallFuture
+from ._delivery.sender import Sender
+from ._delivery.settle import resolve_call
+from ._transports.requests import RequestsTransport
 
 __all__ = ["Analytics", "Callback"]
 

@@ -11,9 +11,9 @@ import logging
 
 from typing_extensions import Unpack
 
-from ._calls import fields_from_record
 from ._client import Analytics
-from ._options import ClientOptions
+from ._core.calls import fields_from_record
+from ._core.options import ClientOptions
 
 __all__ = ["AnalyticsHandler"]
 

@@ -15,11 +15,11 @@ from typing import Any, Final, Literal
 import structlog
 from typing_extensions import Unpack
 
-from ._calls import EVENT_DICT_FLAT_KEYS, fields_from_event_dict
 from ._client import Analytics
+from ._core.calls import EVENT_DICT_FLAT_KEYS, fields_from_event_dict
+from ._core.options import ClientOptions
+from ._core.report import warn
 from ._handler import AnalyticsHandler
-from ._options import ClientOptions
-from ._report import warn
 
 __all__ = ["AnalyticsProcessor"]
 

@@ -42,17 +42,17 @@ import time
 from collections import deque
 from typing import Any, Final
 
-from ._buffer import RedisBuffer
+from ._buffers.base import Tracked
+from ._buffers.redis import FIELD, connect
 from ._client import _scrubber
-from ._errors import HTTP_STATUS, KEPT, DeliveryError
-from ._fleet import FIELD, connect
-from ._options import build_options
-from ._protocol import MAX_BATCH_MESSAGES
-from ._queue import Tracked
-from ._report import Reporter, warn
-from ._retry import DEFAULT_RETRY, RetryPolicy
-from ._sender import Sender
-from ._transport import CONFIGURATION_STATUSES, Outcome, RequestsTransport, classify
+from ._core.buffer_option import RedisBuffer
+from ._core.errors import HTTP_STATUS, KEPT, DeliveryError
+from ._core.options import build_options
+from ._core.protocol import MAX_BATCH_MESSAGES
+from ._core.report import Reporter, warn
+from ._core.retry import DEFAULT_RETRY, RetryPolicy
+from ._delivery.sender import Sender
+from ._transports.requests import CONFIGURATION_STATUSES, Outcome, RequestsTransport, classify
 
 __all__ = ["DEFAULT_GROUP", "DEFAULT_TAKEOVER", "Relay", "consumer_name"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._context import BOUND
-from ._request import RequestReader, _text, bind_request
+from ._core.context import BOUND
+from ._core.request import RequestReader, _text, bind_request
 
 __all__ = ["AnalyticsMiddleware"]
 

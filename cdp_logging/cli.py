@@ -29,11 +29,11 @@ from concurrent.futures import Future
 from typing import Any, Final
 
 from . import __version__
-from ._buffer import REDIS_SCHEMES, parse_redis_url
 from ._client import Analytics
-from ._errors import HTTP_STATUS, NETWORK, DeliveryError
-from ._options import DEFAULT_HOST, DEFAULT_MAX_BUFFER_BYTES, ENV_HOST, ENV_WRITE_KEY
-from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
+from ._core.buffer_option import REDIS_SCHEMES, parse_redis_url
+from ._core.errors import HTTP_STATUS, NETWORK, DeliveryError
+from ._core.options import DEFAULT_HOST, DEFAULT_MAX_BUFFER_BYTES, ENV_HOST, ENV_WRITE_KEY
+from ._core.protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from ._relay import DEFAULT_GROUP, DEFAULT_TAKEOVER, Relay
 from .collector import _cli as collect_command
 
@@ -304,7 +304,7 @@ def _relay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _drain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ._durable import SQLiteQueue
+    from ._buffers.sqlite import SQLiteQueue
 
     write_key = args.write_key or os.environ.get(ENV_WRITE_KEY)
     if not write_key:

@@ -16,7 +16,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-from ._request import RequestReader, bind_request
+from ._core.request import RequestReader, bind_request
 
 __all__ = ["AnalyticsMiddleware", "authenticated_user_pk"]
 

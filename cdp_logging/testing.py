@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from . import _capture
+from ._core import capture as _capture
 
 __all__ = ["capture_messages"]
 

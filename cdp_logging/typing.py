@@ -16,8 +16,8 @@ from typing import Any, Literal, TypeAlias
 
 from typing_extensions import Required, TypedDict
 
-from ._options import ClientOptions, ErrorCallback, FlushCallback
-from ._transport import Response, Transport, TransportError
+from ._core.options import ClientOptions, ErrorCallback, FlushCallback
+from ._transports.requests import Response, Transport, TransportError
 
 __all__ = [
     "AliasPayload",

@@ -9,7 +9,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._request import RequestReader, _text, bind_request
+from ._core.request import RequestReader, _text, bind_request
 
 __all__ = ["AnalyticsMiddleware"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cdp_logging import DeliveryError, __version__
-from cdp_logging._calls import build, fields_from_record
+from cdp_logging._core.calls import build, fields_from_record
 
 
 def record(msg: Any, **extra: Any) -> logging.LogRecord:

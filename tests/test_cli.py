@@ -22,7 +22,7 @@ import pytest
 import requests
 
 import cdp_logging
-from cdp_logging._protocol import CALL_TYPES
+from cdp_logging._core.protocol import CALL_TYPES
 from cdp_logging.collector import Collector
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import structlog
 
 import cdp_logging
 from cdp_logging import __version__
-from cdp_logging._calls import build
+from cdp_logging._core.calls import build
 from cdp_logging.collector import Collector
 
 LIBRARY = {"name": "cdp_logging", "version": __version__}

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 import cdp_logging
-from cdp_logging._durable import ADOPT_INTERVAL, LEASE_SECONDS, SQLiteQueue
+from cdp_logging._buffers.sqlite import ADOPT_INTERVAL, LEASE_SECONDS, SQLiteQueue
 from cdp_logging.collector import Collector
 
 from .conftest import ROOT, WRITE_KEY, free_port, line_reader, start_gunicorn

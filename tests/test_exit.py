@@ -192,7 +192,7 @@ logging.getLogger("app").info("track", extra={"user_id": "u", "event": "in time"
             f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
             + """
 import atexit, cdp_logging
-from cdp_logging import _lifecycle
+from cdp_logging._core import process as _lifecycle
 def app_hook():
     print("exit hook ran first:", _lifecycle.exit_hook_ran())
     for i in range(5):

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cdp_logging import _calls, _json
+from cdp_logging._core import serialise as _json
+from cdp_logging._core import calls as _calls
 
 from .test_bad_input import DELIVERED, REFUSED
 from .test_json import Colour, Level, Mode, NoStr, Point
@@ -476,7 +477,7 @@ def test_without_orjson_the_stdlib_rule_runs_with_the_same_bytes() -> None:
     script = (
         "import sys\n"
         "sys.modules['orjson'] = None\n"  # import orjson now raises ImportError
-        "from cdp_logging import _json\n"
+        "from cdp_logging._core import serialise as _json\n"
         "assert _json.ENCODER == 'json', _json.ENCODER\n"
         "assert _json.dumps is _json.dumps_stdlib\n"
         "assert _json.dumps_members is _json.dumps_members_stdlib\n"

@@ -27,7 +27,7 @@ import redis
 
 import cdp_logging
 from cdp_logging import RetryPolicy
-from cdp_logging._buffer import parse_redis_url
+from cdp_logging._core.buffer_option import parse_redis_url
 from cdp_logging._relay import Relay
 from cdp_logging.collector import Collector
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import cdp_logging
-from cdp_logging._future import LAZY, CallFuture
+from cdp_logging._delivery.future import LAZY, CallFuture
 from cdp_logging.collector import Collector
 
 from .conftest import run_python
@@ -183,9 +183,9 @@ def test_a_fork_while_the_sender_settles_leaves_the_child_free(fork: str) -> Non
     done = run_python(
         f"""
         import ctypes, os, signal
-        from cdp_logging import _future
-        from cdp_logging._future import CallFuture
-        from cdp_logging._lifecycle import process_lock
+        from cdp_logging._delivery import future as _future
+        from cdp_logging._delivery.future import CallFuture
+        from cdp_logging._core.process import process_lock
 
         with process_lock(_future._MAKING):
             pid = {fork}

@@ -70,7 +70,7 @@ class TestRecognition:
         app_logger.info("track", extra={"cdp": {"user_id": "u", "event": "E"}})
         assert handler.client.flush(5)
 
-        expected = cdp_logging._calls.iso_timestamp(made[0].created)
+        expected = cdp_logging._core.calls.iso_timestamp(made[0].created)
         assert expected == collector.messages()[0]["timestamp"]
 
     def test_analytics_records_still_reach_other_handlers(

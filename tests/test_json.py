@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cdp_logging._json import dumps, to_jsonable
+from cdp_logging._core.serialise import dumps, to_jsonable
 
 
 def roundtrip(value: Any) -> Any:

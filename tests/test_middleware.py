@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import cdp_logging
-from cdp_logging import _calls
-from cdp_logging._request import MAX_VALUE_CHARS, anonymous_id, client_ip
+from cdp_logging._core import calls as _calls
+from cdp_logging._core.request import MAX_VALUE_CHARS, anonymous_id, client_ip
 from cdp_logging.wsgi import AnalyticsMiddleware
 
 
@@ -226,7 +226,7 @@ class TestDjango:
             from django.test import RequestFactory
 
             import cdp_logging
-            from cdp_logging import _calls
+            from cdp_logging._core import calls as _calls
             from cdp_logging.django import AnalyticsMiddleware
 
             class User:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import cdp_logging
-from cdp_logging._options import (
+from cdp_logging._core.options import (
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_HOST,
     DEFAULT_MAX_EVENTS_IN_BATCH,
@@ -222,7 +222,7 @@ class TestOneSource:
         """The level is checked after the client is made (see the handler's __init__), so
         a refused level must close that client: nobody else holds it, and an open one
         would stay on the exit list for as long as the traceback keeps it alive."""
-        from cdp_logging import _lifecycle
+        from cdp_logging._core import process as _lifecycle
 
         before = {id(member) for member in _lifecycle._MEMBERS if not member.closed}
         with pytest.raises(ValueError, match="BOGUS") as refused:
@@ -269,5 +269,10 @@ class TestImportLayers:
         ours = {m for m in loaded if m.split(".")[0] == "cdp_logging"}
         others = {m.split(".")[0] for m in loaded} - {"cdp_logging"}
         assert not others - set(sys.stdlib_module_names), others - set(sys.stdlib_module_names)
-        allowed = {"cdp_logging", "cdp_logging._protocol", "cdp_logging._version"}
+        allowed = {
+            "cdp_logging",
+            "cdp_logging._core",
+            "cdp_logging._core.protocol",
+            "cdp_logging._version",
+        }
         assert not {m for m in ours if not m.startswith("cdp_logging.collector")} - allowed

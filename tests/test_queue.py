@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdp_logging._queue import CLOSED, FULL, MemoryQueue
+from cdp_logging._buffers.base import CLOSED, FULL, MemoryQueue
 
 
 class TestMemoryQueue:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cdp_logging._protocol import CALL_TYPES
+from cdp_logging._core.protocol import CALL_TYPES
 from cdp_logging.collector import Collector
 
 from .conftest import ROOT

@@ -19,9 +19,9 @@ import pytest
 
 import cdp_logging
 from cdp_logging import RetryPolicy
-from cdp_logging._settle import Progress
-from cdp_logging._transport import Response, parse_retry_after
-from cdp_logging._wire import narrowing_budget
+from cdp_logging._delivery.batch import narrowing_budget
+from cdp_logging._delivery.settle import Progress
+from cdp_logging._transports.requests import Response, parse_retry_after
 
 from .conftest import WRITE_KEY
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import cdp_logging
-from cdp_logging import _sender
+from cdp_logging._delivery import sender as _sender
 from cdp_logging.collector import Collector
 
 from .conftest import ROOT, WRITE_KEY, run_python

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import cdp_logging
-from cdp_logging._transport import RequestsTransport
+from cdp_logging._transports.requests import RequestsTransport
 from cdp_logging.collector import Collector
 
 from .conftest import WRITE_KEY

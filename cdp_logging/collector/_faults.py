@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-from .._protocol import CALL_TYPES
+from .._core.protocol import CALL_TYPES
 
 __all__ = ["Fault", "FaultKind", "FaultPlan"]
 

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from .._protocol import MAX_BATCH_BYTES
+from .._core.protocol import MAX_BATCH_BYTES
 from ._faults import Fault, FaultPlan
 from ._store import RequestRecord, Row, Store
 from ._validate import (

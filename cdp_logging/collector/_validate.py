@@ -2,7 +2,7 @@
 
 The real services answer 200 to most malformed events and drop them, so a client bug
 shows up weeks later as missing data. This collector answers 400 and says why, so the
-same bug fails a test today. The per-message rules come from ``cdp_logging._protocol``
+same bug fails a test today. The per-message rules come from ``cdp_logging._core.protocol``
 (shared with the client, so the two cannot drift apart); only what depends on the
 request as a whole (auth, framing, size, JSON, ``sentAt``, date syntax) lives here.
 """
@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from .._protocol import (
+from .._core.protocol import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
     MAX_MESSAGE_BYTES,

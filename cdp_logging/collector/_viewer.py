@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs
 
-from .._protocol import CALL_TYPES
+from .._core.protocol import CALL_TYPES
 
 __all__ = [
     "EVENTS_PATH",

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._calls import iso_timestamp
-from ._protocol import MAX_BATCH_BYTES
-from ._queue import Entry, Tracked, join_entries
+from .._buffers.base import Entry, Tracked, join_entries
+from .._core.calls import iso_timestamp
+from .._core.protocol import MAX_BATCH_BYTES
 
 __all__ = [
     "MAX_BODY_ITEMS_BYTES",

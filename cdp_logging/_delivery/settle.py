@@ -17,13 +17,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from ._errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
-from ._future import CallFuture
-from ._options import FlushCallback
-from ._queue import MessageQueue, Tracked, decode, entry_data
-from ._report import Reporter, warn
-from ._transport import CONFIGURATION_STATUSES
-from ._wire import Batch
+from .._buffers.base import MessageQueue, Tracked, decode, entry_data
+from .._core.errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
+from .._core.options import FlushCallback
+from .._core.report import Reporter, warn
+from .._transports.requests import CONFIGURATION_STATUSES
+from .batch import Batch
+from .future import CallFuture
 
 __all__ = ["Ledger", "Progress", "resolve_call"]
 

@@ -19,17 +19,17 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from . import _json
-from ._context import BOUND, Bound
-from ._errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
-from ._protocol import (
+from .._version import __version__
+from . import serialise as _json
+from .context import BOUND, Bound
+from .errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
+from .protocol import (
     CALL_TYPES,
     MAX_MESSAGE_BYTES,
     MAX_MESSAGE_ID_CHARS,
     message_problems,
     timestamp_problem,
 )
-from ._version import __version__
 
 __all__ = [
     "CALL_TYPE_SET",

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from typing_extensions import Unpack
 
-from ._buffer import MEMORY, parse_buffer, sqlite_path
-from ._errors import DeliveryError
-from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
-from ._retry import DEFAULT_RETRY, RetryPolicy
+from .buffer_option import MEMORY, parse_buffer, sqlite_path
+from .errors import DeliveryError
+from .protocol import CALL_TYPES, MAX_BATCH_MESSAGES
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
-    from ._transport import Transport
+    from .._transports.requests import Transport
 
 __all__ = [
     "DEFAULT_BUFFER",

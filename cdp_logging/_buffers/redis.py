@@ -28,15 +28,15 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from ._buffer import RedisBuffer
-from ._report import warn
-from ._transport import BufferFull, Response, Transport
-from ._wire import body
+from .._core.buffer_option import RedisBuffer
+from .._core.report import warn
+from .._delivery.batch import body
+from .._transports.requests import BufferFull, Response, Transport
 
 if TYPE_CHECKING:
     import redis
 
-    from ._options import Options
+    from .._core.options import Options
 
 __all__ = ["PROBE_SECONDS", "FleetTransport", "connect", "fleet_transport"]
 
@@ -190,7 +190,7 @@ class FleetTransport:
 
 def fleet_transport(options: Options, transport: Transport, owns: bool) -> tuple[Transport, bool]:
     """The transport a sender uses for *options*' buffer, and whether the sender owns it."""
-    from ._buffer import redis_buffer
+    from .._core.buffer_option import redis_buffer
 
     buffer = redis_buffer(options.buffer)
     if buffer is None:

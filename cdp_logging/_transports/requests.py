@@ -27,7 +27,7 @@ from typing import Final, Protocol
 
 import requests
 
-from ._version import __version__
+from .._version import __version__
 
 __all__ = [
     "BufferFull",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
-from . import _json
+from . import serialise as _json
 
 __all__ = ["BOUND", "Bound", "bind_context", "bound_context", "clear_context", "get_context"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
 
-from . import _json
-from ._context import Bound, bind_context
-from ._report import warn
+from . import serialise as _json
+from .context import Bound, bind_context
+from .report import warn
 
 __all__ = [
     "MAX_COOKIE_CHARS",

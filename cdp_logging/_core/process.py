@@ -18,8 +18,8 @@ import time
 import weakref
 from typing import Protocol
 
-from ._calls import reseed_message_ids
-from ._report import warn
+from .calls import reseed_message_ids
+from .report import warn
 
 __all__ = [
     "Member",

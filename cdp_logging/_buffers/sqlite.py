@@ -74,10 +74,10 @@ from itertools import count as numbered
 from operator import itemgetter
 from typing import Any, Final
 
-from ._errors import KEPT, DeliveryError
-from ._queue import CLOSED, FULL, Entry, Tracked, entry_data
-from ._report import warn
-from ._settle import resolve_call
+from .._core.errors import KEPT, DeliveryError
+from .._core.report import warn
+from .._delivery.settle import resolve_call
+from .base import CLOSED, FULL, Entry, Tracked, entry_data
 
 __all__ = [
     "ADOPT_INTERVAL",

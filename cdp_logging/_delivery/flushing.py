@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from types import TracebackType
 
-from ._lifecycle import flush_all
+from .._core.process import flush_all
 
 __all__ = ["aflush", "flush", "flushing"]
 

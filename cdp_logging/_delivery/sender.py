@@ -40,22 +40,29 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from ._errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
-from ._lifecycle import (
+from .._buffers.base import FULL as QUEUE_FULL_SIGNAL
+from .._buffers.base import Entry, MessageQueue, entry_data, make_queue
+from .._core.errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
+from .._core.options import Options
+from .._core.process import (
     deliver_at_multiprocessing_exit,
     process_lock,
     register,
     reset_process,
     sending_threads,
 )
-from ._options import Options
-from ._protocol import MAX_BATCH_MESSAGES
-from ._queue import FULL as QUEUE_FULL_SIGNAL
-from ._queue import Entry, MessageQueue, entry_data, make_queue
-from ._report import Reporter, warn
-from ._settle import Ledger, Progress
-from ._transport import BufferFull, Outcome, Response, Transport, TransportError, classify
-from ._wire import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
+from .._core.protocol import MAX_BATCH_MESSAGES
+from .._core.report import Reporter, warn
+from .._transports.requests import (
+    BufferFull,
+    Outcome,
+    Response,
+    Transport,
+    TransportError,
+    classify,
+)
+from .batch import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
+from .settle import Ledger, Progress
 
 __all__ = ["Sender"]
 

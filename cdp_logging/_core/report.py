@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from ._errors import DeliveryError
+from .errors import DeliveryError
 
 __all__ = ["WARNING_INTERVAL", "Reporter", "warn"]
 

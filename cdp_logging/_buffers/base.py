@@ -22,7 +22,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 if TYPE_CHECKING:
-    from ._options import Options
+    from .._core.options import Options
 
 __all__ = [
     "CLOSED",
@@ -133,7 +133,7 @@ def make_queue(
     path = options.buffer_path
     if path is None:
         return MemoryQueue(options.max_queue_size)
-    from ._durable import SQLiteQueue  # sqlite3 is imported only by those who use it
+    from .sqlite import SQLiteQueue  # sqlite3 is imported only by those who use it
 
     return SQLiteQueue(path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone)
 
