@@ -682,8 +682,8 @@ def instructions_stage(stage: str, calls: int) -> dict[str, Any]:
 
     The ``delivery`` measure is the next stage: everything, sent to the sink.
     """
-    from cdp_logging._core import serialise as _json
     from cdp_logging._core import calls as _calls
+    from cdp_logging._core import serialise as _json
 
     if stage not in STAGES:
         raise SystemExit(f"unknown stage {stage!r}")

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cdp_logging._core import serialise as _json
 from cdp_logging._core import calls as _calls
+from cdp_logging._core import serialise as _json
 
 from .test_bad_input import DELIVERED, REFUSED
 from .test_json import Colour, Level, Mode, NoStr, Point
