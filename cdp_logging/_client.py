@@ -20,7 +20,7 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from ._buffers.base import MessageQueue, Tracked, decode
+from ._buffers.base import Buffer, Tracked
 from ._buffers.redis import fleet_transport
 from ._core import calls as _calls
 from ._core import capture as _capture
@@ -35,6 +35,7 @@ from ._core.errors import (
 from ._core.options import ClientOptions, Options, build_options
 from ._core.process import exit_hook_ran, process_lock, sending_threads
 from ._core.report import Reporter
+from ._core.serialise import decode
 from ._delivery.future import CallFuture
 from ._delivery.sender import Sender
 from ._delivery.settle import resolve_call
@@ -130,7 +131,7 @@ class Analytics:
         return self._sender.closed
 
     @property
-    def buffer(self) -> MessageQueue:
+    def buffer(self) -> Buffer:
         """The buffer this client's messages wait in now (memory or SQLite).
 
         .. versionadded:: 0.2.0

@@ -13,32 +13,33 @@ common entry is a bare ``bytes`` object: the cheapest thing Python can hold.
 
 from __future__ import annotations
 
-import json
-import threading
-from bisect import bisect_right
 from collections.abc import Callable
 from concurrent.futures import Future
-from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
-
-if TYPE_CHECKING:
-    from .._core.options import Options
+from enum import IntEnum
+from typing import Any, Final, Protocol, TypeAlias
 
 __all__ = [
     "CLOSED",
     "FULL",
+    "Buffer",
     "Entry",
-    "MemoryQueue",
-    "MessageQueue",
+    "Refusal",
     "Tracked",
-    "decode",
     "entry_data",
     "join_entries",
-    "make_queue",
 ]
 
-FULL = 0
-CLOSED = -1
+
+class Refusal(IntEnum):
+    """Why ``put`` added nothing. Ints below 1, so the caller's one test of a put's
+    result (``size <= 0``) stays a comparison of two ints on the hot path."""
+
+    FULL = 0
+    CLOSED = -1
+
+
+FULL: Final = Refusal.FULL
+CLOSED: Final = Refusal.CLOSED
 
 
 class Tracked:
@@ -64,16 +65,6 @@ class Tracked:
 Entry: TypeAlias = "bytes | Tracked"
 
 
-def decode(data: bytes) -> dict[str, Any]:
-    """A wire message back as a dict, for callbacks, Futures and errors.
-
-    Never on the hot path: only for a call that asked to hear how it ended, an
-    ``on_flush`` or ``on_error`` that reads the messages, or a capture.
-    """
-    message: dict[str, Any] = json.loads(data)
-    return message
-
-
 def entry_data(entry: Entry) -> bytes:
     return entry if type(entry) is bytes else entry.data  # type: ignore[union-attr]
 
@@ -90,7 +81,7 @@ def join_entries(entries: list[Entry]) -> tuple[bytes, bool]:
         return b",".join([entry_data(entry) for entry in entries]), True
 
 
-class MessageQueue(Protocol):
+class Buffer(Protocol):
     """What the sender needs from a buffer."""
 
     @property
@@ -98,7 +89,7 @@ class MessageQueue(Protocol):
         """How many entries were ever accepted; the next one gets this sequence number."""
 
     def put(self, entry: Entry) -> int:
-        """Add *entry*; return the new length, FULL or CLOSED (nothing added then)."""
+        """Add *entry*; return the new length, or a ``Refusal`` (nothing added then)."""
 
     def close(self) -> None:
         """Refuse every later put; what is queued can still be taken."""
@@ -122,85 +113,3 @@ class MessageQueue(Protocol):
         """What a report of messages settled not *final* should add: where they are kept."""
 
     def __len__(self) -> int: ...
-
-
-def make_queue(
-    options: Options, wake: Callable[[], object], gone: Callable[[int, int], object]
-) -> MessageQueue:
-    """The buffer *options* ask for. *wake* asks the sender to send now (rows were
-    taken over from a dead process); *gone* settles numbers this process will never
-    send itself (the file broke, or another process took them over)."""
-    path = options.buffer_path
-    if path is None:
-        return MemoryQueue(options.max_queue_size)
-    from .sqlite import SQLiteQueue  # sqlite3 is imported only by those who use it
-
-    return SQLiteQueue(path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone)
-
-
-class MemoryQueue:
-    """A bounded FIFO in memory: drop-new when full, never block the caller.
-
-    A plain list: ``append`` to put, one slice and one ``del`` to take a batch. Taking
-    from the front moves the entries left behind, a C ``memmove`` of at most
-    ``max_size`` pointers once per batch, which costs less than popping a batch of
-    thousands off a deque one Python call at a time.
-    """
-
-    def __init__(self, max_size: int) -> None:
-        self._max_size = max_size
-        self._items: list[Entry] = []
-        self._lock = threading.Lock()
-        self._taken = 0  # sequence number of the entry at the head
-        self._closed = False
-
-    @property
-    def accepted(self) -> int:
-        with self._lock:
-            return self._taken + len(self._items)
-
-    def put(self, entry: Entry) -> int:
-        # The closed check shares the lock with close(), so no put can slip in after
-        # close() has looked at what is left to drain.
-        with self._lock:
-            if self._closed:
-                return CLOSED
-            size = len(self._items)
-            if size >= self._max_size:
-                return FULL
-            self._items.append(entry)
-            return size + 1
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-
-    def take(
-        self, max_count: int, max_bytes: int, before: int | None = None
-    ) -> tuple[int, list[Entry]]:
-        with self._lock:
-            first = self._taken
-            items = self._items
-            count = min(max_count, len(items))
-            if before is not None:
-                count = min(count, before - first)
-            batch = items[: max(count, 0)]
-            if batch:
-                # Each entry costs its bytes plus the comma that joins it: entry i ends
-                # at ends[i] + i + 1. Prefix sums and the search run in C.
-                ends = list(accumulate(map(len, batch)))
-                if ends[-1] + len(batch) > max_bytes:
-                    fits = bisect_right(range(len(batch)), max_bytes, key=lambda i: ends[i] + i + 1)
-                    del batch[max(fits, 1) :]  # the first goes even if alone too large
-                del items[: len(batch)]
-                self._taken += len(batch)
-            return first, batch
-
-    def settle(self, start: int, end: int, final: bool) -> str:
-        return ""  # the entries left with take()
-
-    def kept_note(self) -> str:
-        return ""  # memory keeps nothing
-
-    def __len__(self) -> int:
-        return len(self._items)

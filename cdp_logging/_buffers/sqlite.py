@@ -201,7 +201,7 @@ _ADVICE: Final = {
 
 
 class SQLiteQueue:
-    """The ``MessageQueue`` of ``buffer="sqlite:PATH"``: see the module docstring."""
+    """The ``Buffer`` of ``buffer="sqlite:PATH"``: see the module docstring."""
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .._buffers.base import decode
+from .serialise import decode
 
 __all__ = ["capturing", "offer", "start", "stop"]
 

@@ -54,6 +54,7 @@ from typing import Any, Final
 
 __all__ = [
     "ENCODER",
+    "decode",
     "dumps",
     "dumps_members",
     "dumps_members_stdlib",
@@ -364,3 +365,13 @@ dumps: Final = dumps_stdlib if orjson is None else _dumps_fast
 dumps_members: Final = dumps_members_stdlib if orjson is None else _dumps_members_fast
 #: Which encoder runs: "orjson" with the `fast` extra, else "json".
 ENCODER: Final = "json" if orjson is None else "orjson"
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """A wire message back as a dict, for callbacks, Futures and errors.
+
+    Never on the hot path: only for a call that asked to hear how it ended, an
+    ``on_flush`` or ``on_error`` that reads the messages, or a capture.
+    """
+    message: dict[str, Any] = json.loads(data)
+    return message

@@ -22,8 +22,8 @@ from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import FINISHED, PENDING
 from typing import TYPE_CHECKING, Any, Final
 
-from .._buffers.base import decode
 from .._core.process import process_lock
+from .._core.serialise import decode
 
 __all__ = ["LAZY", "CallFuture"]
 

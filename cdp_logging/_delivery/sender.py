@@ -40,8 +40,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
+from .._buffers import make_buffer
 from .._buffers.base import FULL as QUEUE_FULL_SIGNAL
-from .._buffers.base import Entry, MessageQueue, entry_data, make_queue
+from .._buffers.base import Buffer, Entry, entry_data
 from .._core.errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
 from .._core.options import Options
 from .._core.process import (
@@ -142,7 +143,7 @@ class Sender:
         # A durable buffer settles numbers this process will never send itself (the
         # file broke, another process took them over), and wakes us for rows it took
         # over from a dead one.
-        self._queue = make_queue(self._options, self._wake_now, progress.settle)
+        self._queue = make_buffer(self._options, self._wake_now, progress.settle)
         self._ledger = Ledger(
             self._options.on_flush, self._reporter, self._scrub, self._queue, progress
         )
@@ -207,7 +208,7 @@ class Sender:
         return None
 
     @property
-    def buffer(self) -> MessageQueue:
+    def buffer(self) -> Buffer:
         """The buffer messages wait in (``cdp-logging drain`` asks a durable one to adopt)."""
         return self._queue
 

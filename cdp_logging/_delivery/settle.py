@@ -17,10 +17,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from .._buffers.base import MessageQueue, Tracked, decode, entry_data
+from .._buffers.base import Buffer, Tracked, entry_data
 from .._core.errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
 from .._core.options import FlushCallback
 from .._core.report import Reporter, warn
+from .._core.serialise import decode
 from .._transports.requests import CONFIGURATION_STATUSES
 from .batch import Batch
 from .future import CallFuture
@@ -90,7 +91,7 @@ class Ledger:
         on_flush: FlushCallback | None,
         reporter: Reporter,
         scrub: Callable[[str], str],
-        queue: MessageQueue,
+        queue: Buffer,
         progress: Progress,
     ) -> None:
         self._on_flush = on_flush
