@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -20,8 +21,8 @@ from typing import Any
 
 from typing_extensions import Unpack
 
+from ._buffers import make_buffer
 from ._buffers.base import Buffer, Tracked
-from ._buffers.redis import fleet_transport
 from ._core import calls as _calls
 from ._core import capture as _capture
 from ._core.errors import (
@@ -111,10 +112,14 @@ class Analytics:
         transport = options.transport
         if transport is None:
             transport = RequestsTransport(options.endpoint, options.write_key, gzip=options.gzip)
-        owns = options.transport is None
-        transport, owns = fleet_transport(options, transport, owns)
         return Sender(
-            options, transport, self._reporter, self._scrub, owns_transport=owns, carried=carried
+            options,
+            transport,
+            self._reporter,
+            self._scrub,
+            buffer=functools.partial(make_buffer, options),
+            owns_transport=options.transport is None,
+            carried=carried,
         )
 
     def __repr__(self) -> str:

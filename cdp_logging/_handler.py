@@ -12,25 +12,11 @@ import logging
 from typing_extensions import Unpack
 
 from ._client import Analytics
+from ._compat import relist_handler
 from ._core.calls import fields_from_record
 from ._core.options import ClientOptions
 
 __all__ = ["AnalyticsHandler"]
-
-
-def _relist(handler: logging.Handler) -> None:
-    """Put a reopened handler back on the list ``logging.shutdown`` flushes at exit.
-
-    dictConfig took it off, so a record logged after our exit hook ran would be lost.
-    Private API, stable since 2.7; skipped if absent. Not under our lock: it takes
-    logging's module lock.
-    """
-    listed = getattr(logging, "_handlerList", None)
-    add_ref = getattr(logging, "_addHandlerRef", None)
-    if not callable(add_ref) or listed is None:
-        return
-    if not any(ref() is handler for ref in list(listed)):
-        add_ref(handler)
 
 
 class AnalyticsHandler(logging.Handler):
@@ -110,7 +96,7 @@ class AnalyticsHandler(logging.Handler):
             self._client.submit(call_type, fields, record.created, strict=strict)
             if self._unlisted:
                 self._unlisted = False
-                _relist(self)
+                relist_handler(self)
         except Exception:  # noqa: BLE001 - a logging call never raises into the app
             self.handleError(record)
 

@@ -42,6 +42,7 @@ import time
 from collections import deque
 from typing import Any, Final
 
+from ._buffers import make_buffer
 from ._buffers.base import Tracked
 from ._buffers.redis import FIELD, connect
 from ._client import _scrubber
@@ -52,7 +53,8 @@ from ._core.protocol import MAX_BATCH_MESSAGES
 from ._core.report import Reporter, warn
 from ._core.retry import DEFAULT_RETRY, RetryPolicy
 from ._delivery.sender import Sender
-from ._transports.requests import CONFIGURATION_STATUSES, Outcome, RequestsTransport, classify
+from ._transports.base import CONFIGURATION_STATUSES, Outcome, classify
+from ._transports.requests import RequestsTransport
 
 __all__ = ["DEFAULT_GROUP", "DEFAULT_TAKEOVER", "Relay", "consumer_name"]
 
@@ -152,7 +154,12 @@ class Relay:
         self._report = Reporter(None, scrub)  # the relay's own, rate-limited, stderr lines
         transport = RequestsTransport(self.options.endpoint, self.options.write_key, gzip=False)
         self._sender = Sender(
-            self.options, transport, Reporter(None, scrub, stderr=False), scrub, owns_transport=True
+            self.options,
+            transport,
+            Reporter(None, scrub, stderr=False),
+            scrub,
+            buffer=functools.partial(make_buffer, self.options),
+            owns_transport=True,
         )
 
     def stop(self) -> None:

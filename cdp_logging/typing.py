@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeAlias
 from typing_extensions import Required, TypedDict
 
 from ._core.options import ClientOptions, ErrorCallback, FlushCallback
-from ._transports.requests import Response, Transport, TransportError
+from ._transports.base import Response, Transport, TransportError
 
 __all__ = [
     "AliasPayload",

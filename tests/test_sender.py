@@ -19,38 +19,28 @@ import pytest
 
 import cdp_logging
 from cdp_logging import RetryPolicy
+from cdp_logging._core.clock import SYSTEM_CLOCK
 from cdp_logging._delivery.batch import narrowing_budget
 from cdp_logging._delivery.settle import Progress
-from cdp_logging._transports.requests import Response, parse_retry_after
+from cdp_logging._transports.base import Response
+from cdp_logging._transports.mock import MockTransport
+from cdp_logging._transports.requests import parse_retry_after
 
 from .conftest import WRITE_KEY
 
 FAST = RetryPolicy(base=0.001, cap=0.004)
 
 
-class ScriptedTransport:
-    """Answers each request with ``answer(messages)``, and keeps what it was sent."""
+class ScriptedTransport(MockTransport):
+    """A MockTransport that also notes the real time each request came."""
 
     def __init__(self, answer: Callable[[list[dict[str, Any]]], Response]) -> None:
-        self._answer = answer
-        self.requests: list[list[dict[str, Any]]] = []
+        super().__init__(answer)
         self.times: list[float] = []
-        self.closed = 0
-        self._lock = threading.Lock()
 
     def send(self, body: bytes, timeout: float) -> Response:
-        messages = json.loads(body)["batch"]
-        with self._lock:
-            self.requests.append(messages)
-            self.times.append(time.monotonic())
-        return self._answer(messages)
-
-    def close(self) -> None:
-        self.closed += 1
-
-    def delivered(self) -> list[dict[str, Any]]:
-        """The messages of every request that got a 2xx (the answer is pure)."""
-        return [m for batch in self.requests if self._answer(batch).status < 300 for m in batch]
+        self.times.append(time.monotonic())
+        return super().send(body, timeout)
 
 
 OK = Response(200, "")
@@ -138,7 +128,7 @@ class TestRetryPolicy:
 
 class TestSettlement:
     def test_progress_waits_for_a_prefix_settled_in_any_order(self) -> None:
-        progress = Progress()
+        progress = Progress(SYSTEM_CLOCK)
         progress.settle(5, 10)
         assert not progress.wait(5, time.monotonic())
         progress.settle(10, 12)

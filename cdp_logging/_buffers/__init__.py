@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._core.buffer_option import redis_buffer
 from .base import Buffer
 from .memory import MemoryBuffer
 
@@ -32,8 +33,15 @@ def make_buffer(
     taken over from a dead process); *gone* settles numbers this process will never
     send itself (the file broke, or another process took them over)."""
     path = options.buffer_path
-    if path is None:
-        return MemoryBuffer(options.max_queue_size)
-    from .sqlite import SQLiteQueue  # sqlite3 is imported only by those who use it
+    if path is not None:
+        from .sqlite import SQLiteQueue  # sqlite3 is imported only by those who use it
 
-    return SQLiteQueue(path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone)
+        return SQLiteQueue(
+            path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone
+        )
+    stream = redis_buffer(options.buffer)
+    if stream is not None:
+        from .redis import RedisStreamBuffer  # redis-py is imported only by those who use it
+
+        return RedisStreamBuffer(stream, options.max_queue_size, options.host)
+    return MemoryBuffer(options.max_queue_size)

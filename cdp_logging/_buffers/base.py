@@ -18,11 +18,15 @@ from concurrent.futures import Future
 from enum import IntEnum
 from typing import Any, Final, Protocol, TypeAlias
 
+from .._transports.base import Response
+
 __all__ = [
     "CLOSED",
     "FULL",
     "Buffer",
     "Entry",
+    "Local",
+    "Post",
     "Refusal",
     "Tracked",
     "entry_data",
@@ -63,6 +67,8 @@ class Tracked:
 
 
 Entry: TypeAlias = "bytes | Tracked"
+# The direct delivery a forwarding buffer falls back on: messages, timeout -> the answer.
+Post: TypeAlias = Callable[[list[bytes], float], Response]
 
 
 def entry_data(entry: Entry) -> bytes:
@@ -113,3 +119,32 @@ class Buffer(Protocol):
         """What a report of messages settled not *final* should add: where they are kept."""
 
     def __len__(self) -> int: ...
+
+    def release(self) -> None:
+        """Give back what the buffer holds beyond memory (a connection, a file handle):
+        called once its sender has finished closing, delivered or not."""
+
+    @property
+    def forwards(self) -> bool:
+        """Whether batches taken from here go on through ``forward``, not the transport."""
+
+    def forward(self, messages: list[bytes], timeout: float, post: Post) -> Response:
+        """Move *messages*, taken from this buffer, to where it keeps them beyond this
+        process (a Redis stream); *post* delivers them directly when that cannot be
+        reached.
+
+        Raises:
+            BufferFull: that store is at its bound; the batch is dropped (queue_full).
+        """
+
+
+class Local:
+    """For buffers that keep nothing outside this process: what they give, is POSTed."""
+
+    forwards = False
+
+    def release(self) -> None:
+        pass
+
+    def forward(self, messages: list[bytes], timeout: float, post: Post) -> Response:
+        return post(messages, timeout)

@@ -6,12 +6,12 @@ import threading
 from bisect import bisect_right
 from itertools import accumulate
 
-from .base import CLOSED, FULL, Entry
+from .base import CLOSED, FULL, Entry, Local
 
 __all__ = ["MemoryBuffer"]
 
 
-class MemoryBuffer:
+class MemoryBuffer(Local):
     """A bounded FIFO in memory: drop-new when full, never block the caller.
 
     A plain list: ``append`` to put, one slice and one ``del`` to take a batch. Taking

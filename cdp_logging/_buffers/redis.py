@@ -1,9 +1,10 @@
-"""The app side of the fleet buffer: batches go to a Redis stream instead of the CDP.
+"""The fleet buffer, app side: a memory buffer in front of a Redis stream.
 
 With ``buffer="redis://..."`` nothing changes for the caller: a logging call still only
-appends to the in-memory queue (no Redis round trip, no lock beyond the queue's). The
-sender thread, which would POST a batch, hands it to ``FleetTransport`` instead, which
-adds each message to the stream as one entry (field ``m``: the message's JSON, exactly
+appends to memory (no Redis round trip, no lock beyond the memory buffer's). The
+sender thread takes batches from it as from any buffer and, because this buffer
+``forwards``, hands each one back to it instead of POSTing it: ``forward`` adds each
+message to the stream as one entry (field ``m``: the message's JSON, exactly
 as it would have been POSTed, messageId included), and ``cdp-logging relay`` delivers
 from there (``_relay``). One entry per message, not per batch, so that relays batch by
 the protocol's limits and acknowledge each message on its own outcome.
@@ -30,15 +31,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._core.buffer_option import RedisBuffer
 from .._core.report import warn
-from .._delivery.batch import body
-from .._transports.requests import BufferFull, Response, Transport
+from .._transports.base import BufferFull, Response
+from .base import Post
+from .memory import MemoryBuffer
 
 if TYPE_CHECKING:
     import redis
 
-    from .._core.options import Options
-
-__all__ = ["PROBE_SECONDS", "FleetTransport", "connect", "fleet_transport"]
+__all__ = ["PROBE_SECONDS", "RedisStreamBuffer", "connect"]
 
 # While Redis is down, how often a batch tries it again before going direct: each try
 # costs at most a connect timeout on the sender thread (a refused connection, nothing).
@@ -96,25 +96,31 @@ def connect(buffer: RedisBuffer, timeout: float = REDIS_TIMEOUT) -> redis.Redis:
     )
 
 
-class FleetTransport:
-    """Hands batches to the Redis stream; POSTs them when Redis is unreachable.
+class RedisStreamBuffer:
+    """Messages wait in memory; the sender moves each batch to the stream (``forward``),
+    or POSTs it when Redis is unreachable.
 
     The Redis client is made per process: a forked child must not share the parent's
     sockets (both would read each other's answers), and redis-py's pool is not safe
-    to inherit mid-command from a thread that does not exist in the child.
+    to inherit mid-command from a thread that does not exist in the child. The memory
+    part is new per process too: the sender makes a new buffer in a forked child.
     """
 
-    def __init__(self, buffer: RedisBuffer, direct: Transport, host: str, *, owns_direct: bool):
+    forwards = True
+
+    def __init__(self, spec: RedisBuffer, max_size: int, host: str) -> None:
         # Everything the first command imports, imported now, in the constructing
         # thread: a fork while the sender thread is inside an import leaves the child a
         # half-made module and a held import lock (seen: "partially initialized module
         # 'redis'"). The stdlib ones are what a first connect and command pull in.
         for module in _IMPORTED_FIRST:
             importlib.import_module(module)
-        self._buffer = buffer
-        self._direct = direct
-        self._owns_direct = owns_direct
+        self._spec = spec
         self._host = host
+        self._memory = MemoryBuffer(max_size)
+        # The caller's put is the memory buffer's own bound method: no extra call.
+        self.put = self._memory.put
+        self.take = self._memory.take
         self._client: redis.Redis | None = None
         self._script: Any = None
         self._pid = -1
@@ -122,23 +128,41 @@ class FleetTransport:
         self._next_probe = 0.0
 
     def __repr__(self) -> str:
-        return f"<FleetTransport {self._buffer.display} stream={self._buffer.stream!r}>"
+        return f"<RedisStreamBuffer {self._spec.display} stream={self._spec.stream!r}>"
+
+    @property
+    def accepted(self) -> int:
+        return self._memory.accepted
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    def settle(self, start: int, end: int, final: bool) -> str:
+        return ""  # what left memory is in the stream (the relay's now) or was POSTed
+
+    def kept_note(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        """Refuse later puts; the Redis connection goes with ``release``, once drained."""
+        self._memory.close()
+
+    def release(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            client.close()
 
     def _stream(self) -> Any:
         pid = os.getpid()
         if self._client is None or self._pid != pid:
-            self._client = connect(self._buffer)
+            self._client = connect(self._spec)
             self._script = self._client.register_script(_ADD)
             self._pid = pid
             self._down = False  # a child tries Redis first, whatever the parent saw
         return self._script
 
-    def send(self, body: bytes, timeout: float) -> Response:
-        """A whole body (the Transport protocol): only ever POSTed."""
-        return self._direct.send(body, timeout)
-
-    def send_messages(self, messages: list[bytes], timeout: float) -> Response:
-        """Add *messages* to the stream, all or none; POST them if Redis is unreachable.
+    def forward(self, messages: list[bytes], timeout: float, post: Post) -> Response:
+        """Add *messages* to the stream, all or none; *post* them if Redis is unreachable.
 
         Raises:
             BufferFull: the stream is at its bound; the batch is dropped (queue_full).
@@ -147,25 +171,24 @@ class FleetTransport:
         import redis
 
         if self._down and time.monotonic() < self._next_probe and self._pid == os.getpid():
-            return self._direct.send(body(b",".join(messages)), timeout)
+            return post(messages, timeout)
         deadline = time.monotonic() + timeout
         try:
             added, length = self._stream()(
-                keys=[self._buffer.stream], args=[self._buffer.max_len, *messages]
+                keys=[self._spec.stream], args=[self._spec.max_len, *messages]
             )
         except (redis.RedisError, OSError) as error:
             self._unreachable(error)
             # The POST gets what the Redis attempt left of this request's time, so a
             # flush or close overruns its deadline by one Redis timeout at most.
-            left = max(0.05, deadline - time.monotonic())
-            return self._direct.send(body(b",".join(messages)), left)
+            return post(messages, max(0.05, deadline - time.monotonic()))
         if self._down:
             self._down = False
-            warn(f"Redis at {self._buffer.display} answers again: batches go to its stream")
+            warn(f"Redis at {self._spec.display} answers again: batches go to its stream")
         if not added:
             raise BufferFull(
-                f"the Redis stream {self._buffer.stream!r} at {self._buffer.display} holds "
-                f"{length} messages and its bound is max_len={self._buffer.max_len}: no relay "
+                f"the Redis stream {self._spec.stream!r} at {self._spec.display} holds "
+                f"{length} messages and its bound is max_len={self._spec.max_len}: no relay "
                 "is keeping up (is `cdp-logging relay` running?), or raise ?max_len="
             )
         return ACCEPTED
@@ -176,23 +199,6 @@ class FleetTransport:
             return
         self._down = True
         warn(
-            f"Redis at {self._buffer.display} unreachable ({type(error).__name__}: {error}): "
+            f"Redis at {self._spec.display} unreachable ({type(error).__name__}: {error}): "
             f"delivering directly to {self._host} until it answers again"
         )
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._pid == os.getpid():
-            client.close()
-        if self._owns_direct:
-            self._direct.close()
-
-
-def fleet_transport(options: Options, transport: Transport, owns: bool) -> tuple[Transport, bool]:
-    """The transport a sender uses for *options*' buffer, and whether the sender owns it."""
-    from .._core.buffer_option import redis_buffer
-
-    buffer = redis_buffer(options.buffer)
-    if buffer is None:
-        return transport, owns
-    return FleetTransport(buffer, transport, options.host, owns_direct=owns), True

@@ -77,7 +77,7 @@ from typing import Any, Final
 from .._core.errors import KEPT, DeliveryError
 from .._core.report import warn
 from .._delivery.settle import resolve_call
-from .base import CLOSED, FULL, Entry, Tracked, entry_data
+from .base import CLOSED, FULL, Entry, Local, Tracked, entry_data
 
 __all__ = [
     "ADOPT_INTERVAL",
@@ -200,7 +200,7 @@ _ADVICE: Final = {
 }
 
 
-class SQLiteQueue:
+class SQLiteQueue(Local):
     """The ``Buffer`` of ``buffer="sqlite:PATH"``: see the module docstring."""
 
     def __init__(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import itertools
 import json
 import logging
 import numbers
@@ -23,6 +22,7 @@ from .._version import __version__
 from . import serialise as _json
 from .context import BOUND, Bound
 from .errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
+from .process import MESSAGE_IDS
 from .protocol import (
     CALL_TYPES,
     MAX_MESSAGE_BYTES,
@@ -41,7 +41,6 @@ __all__ = [
     "fields_from_record",
     "iso_timestamp",
     "new_message_id",
-    "reseed_message_ids",
 ]
 
 CALL_TYPE_SET: Final = frozenset(CALL_TYPES)
@@ -114,25 +113,7 @@ _LIBRARY_MEMBER: Final = ',"library":' + json.dumps(_LIBRARY, separators=(",", "
 _UTC: Final = dt.timezone.utc
 
 
-# Unique ids at a fraction of uuid4's cost: a random per-process prefix and a counter.
-# The prefix is drawn again in a forked child; otherwise parent and child would hand
-# out the same ids and the server, which de-duplicates on messageId, would drop one.
-_id_prefix = ""
-_id_counter = itertools.count(1)
-
-
-def reseed_message_ids() -> None:
-    """Draw a new prefix: at import, and once in every forked child (see ``_sender``)."""
-    global _id_prefix, _id_counter
-    _id_prefix = uuid.uuid4().hex + "-"
-    _id_counter = itertools.count(1)
-
-
-reseed_message_ids()
-
-
-def new_message_id() -> str:
-    return _id_prefix + str(next(_id_counter))
+new_message_id = MESSAGE_IDS.new
 
 
 # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): formatting a datetime costs more

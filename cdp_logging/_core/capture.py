@@ -7,16 +7,16 @@ timestamps) and those bytes never reach a sender, not even after the block.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from .process import capture_lock, capture_sinks
 from .serialise import decode
 
 __all__ = ["capturing", "offer", "start", "stop"]
 
-_lock = threading.Lock()
-# Every active capture's list, outermost first: nested captures all see a message.
-_sinks: list[list[dict[str, Any]]] = []
+# The state is process-wide, so it lives with the rest of it (``process``).
+_lock = capture_lock
+_sinks = capture_sinks
 
 
 def capturing() -> bool:

@@ -7,10 +7,11 @@ It is never raised into the application by a logging call; it reaches the app th
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 __all__ = [
     "CLOSED",
+    "CODES",
     "HTTP_STATUS",
     "INTERNAL_ERROR",
     "INVALID_MESSAGE",
@@ -21,6 +22,7 @@ __all__ = [
     "REENTRANT",
     "SHUTDOWN_TIMEOUT",
     "DeliveryError",
+    "ErrorCode",
 ]
 
 QUEUE_FULL: Final = "queue_full"
@@ -44,6 +46,23 @@ REENTRANT: Final = "reentrant"
 # Not delivered by this process, and not lost: kept in a durable buffer (an SQLite file,
 # a Redis stream) for another process to deliver, which this one will not hear about.
 KEPT: Final = "kept"
+
+
+# Every code above, as a type: a function that branches on codes can be checked by mypy
+# for a misspelt one. Kept beside the constants so a new code is added in one place.
+ErrorCode: TypeAlias = Literal[
+    "queue_full",
+    "message_too_large",
+    "invalid_message",
+    "http_status",
+    "network",
+    "closed",
+    "internal_error",
+    "shutdown_timeout",
+    "reentrant",
+    "kept",
+]
+CODES: Final[frozenset[str]] = frozenset(get_args(ErrorCode))
 
 
 class DeliveryError(Exception):

@@ -24,7 +24,7 @@ from .protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from .retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
-    from .._transports.requests import Transport
+    from .._transports.base import Transport
 
 __all__ = [
     "DEFAULT_BUFFER",

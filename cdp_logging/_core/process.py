@@ -1,37 +1,81 @@
-"""The process around the senders: which exist, fork, exit, and who is sending now.
+"""Process-wide state, all of it in this one module: which senders exist, fork, exit,
+who is sending now, message-id seeding, and the active captures.
 
 Everything here is per process and shared by every client in it: the registry the fork
 hook and the exit hook walk, the locks that must be new in a forked child, the threads
-whose own log records must never come back to us, and the multiprocessing finalizer a
-child needs because it ends with ``os._exit``. A sender registers itself and offers the
-few public methods of ``Member``; nothing here looks inside one.
+whose own log records must never come back to us (the re-entry guard), the messageId
+prefix a forked child must draw again, the capture lists of ``testing``, and the
+multiprocessing finalizer a child needs because it ends with ``os._exit``. A sender
+registers itself and offers the few public methods of ``Member``; nothing here looks
+inside one, and nothing here imports anything above it. ``reset_for_tests`` puts it all
+back as a fresh process has it, as structlog's ``reset_defaults`` does for its config.
+
+Import-time effects, and why each is here rather than on first use: the fork hook is
+registered at import, because a fork can happen before any client exists and must
+still find the id prefix reseeded; and the ids are seeded at import, as every message
+needs one. The exit hook itself is registered by the package's ``__init__`` (see there
+for why its order matters).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import sys
 import threading
 import time
+import uuid
 import weakref
-from typing import Protocol
+from typing import Any, Final, Protocol
 
-from .calls import reseed_message_ids
 from .report import warn
 
 __all__ = [
+    "MESSAGE_IDS",
     "Member",
+    "MessageIds",
+    "capture_lock",
+    "capture_sinks",
     "close_all",
     "deliver_at_multiprocessing_exit",
     "exit_hook_ran",
     "flush_all",
     "process_lock",
     "register",
+    "reset_for_tests",
     "reset_process",
     "sending_threads",
 ]
+
+
+class MessageIds:
+    """Unique ids at a fraction of uuid4's cost: a random per-process prefix and a counter.
+
+    The prefix is drawn again in a forked child; otherwise parent and child would hand
+    out the same ids and the server, which de-duplicates on messageId, would drop one.
+    """
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self._prefix = uuid.uuid4().hex + "-"
+        self._counter = itertools.count(1)
+
+    def new(self) -> str:
+        return self._prefix + str(next(self._counter))
+
+
+MESSAGE_IDS: Final = MessageIds()
+
+# Every active capture's list (``testing.capture_messages``), outermost first: nested
+# captures all see a message. Read without the lock on the hot path (``bool``).
+capture_sinks: list[list[dict[str, Any]]] = []
+capture_lock = threading.Lock()
 
 # The threads sending on our behalf right now (the sender threads, and an application
 # thread while flush() or close() sends from it). Every front door refuses a message
@@ -91,7 +135,7 @@ def reset_process(pid: int) -> None:
     # The parent's sending threads do not exist here, and their idents can be reused by
     # the child's threads, whose records would then be refused.
     sending_threads.clear()
-    reseed_message_ids()  # else parent and child hand out the same messageIds
+    MESSAGE_IDS.reseed()  # else parent and child hand out the same messageIds
     random.seed()  # else every worker retries on the same jittered schedule
     _process_pid = pid
 
@@ -160,3 +204,20 @@ def deliver_at_multiprocessing_exit() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_all_after_fork)
+
+
+def reset_for_tests() -> None:
+    """Forget every sender, capture, lock and flag, as a new process has none.
+
+    For tests only: the senders are forgotten, not closed (close them first), so the
+    exit hook will not deliver for them.
+    """
+    global _process_pid, _exit_hook_ran, _finalizer_pid
+    _MEMBERS.clear()
+    _PROCESS_LOCKS.clear()
+    sending_threads.clear()
+    capture_sinks.clear()
+    MESSAGE_IDS.reseed()
+    _process_pid = os.getpid()
+    _exit_hook_ran = False
+    _finalizer_pid = None

@@ -52,6 +52,8 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final
 
+from .._compat import make_c_encoder
+
 __all__ = [
     "ENCODER",
     "decode",
@@ -199,17 +201,10 @@ _ASCII: Final = json.JSONEncoder(
 )
 
 # JSONEncoder.encode builds a new C encoder on every call; at a logging call's scale
-# that is a quarter of the cost, so build it once. No markers dict: a cycle then ends
-# in RecursionError (the C encoder guards its recursion), which sends the value down
-# the cleaning walk like any other bad value.
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_C_ENCODE: Final = (
-    _c_make_encoder(
-        None, _convert, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-    if _c_make_encoder is not None
-    else None
-)
+# that is a third of the cost, so build it once (``_compat``, item 1). A cycle then
+# ends in RecursionError, which sends the value down the cleaning walk like any other
+# bad value.
+_C_ENCODE: Final = make_c_encoder(_convert)
 
 
 def _encode(value: Any) -> str:

@@ -10,8 +10,9 @@ is settled by ``deliver`` without one: it keeps the wire bytes, and ``result()``
 them on first use.
 
 This leans on ``Future``'s private layout (``_condition``, ``_state``, ``_result``, ...),
-unchanged from CPython 3.2 to 3.14. ``LAZY`` checks it at import; if a later CPython
-changes it, ``CallFuture`` is a plain ``Future`` subclass and only the saving is lost.
+unchanged from CPython 3.2 to 3.14; ``_compat`` (item 2) checks it at import, and if a
+later CPython changes it, ``CallFuture`` is a plain ``Future`` subclass and only the
+saving is lost.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import Future, InvalidStateError
-from concurrent.futures._base import FINISHED, PENDING
 from typing import TYPE_CHECKING, Any, Final
 
+from .._compat import FINISHED, FUTURE_LAYOUT_KNOWN, PENDING
 from .._core.process import process_lock
 from .._core.serialise import decode
 
 __all__ = ["LAZY", "CallFuture"]
 
-# The attributes Future.__init__ sets, as this module knows them.
-_LAYOUT: Final = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
-LAZY: Final = set(vars(Future())) == _LAYOUT
+LAZY: Final = FUTURE_LAYOUT_KNOWN
 
 # The lock that guards the making of a Condition against deliver(): with it, either
 # deliver() sees no Condition (so nobody can be waiting or have a done-callback) and

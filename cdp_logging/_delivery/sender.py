@@ -22,16 +22,19 @@ calling thread sends only where the sender thread cannot:
   fresh locks and no thread until it logs
   (https://github.com/open-telemetry/opentelemetry-python/issues/4005).
 
-The rest lives beside it, one job per module: the buffer (``_queue``), what goes in a
-request and how a batch is halved (``_wire``), the retry policy (``_retry``), how a
-batch ends and the counters (``_settle``), the process around the senders: registry,
-fork, exit (``_lifecycle``), and HTTP (``_transport``).
+The sender is handed what it works with, as OpenTelemetry's BatchProcessor is handed its
+exporter: a buffer factory (called once per process: a forked child makes its own), a
+transport, and a clock that every deadline and wait is measured on, so a unit test can
+replace each. The rest lives beside it, one job per module: the buffers
+(``_buffers``), what goes in a request and how a batch is halved (``batch``), the retry
+policy (``_core.retry``), how a batch ends and the counters (``settle``), the process
+around the senders: registry, fork, exit (``_core.process``), and HTTP
+(``_transports``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import threading
@@ -40,9 +43,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from .._buffers import make_buffer
+from .._buffers import BufferFactory
 from .._buffers.base import FULL as QUEUE_FULL_SIGNAL
 from .._buffers.base import Buffer, Entry, entry_data
+from .._compat import holding_logging_lock
+from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
 from .._core.options import Options
 from .._core.process import (
@@ -54,7 +59,7 @@ from .._core.process import (
 )
 from .._core.protocol import MAX_BATCH_MESSAGES
 from .._core.report import Reporter, warn
-from .._transports.requests import (
+from .._transports.base import (
     BufferFull,
     Outcome,
     Response,
@@ -75,20 +80,6 @@ MIN_REQUEST_SECONDS: Final = 0.05
 THREAD_RETRY_SECONDS: Final = 1.0
 
 
-def _holding_logging_lock() -> bool:
-    """Whether this thread holds logging's module lock (it does inside ``dictConfig``).
-
-    While it does, the sender thread may be blocked on that very lock, so waiting for
-    its in-flight batch can only time out. RLock._is_owned is not public; without it we
-    fall back to waiting, which is bounded anyway.
-    """
-    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
-    try:
-        return bool(is_owned()) if callable(is_owned) else False
-    except Exception:  # noqa: BLE001
-        return False
-
-
 class Sender:
     """Owns, per process, the queue, the sender thread and the delivery bookkeeping.
 
@@ -107,10 +98,14 @@ class Sender:
         reporter: Reporter,
         scrub: Callable[[str], str],
         *,
+        buffer: BufferFactory,
         owns_transport: bool,
+        clock: Clock = SYSTEM_CLOCK,
         carried: dict[str, int] | None = None,
     ) -> None:
         self._options = options
+        self._make_buffer = buffer
+        self._clock = clock
         # The counters of the senders this client had before this one (a reopened
         # client's stats() count since the client started, not since it reopened).
         self._carried = dict(carried or {})
@@ -119,9 +114,6 @@ class Sender:
         self._batch_size = options.max_events_in_batch
         self._high_water = options.max_queue_size // 2
         self._transport = transport
-        # A transport that takes the messages themselves (the fleet buffer's, which adds
-        # each to a Redis stream) rather than a request body.
-        self._send_messages = getattr(transport, "send_messages", None)
         # What the library did not create, it does not close: a transport the
         # application passed in may be shared, or be reused by a reopened handler.
         self._owns_transport = owns_transport
@@ -139,11 +131,14 @@ class Sender:
         that forked without hooks wait in ``after_fork`` until all is fresh.
         """
         self._wake = threading.Event()
-        progress = Progress()
+        progress = Progress(self._clock)
         # A durable buffer settles numbers this process will never send itself (the
         # file broke, another process took them over), and wakes us for rows it took
         # over from a dead one.
-        self._queue = make_buffer(self._options, self._wake_now, progress.settle)
+        self._queue = self._make_buffer(self._wake_now, progress.settle)
+        # A buffer that forwards what is taken from it (the Redis stream's) gets each
+        # batch's messages instead of the transport getting its body.
+        self._forward = self._queue.forward if self._queue.forwards else None
         self._ledger = Ledger(
             self._options.on_flush, self._reporter, self._scrub, self._queue, progress
         )
@@ -188,7 +183,7 @@ class Sender:
         size = self._queue.put(entry)
         if size <= 0:
             return QUEUE_FULL if size == QUEUE_FULL_SIGNAL else CLOSED
-        if self._thread is None and time.monotonic() >= self._retry_thread_at:
+        if self._thread is None and self._clock.monotonic() >= self._retry_thread_at:
             self._start()
         if size > self._high_water:
             # Past half full, hand the interpreter lock over once, so a sender thread
@@ -219,7 +214,11 @@ class Sender:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None or self.closed or time.monotonic() < self._retry_thread_at:
+            if (
+                self._thread is not None
+                or self.closed
+                or self._clock.monotonic() < self._retry_thread_at
+            ):
                 return
             thread = threading.Thread(
                 target=self._run, name=f"cdp_logging-sender-{id(self):x}", daemon=True
@@ -232,7 +231,7 @@ class Sender:
                 # close() (which run at exit) send them from the calling thread.
                 # A later call tries again; at interpreter shutdown that fails the
                 # same way, silently.
-                self._retry_thread_at = time.monotonic() + THREAD_RETRY_SECONDS
+                self._retry_thread_at = self._clock.monotonic() + THREAD_RETRY_SECONDS
                 if not self._warned_no_thread and "shutdown" not in str(error):
                     self._warned_no_thread = True
                     warn(f"cannot start the sender thread ({error}); sending at flush/close")
@@ -277,7 +276,7 @@ class Sender:
             except IndexError:
                 pass
             count = len(self._queue)
-            now = time.monotonic()
+            now = self._clock.monotonic()
             stopping = self._stopping.is_set()
             timeout: float | None = None
             if count:
@@ -298,7 +297,7 @@ class Sender:
                 timeout = self._last_flush + options.flush_interval - now
             elif stopping:
                 return None
-            self._wake.wait(timeout)
+            self._clock.wait(self._wake, timeout)
             self._wake.clear()
 
     def _take(self, before: int | None = None) -> Batch | None:
@@ -324,7 +323,7 @@ class Sender:
         while True:
             if not self._wait_until_due(batch, deadline):
                 return
-            remaining = min(deadline, self._close_deadline) - time.monotonic()
+            remaining = min(deadline, self._close_deadline) - self._clock.monotonic()
             if remaining < MIN_REQUEST_SECONDS:
                 self._out_of_time(batch)
                 return
@@ -361,7 +360,9 @@ class Sender:
                 )
                 return
             batch.attempts += 1
-            batch.not_before = time.monotonic() + self._retry.delay(batch.attempts, retry_after)
+            batch.not_before = self._clock.monotonic() + self._retry.delay(
+                batch.attempts, retry_after
+            )
             batch.last_reason, batch.last_status = reason, status
             self._ledger.retrying()
             if hand_off:
@@ -370,11 +371,14 @@ class Sender:
                 return
 
     def _send(self, batch: Batch, joined: bytes, timeout: float) -> Response:
-        if self._send_messages is not None:
-            messages: list[bytes] = [entry_data(entry) for entry in batch.entries]
-            response: Response = self._send_messages(messages, timeout)
-            return response
+        if self._forward is not None:
+            messages = [entry_data(entry) for entry in batch.entries]
+            return self._forward(messages, timeout, self._post)
         return self._transport.send(body(joined), timeout)
+
+    def _post(self, messages: list[bytes], timeout: float) -> Response:
+        """What a forwarding buffer falls back on when it cannot take a batch: the POST."""
+        return self._transport.send(body(b",".join(messages)), timeout)
 
     def _refused(
         self, batch: Batch, outcome: Outcome, reason: str, status: int | None, hand_off: bool
@@ -418,17 +422,17 @@ class Sender:
     def _wait_until_due(self, batch: Batch, deadline: float) -> bool:
         """Sleep until the batch's next attempt is due; False if it left our hands."""
         while True:
-            wait = batch.not_before - time.monotonic()
+            wait = batch.not_before - self._clock.monotonic()
             if wait <= 0:
                 return True
             if batch.not_before > min(deadline, self._close_deadline) - MIN_REQUEST_SECONDS:
                 self._out_of_time(batch)
                 return False
             if self._stopping.is_set():
-                time.sleep(wait)  # bounded: not_before is before the close deadline
+                self._clock.wait(threading.Event(), wait)  # a sleep, bounded: not_before < deadline
                 return True
             # close() sets _stopping: wake up and measure the wait against its deadline.
-            self._stopping.wait(wait)
+            self._clock.wait(self._stopping, wait)
 
     def _out_of_time(self, batch: Batch) -> None:
         """The deadline comes before the batch can be (re)tried: report it, or pass it on."""
@@ -466,7 +470,7 @@ class Sender:
         was_sending = me in sending_threads
         sending_threads.add(me)
         try:
-            while time.monotonic() < deadline:
+            while self._clock.monotonic() < deadline:
                 batch = None
                 if not hand_off:
                     with contextlib.suppress(IndexError):
@@ -498,7 +502,7 @@ class Sender:
         """Send everything accepted before this call; True when all of it is settled."""
         self.ensure_process()
         progress = self._ledger.progress
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         target = self._queue.accepted
         if threading.get_ident() in sending_threads:
             # A callback (on_flush, on_error, a Future's) runs while its batch is being
@@ -506,18 +510,18 @@ class Sender:
             # every later one, for the whole timeout. Ask, and say how things stand.
             self._flush_upto = max(self._flush_upto, target)
             self._wake.set()
-            return progress.wait(target, time.monotonic())
+            return progress.wait(target, self._clock.monotonic())
         if self.closed:
             # Closed (at exit, before logging.shutdown flushes the handlers): what is
             # left is close()'s, and its deadline is the only one.
             return progress.wait(target, min(deadline, self._close_deadline))
-        holding_lock = _holding_logging_lock()
+        holding_lock = holding_logging_lock()
         if self._sends_itself(holding_lock):
             self._drain(target, deadline)
             if holding_lock:
                 # The sender thread's in-flight batch may be waiting for the lock we
                 # hold: it finishes once we return; waiting here only stalls dictConfig.
-                deadline = time.monotonic()
+                deadline = self._clock.monotonic()
         else:
             self._flush_upto = max(self._flush_upto, target)
             self._wake.set()
@@ -551,7 +555,7 @@ class Sender:
             if self.closed:
                 return False
             self.closed = True
-            self._close_deadline = time.monotonic() + timeout
+            self._close_deadline = self._clock.monotonic() + timeout
         self._queue.close()
         self._close_target = self._queue.accepted
         self._stopping.set()
@@ -559,15 +563,17 @@ class Sender:
         return True
 
     def _finish_close(self) -> None:
-        holding_lock = _holding_logging_lock()
+        holding_lock = holding_logging_lock()
         if self._sends_itself(holding_lock):
             self._drain(None, self._close_deadline)
         if not holding_lock:
             progress = self._ledger.progress
             progress.wait(self._close_target, self._close_deadline)
             self._abandon_leftovers()
-            if progress.wait(self._close_target, time.monotonic()) and self._owns_transport:
-                self._transport.close()
+            if progress.wait(self._close_target, self._clock.monotonic()):
+                self._queue.release()
+                if self._owns_transport:
+                    self._transport.close()
         # Under the lock (dictConfig), batches handed to the sender thread stay its
         # own: it retries them until the close deadline, then reports what is left.
         self._reporter.summarise()

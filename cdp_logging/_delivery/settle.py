@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from .._buffers.base import Buffer, Tracked, entry_data
+from .._core.clock import Clock
 from .._core.errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
 from .._core.options import FlushCallback
 from .._core.report import Reporter, warn
 from .._core.serialise import decode
-from .._transports.requests import CONFIGURATION_STATUSES
+from .._transports.base import CONFIGURATION_STATUSES
 from .batch import Batch
 from .future import CallFuture
 
@@ -34,7 +34,8 @@ Callback = Callable[[Exception | None, dict[str, Any]], object]
 class Progress:
     """Which sequence numbers are settled, so flush can wait for a prefix of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._settled_below = 0
         self._ranges: dict[int, int] = {}  # settled [start, end) above the watermark
@@ -50,10 +51,10 @@ class Progress:
         """Whether every sequence number below *target* is settled by *deadline*."""
         with self._cond:
             while self._settled_below < target:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._clock.wait(self._cond, remaining)
             return True
 
 

@@ -21,95 +21,16 @@ import netrc  # noqa: F401
 import os
 import platform
 import time
-from dataclasses import dataclass
-from enum import Enum
-from typing import Final, Protocol
+from typing import Final
 
 import requests
 
 from .._version import __version__
+from .base import Response, TransportError
 
-__all__ = [
-    "BufferFull",
-    "Outcome",
-    "RequestsTransport",
-    "Response",
-    "Transport",
-    "TransportError",
-    "classify",
-    "parse_retry_after",
-    "user_agent",
-]
+__all__ = ["RequestsTransport", "parse_retry_after", "user_agent"]
 
 _MAX_REASON_CHARS: Final = 300
-
-
-class TransportError(Exception):
-    """The request did not get an HTTP answer (DNS, refused, reset, timeout)."""
-
-
-class BufferFull(Exception):
-    """A shared buffer the batch was handed to is at its bound: drop it (``queue_full``).
-
-    Raised by a transport with ``send_messages`` (the fleet buffer's); the text is the
-    reason reported with the dropped messages.
-    """
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    text: str
-    retry_after: float | None = None
-
-
-class Outcome(Enum):
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    GIVE_UP = "give_up"
-    TOO_LARGE = "too_large"
-    REFUSED = "refused"
-
-
-def classify(status: int) -> Outcome:
-    """Decide what an HTTP status means for the batch that got it.
-
-    408, 429 and 5xx are the server's trouble and may pass. 413 says the body is too
-    large for the server or a proxy in front of it (nginx's ``client_max_body_size``
-    defaults to 1 MB, and is often set lower): smaller requests may pass. 400 refuses
-    the batch, usually for one bad message in it: a part without it may pass. Any other
-    4xx (a refused write key, say) means no request of ours will be accepted, so
-    retrying only delays the report.
-    """
-    if 200 <= status < 300:
-        return Outcome.DELIVERED
-    if status in (408, 429) or status >= 500:
-        return Outcome.RETRY
-    if status == 413:
-        return Outcome.TOO_LARGE
-    if status == 400:
-        return Outcome.REFUSED
-    return Outcome.GIVE_UP
-
-
-# Answers that say our configuration is wrong (write key, host, path), not the messages:
-# a durable buffer keeps messages that got one, for a process started with the fix,
-# instead of deleting a whole backlog (or a fleet's whole stream) over one typo.
-CONFIGURATION_STATUSES: Final = frozenset({401, 403, 404})
-
-
-class Transport(Protocol):
-    def send(self, body: bytes, timeout: float) -> Response:
-        """POST *body* (a complete batch) and return the answer within *timeout* seconds.
-
-        *timeout* is the smaller of the ``timeout`` option and the time left before a
-        flush's or close's deadline, so that no request outlives the deadline.
-
-        Raises:
-            TransportError: when no HTTP answer came back.
-        """
-
-    def close(self) -> None: ...
 
 
 def user_agent() -> str:
