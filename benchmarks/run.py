@@ -856,7 +856,7 @@ def main() -> None:
         default="fast",
         help="cdp's encoder: fast, orjson where installed (the bench extra installs it, "
         "as cdp_logging[fast] does); stdlib, as without the extra (same bytes, see "
-        "cdp_logging/_json.py)",
+        "cdp_logging/_core/serialise.py)",
     )
     parser.add_argument(
         "--instructions",

@@ -48,7 +48,7 @@ from contextlib import nullcontext
 from typing import Any
 
 # run.py --json stdlib: measure cdp as it runs without the `fast` extra, orjson installed
-# or not (cdp_logging/_json.py falls back when the import fails; None makes it fail).
+# or not (cdp_logging/_core/serialise.py falls back when the import fails; None makes it fail).
 if os.environ.get("CDP_BENCH_STDLIB_JSON"):
     sys.modules["orjson"] = None  # type: ignore[assignment]
 

@@ -1,6 +1,6 @@
 """``Analytics``: the client both front doors share, and the only public sender API.
 
-It turns calls into serialised messages (``_calls``), hands them to its ``Sender``, and
+It turns calls into serialised messages (``_core.calls``), hands them to its ``Sender``, and
 turns refusals into reported ``DeliveryError``s. It never raises from a call: an
 invalid message, a full queue or a closed client are reported through ``on_error``,
 ``stats()``, the call's Future and callback, and a rate-limited stderr line.

@@ -2,9 +2,9 @@
 
 Parsing only, kept apart from everything that uses the result so each kind of buffer
 adds one branch here: ``"memory"`` (the default: the in-process queue, sent by HTTP),
-``"sqlite:PATH"`` (a file that survives the process; see ``_durable``) and
+``"sqlite:PATH"`` (a file that survives the process; see ``_buffers.sqlite``) and
 ``"redis://..."`` (a Redis stream shared by a fleet, delivered by ``cdp-logging
-relay``; see ``_fleet``). Redis is an optional extra; asking for it without the extra
+relay``; see ``_buffers.redis``). Redis is an optional extra; asking for it without the extra
 is a ValueError at construction, naming the extra, never an ImportError later in the
 sender thread.
 """
