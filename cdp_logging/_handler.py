@@ -8,6 +8,7 @@ ignored here (it still reaches the application's other handlers as a log line).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from typing_extensions import Unpack
 
@@ -100,9 +101,24 @@ class AnalyticsHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - a logging call never raises into the app
             self.handleError(record)
 
-    def flush(self) -> None:
-        """Deliver what is queued, waiting at most ``shutdown_timeout`` seconds."""
-        self._client.flush()
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Deliver what is queued; True once all of it is settled, False at *timeout*.
+
+        ``logging`` calls ``flush()`` with no argument (``logging.shutdown``, a
+        ``MemoryHandler`` target): that waits at most ``shutdown_timeout``. It means what
+        ``Analytics.flush`` means, so a test or a serverless handler can hold the handler
+        it configured, not its client.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._client.flush(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """The client's counters (``Analytics.stats``): queued, delivered, failed by code...
+
+        .. versionadded:: 0.2.0
+        """
+        return self._client.stats()
 
     def close(self) -> None:
         """Deliver what is queued within ``shutdown_timeout`` and stop the sender.

@@ -36,6 +36,9 @@ app = Celery(
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Its exchange tables too: by default kombu writes them to ./control, which put
+        # broker files into whatever directory the worker was started from.
+        "control_folder": str(BROKER_DIR / "control"),
     },
 )
 
