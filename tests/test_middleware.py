@@ -159,6 +159,33 @@ class TestWSGI:
         """Fewer hops than trusted proxies: the peer address, not a forgeable one."""
         assert "10.0.0.1" == client_ip("10.0.0.1", "1.2.3.4", 2)
 
+    def test_a_peer_that_is_not_an_address_gives_no_ip(self) -> None:
+        """Starlette's test client's "testclient", a Unix socket's path: no ip at all."""
+        assert client_ip("testclient", "", 0) is None
+        assert client_ip("/run/app.sock", "", 0) is None
+        assert "::1" == client_ip("::1", "", 0)
+
+    def test_the_starlette_test_client_sends_no_ip(self) -> None:
+        """The app under Starlette's TestClient: page context yes, "testclient" as ip no."""
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+        from starlette.testclient import TestClient
+
+        from cdp_logging.asgi import AnalyticsMiddleware as ASGIMiddleware
+
+        seen: list[dict[str, Any]] = []
+
+        def home(request: Any) -> PlainTextResponse:
+            seen.append(json.loads(_calls.build("track", {"event": "E", "user_id": "u"}, 1.0)))
+            return PlainTextResponse("ok")
+
+        app = ASGIMiddleware(Starlette(routes=[Route("/", home)]))
+        with TestClient(app) as http:
+            assert 200 == http.get("/?q=1").status_code
+        assert "ip" not in seen[0]["context"]
+        assert "?q=1" == seen[0]["context"]["page"]["search"]
+
 
 class TestASGI:
     def test_binds_for_the_whole_app_call_including_streaming_and_restores(self) -> None:

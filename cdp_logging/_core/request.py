@@ -90,7 +90,9 @@ def client_ip(peer: str | None, forwarded_for: str, trusted_proxies: int) -> str
 
     With N trusted proxies, each appended the address it saw; the N-th from the right
     is the one the outermost trusted proxy saw. Anything that is not an IP address, or
-    a header shorter than N, falls back to the peer address.
+    a header shorter than N, falls back to the peer address; a peer that is not an IP
+    address either (Starlette's test client says ``"testclient"``, a Unix socket has a
+    path) gives no ``ip`` at all, since the CDP would geolocate the text as one.
     """
     if trusted_proxies > 0 and forwarded_for:
         hops = [hop.strip() for hop in forwarded_for.split(",")]
@@ -100,7 +102,12 @@ def client_ip(peer: str | None, forwarded_for: str, trusted_proxies: int) -> str
                 return str(ipaddress.ip_address(candidate))
             except ValueError:
                 pass
-    return peer or None
+    if not peer:
+        return None
+    try:
+        return str(ipaddress.ip_address(peer))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
