@@ -177,7 +177,9 @@ class TestWSGI:
         seen: list[dict[str, Any]] = []
 
         def home(request: Any) -> PlainTextResponse:
-            seen.append(json.loads(_calls.build("track", {"event": "E", "user_id": "u"}, 1.0)))
+            built = _calls.build("track", {"event": "E", "user_id": "u"}, 1.0)
+            assert isinstance(built, bytes)
+            seen.append(json.loads(built))
             return PlainTextResponse("ok")
 
         app = ASGIMiddleware(Starlette(routes=[Route("/", home)]))
