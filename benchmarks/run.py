@@ -854,7 +854,7 @@ def main() -> None:
         "--json",
         choices=("fast", "stdlib"),
         default="fast",
-        help="cdp's encoder: fast, orjson where installed (the bench extra installs it, "
+        help="cdp's encoder: fast, orjson where installed (requirements/bench.txt installs it, "
         "as cdp_logging[fast] does); stdlib, as without the extra (same bytes, see "
         "cdp_logging/_core/serialise.py)",
     )

@@ -31,9 +31,10 @@ class AnalyticsProcessor:
     """A structlog processor that sends analytics events and passes the event on.
 
     Args:
-        write_key, host, **options: The same as ``Analytics``, for a client of its
-            own (flushed at interpreter exit like every client, and reopened, like the
-            handler's, by an event that reaches it after the exit hook closed it).
+        write_key, host, options: The same keywords as ``Analytics``, for a client
+            of its own (flushed at interpreter exit like every client, and reopened,
+            like the handler's, by an event that reaches it after the exit hook
+            closed it).
         client: Share an existing ``Analytics`` instead.
         handler: Share the client of an ``AnalyticsHandler`` instead (follows the
             handler if it reopens its client after ``dictConfig`` closed it).

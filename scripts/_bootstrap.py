@@ -17,16 +17,28 @@ def python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure(extras: str = "dev") -> Path:
-    """Return the venv's python, creating the venv and installing the project if needed."""
-    stamp = VENV / f".cdp-installed-{extras}"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+def ensure(group: str = "dev") -> Path:
+    """Return the venv's python, creating the venv and installing the project if needed.
+
+    *group* names a requirements file in requirements/ (the tools of one chore: tests,
+    benchmarks) installed beside the project, editable; "" installs the project alone.
+    """
+    requirements = ROOT / "requirements" / f"{group}.txt" if group else None
+    stamp = VENV / f".cdp-installed-{group or 'project'}"
+    wanted = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes()
+        + (requirements.read_bytes() if requirements is not None else b"")
+    ).hexdigest()
     if not python().exists():
         print(f"creating virtualenv {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     if not stamp.exists() or stamp.read_text() != wanted:
-        print(f"installing cdp_logging[{extras}] into {VENV}", flush=True)
-        target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+        print(
+            f"installing cdp_logging{f' and requirements/{group}.txt' if group else ''} "
+            f"into {VENV}",
+            flush=True,
+        )
+        extra = ["-r", str(requirements)] if requirements is not None else []
         subprocess.run(  # noqa: S603
             [
                 str(python()),
@@ -36,7 +48,8 @@ def ensure(extras: str = "dev") -> Path:
                 "--quiet",
                 "--disable-pip-version-check",
                 "-e",
-                target,
+                str(ROOT),
+                *extra,
             ],
             check=True,
         )

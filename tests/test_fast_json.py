@@ -1,7 +1,7 @@
 """The fast encoder (the `fast` extra, orjson) writes the standard-library rule's bytes.
 
 A differential test: the same values through ``dumps``/``dumps_members`` (orjson here,
-the dev extra installs it) and through ``dumps_stdlib``/``dumps_members_stdlib``, byte
+requirements/dev.txt installs it) and through ``dumps_stdlib``/``dumps_members_stdlib``, byte
 for byte, over a seeded stream of random values and over the bad-input matrix that
 tests/test_json.py and tests/test_bad_input.py check end to end.
 """
@@ -396,7 +396,7 @@ def matrix() -> list[Any]:
 
 class TestSameBytes:
     def test_orjson_is_the_encoder_here(self) -> None:
-        """The dev extra installs orjson, so these tests compare two different encoders."""
+        """requirements/dev.txt installs orjson, so these tests compare two different encoders."""
         assert "orjson" == _json.ENCODER
         assert _json.dumps is not _json.dumps_stdlib
 
