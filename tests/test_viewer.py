@@ -268,7 +268,15 @@ class TestEventsEndpoint:
         post(collector, batch(sent))
 
         [event] = self.get(collector, "").json()["events"]
-        assert {"id": 1, "accepted": True, "status": 200, "problems": [], "message": sent} == {
+        assert {
+            "id": 1,
+            "accepted": True,
+            "status": 200,
+            "problems": [],
+            "message": sent,
+            "method": "POST",
+            "path": "/v1/batch",
+        } == {
             key: value for key, value in event.items() if key != "received_at"
         }
         assert event["received_at"].endswith("Z")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -24,15 +24,21 @@ from .._protocol import CALL_TYPES
 
 __all__ = [
     "EVENTS_PATH",
+    "FILTERS",
+    "JSONL_PATH",
     "MAX_PAGE",
     "PAGE",
     "PAGE_HEADERS",
     "PLAN_PATH",
     "EventsQuery",
     "parse_events_query",
+    "parse_filters",
 ]
 
 EVENTS_PATH: Final = "/api/events"
+# Every accepted message, one wire message per line: what a test of another
+# language's app, or `cdp-logging plan infer`, reads.
+JSONL_PATH: Final = "/api/events.jsonl"
 # The tracking plan (see _plan): the rate chart and the schema view poll it.
 PLAN_PATH: Final = "/api/plan"
 # Rows per answer: enough to catch up quickly, small enough that one answer stays a
@@ -493,6 +499,9 @@ PAGE_HEADERS: Final = (
 )
 
 
+FILTERS: Final = ("type", "event", "user_id", "anonymous_id", "marked")
+
+
 @dataclass(frozen=True)
 class EventsQuery:
     """``GET /api/events``'s question: what came after *after*, or the latest rows.
@@ -500,10 +509,34 @@ class EventsQuery:
     Attributes:
         after: Answer events with a greater id; None answers the latest *limit*.
         limit: At most this many events.
+        filters: The keyword arguments of ``StoredEvent.matches`` given (``type``,
+            ``event``, ``user_id``, ``anonymous_id``, ``marked``); empty keeps all.
     """
 
     after: int | None
     limit: int
+    filters: dict[str, str | bool] = field(default_factory=dict)
+
+
+def parse_filters(query: dict[str, list[str]]) -> dict[str, str | bool]:
+    """The filters of a parsed query string, each given once; ``marked`` as a bool.
+
+    Raises:
+        ValueError: a filter given twice, or ``marked`` other than true or false.
+    """
+    filters: dict[str, str | bool] = {}
+    for name in FILTERS:
+        values = query.get(name)
+        if values is None:
+            continue
+        if len(values) != 1:
+            raise ValueError(f"{name} may be given once")
+        filters[name] = values[0]
+    if "marked" in filters:
+        if filters["marked"] not in ("true", "false"):
+            raise ValueError("marked must be true or false")
+        filters["marked"] = filters["marked"] == "true"
+    return filters
 
 
 def _whole(query: dict[str, list[str]], name: str, low: int, high: int) -> int | None:
@@ -517,21 +550,26 @@ def _whole(query: dict[str, list[str]], name: str, low: int, high: int) -> int |
 
 
 def parse_events_query(query_string: str) -> EventsQuery:
-    """Read ``after=ID&limit=N`` or ``last=N``, bounded so one answer stays small.
+    """Read ``after=ID&limit=N`` or ``last=N``, and the filters (see
+    :func:`parse_filters`), bounded so one answer stays small.
 
     Raises:
         ValueError: an unknown parameter, a value that is not a whole number in
-            range, or ``last`` with ``after``; the message says which.
+            range, ``last`` with ``after``, or a bad filter; the message says which.
     """
     query = parse_qs(query_string, keep_blank_values=True)
-    unknown = sorted(set(query) - {"after", "limit", "last"})
+    unknown = sorted(set(query) - {"after", "limit", "last", *FILTERS})
     if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}: use after and limit, or last")
+        raise ValueError(
+            f"unknown parameter {unknown[0]!r}: use after and limit, or last, and the"
+            f" filters {', '.join(FILTERS)}"
+        )
+    filters = parse_filters(query)
     last = _whole(query, "last", 1, MAX_PAGE)
     after = _whole(query, "after", 0, 2**63 - 1)
     limit = _whole(query, "limit", 1, MAX_PAGE)
     if last is not None:
         if after is not None or limit is not None:
             raise ValueError("last cannot be combined with after or limit")
-        return EventsQuery(None, last)
-    return EventsQuery(after or 0, limit or DEFAULT_PAGE)
+        return EventsQuery(None, last, filters)
+    return EventsQuery(after or 0, limit or DEFAULT_PAGE, filters)
