@@ -64,11 +64,14 @@ def describe(message: Mapping[str, Any]) -> str:
 
 
 def describe_rejected(record: RequestRecord) -> str:
-    """One line for a rejected request: its status, size and reason (never the key)."""
+    """One line for a rejected request: its status, method, path, size and reason
+    (never the key), so that a client posting to the wrong place is told at once.
+    """
     noun = "message" if record.message_count == 1 else "messages"
     answer = "no answer" if record.status == 0 else f"HTTP {record.status}"
     reason = record.reason or "not stored"
-    return f"rejected {answer} ({record.message_count} {noun}): {reason}"
+    where = json.dumps(f"{record.method} {record.path}", ensure_ascii=False)[1:-1]
+    return f"rejected {answer} {where} ({record.message_count} {noun}): {reason}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -124,6 +127,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, memory_by_default: bool = 
     parser.add_argument(
         "--quiet", action="store_true", help="print only the first line and errors, not events"
     )
+    parser.add_argument(
+        "--jsonl",
+        metavar="PATH",
+        help="append each accepted message to this file as one JSON line, as it arrives",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -166,9 +174,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             on_rejected=None if args.quiet else show_rejected,
             database=database,
             strict=args.strict,
+            jsonl=args.jsonl,
         )
     except ValueError as error:
         parser.error(str(error))
+    except OSError as error:
+        print(f"{prog}: cannot write {args.jsonl}: {error.strerror or error}", file=sys.stderr)
+        return 1
     except sqlite3.Error as error:
         print(f"{prog}: cannot open the database {database}: {error}", file=sys.stderr)
         return 1

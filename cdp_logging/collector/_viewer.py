@@ -137,13 +137,14 @@ const SVG = document.getElementById("rate").namespaceURI;
 const rows = document.getElementById("rows");
 const typeFilter = document.getElementById("type-filter");
 const userFilter = document.getElementById("user-filter");
+const markFilter = document.getElementById("mark-filter");
 const statusLine = document.getElementById("status");
 const events = new Map();  // id -> event, for the detail panel
 let lastId = null;         // null until the first answer, which asks for the latest rows
 let picked = null;
 
 document.getElementById("endpoint").textContent = location.origin + "/v1/batch";
-for (const type of CALL_TYPES) typeFilter.append(new Option(type, type));
+for (const type of [...CALL_TYPES, "request"]) typeFilter.append(new Option(type, type));
 
 // Any JSON value as one line of text; a message may hold anything a client sent.
 function text(value) {
@@ -153,7 +154,13 @@ function text(value) {
 
 function summary(event) {
   const m = event.message;
-  if (m === null || typeof m !== "object" || Array.isArray(m)) {
+  if (m === null) {
+    // A request with no message to show: refused for its path, method, key or body.
+    const answer = event.status === 0 ? "no answer" : `HTTP ${event.status}`;
+    return { type: "request", user: "", what: `${event.method} ${event.path} \u2192 ${answer}`,
+      when: event.received_at };
+  }
+  if (typeof m !== "object" || Array.isArray(m)) {
     return { type: "-", user: "", what: text(m), when: event.received_at };
   }
   const type = text(m.type) || "?";
@@ -173,8 +180,10 @@ function summary(event) {
 function visible(row) {
   const type = typeFilter.value;
   const user = userFilter.value.trim().toLowerCase();
+  const marks = markFilter.value;
   return (!type || row.dataset.type === type) &&
-    (!user || row.dataset.user.toLowerCase().includes(user));
+    (!user || row.dataset.user.toLowerCase().includes(user)) &&
+    (!marks || row.dataset.marked === String(marks === "marked"));
 }
 
 function showCounts() {
@@ -198,10 +207,12 @@ function add(event) {
   row.dataset.id = String(event.id);
   row.dataset.type = s.type;
   row.dataset.user = s.user;
+  row.dataset.marked = String(!event.accepted || event.problems.length > 0);
   // Accepted with marks: the real service would drop or flag it (the lenient mode).
   if (!event.accepted) row.classList.add("rejected");
   else if (event.problems.length > 0) row.classList.add("flagged");
-  row.title = `received ${event.received_at}, answered HTTP ${event.status}`;
+  row.title = `${event.method} ${event.path} received ${event.received_at}, ` +
+    `answered HTTP ${event.status}`;
   const cells = [["type", s.type], ["user", s.user], ["what", s.what], ["when", s.when],
     ["problems", event.problems.join("; ")]];
   for (const [name, value] of cells) {
@@ -228,7 +239,8 @@ function pick(row) {
   const verdict = !event.accepted ? "rejected"
     : event.problems.length > 0 ? "accepted, the real service would drop or flag it" : "accepted";
   document.getElementById("detail-title").textContent =
-    `Event ${event.id}: ${verdict} (HTTP ${event.status}), received ${event.received_at}`;
+    `Event ${event.id}: ${verdict} (${event.method} ${event.path}, HTTP ${event.status}), ` +
+    `received ${event.received_at}`;
   document.getElementById("detail-problems").replaceChildren(...event.problems.map((problem) => {
     const item = document.createElement("li");
     item.textContent = problem;
@@ -415,6 +427,7 @@ rows.addEventListener("click", (click) => {
 });
 typeFilter.addEventListener("change", applyFilters);
 userFilter.addEventListener("input", applyFilters);
+markFilter.addEventListener("change", applyFilters);
 poll();
 pollPlan();
 """
@@ -435,6 +448,9 @@ _BODY: Final = """
     <label>Type <select id="type-filter"><option value="">all</option></select></label>
     <label>User <input id="user-filter" type="search" placeholder="userId or anonymousId">
     </label>
+    <label>Show <select id="mark-filter"><option value="">all</option>
+      <option value="marked">marked or rejected</option>
+      <option value="unmarked">accepted unmarked</option></select></label>
   </span>
   <span id="mode"></span>
   <span id="status">connecting</span>
