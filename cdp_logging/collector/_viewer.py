@@ -239,14 +239,17 @@ function pick(row) {
   const verdict = !event.accepted ? "rejected"
     : event.problems.length > 0 ? "accepted, the real service would drop or flag it" : "accepted";
   document.getElementById("detail-title").textContent =
-    `Event ${event.id}: ${verdict} (${event.method} ${event.path}, HTTP ${event.status}), ` +
+    `Event ${event.id}: ${verdict} (HTTP ${event.status}) on ${event.method} ${event.path}, ` +
     `received ${event.received_at}`;
   document.getElementById("detail-problems").replaceChildren(...event.problems.map((problem) => {
     const item = document.createElement("li");
     item.textContent = problem;
     return item;
   }));
-  document.getElementById("detail-json").textContent = JSON.stringify(event.message, null, 2);
+  // A request without a message is shown by what it was: its method, path and answer.
+  const shownJson = event.message !== null ? event.message
+    : { method: event.method, path: event.path, status: event.status };
+  document.getElementById("detail-json").textContent = JSON.stringify(shownJson, null, 2);
 }
 
 async function poll() {
