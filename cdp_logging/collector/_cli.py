@@ -64,13 +64,17 @@ def describe(message: Mapping[str, Any]) -> str:
 
 
 def describe_rejected(record: RequestRecord) -> str:
-    """One line for a rejected request: its status, method, path, size and reason
-    (never the key), so that a client posting to the wrong place is told at once.
+    """One line for a request: its status, method, path, size and reason (never the
+    key), so that a client posting to the wrong place is told at once. A request
+    answered 2xx (a CORS preflight, an empty batch) is "answered", not "rejected".
     """
     noun = "message" if record.message_count == 1 else "messages"
     answer = "no answer" if record.status == 0 else f"HTTP {record.status}"
-    reason = record.reason or "not stored"
+    # Escaped, so that a path holding control characters cannot redraw the terminal.
     where = json.dumps(f"{record.method} {record.path}", ensure_ascii=False)[1:-1]
+    if 200 <= record.status < 300:
+        return f"answered {answer} {where} ({record.message_count} {noun})"
+    reason = record.reason or "not stored"
     return f"rejected {answer} {where} ({record.message_count} {noun}): {reason}"
 
 
@@ -157,8 +161,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             lines.append(describe(message) + flagged + "\n")
         say("".join(lines))
 
-    def show_rejected(record: RequestRecord) -> None:
-        say(describe_rejected(record) + "\n")
+    def show_request(record: RequestRecord) -> None:
+        # Accepted messages are printed one a line by show(); what else came (a refusal,
+        # a browser's CORS preflight) is printed here, so no request goes unseen.
+        if record.status != 200 or not record.message_count:
+            say(describe_rejected(record) + "\n")
 
     def stop(signum: int, frame: object) -> None:
         stopped.set()
@@ -171,7 +178,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             host=args.host,
             port=args.port,
             on_batch=None if args.quiet else show,
-            on_rejected=None if args.quiet else show_rejected,
+            on_request=None if args.quiet else show_request,
             database=database,
             strict=args.strict,
             jsonl=args.jsonl,

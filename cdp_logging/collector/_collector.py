@@ -96,6 +96,8 @@ class Collector:
         port: The port; 0 lets the system pick a free one when first started.
         on_batch: Called on a handler thread with the messages of each accepted
             batch, after they are stored (the command line prints them).
+        on_request: Called on a handler thread with the record of every request
+            recorded (see :meth:`requests`), accepted or not, after it is stored.
         on_rejected: Called on a handler thread with the record of each rejected
             request, after it is stored.
         database: An SQLite file to keep everything in, created when missing and
@@ -130,6 +132,7 @@ class Collector:
         port: int = 0,
         on_batch: BatchCallback | None = None,
         on_rejected: RejectedCallback | None = None,
+        on_request: RejectedCallback | None = None,
         database: str | os.PathLike[str] | None = None,
         strict: bool = False,
         request_timeout: float = REQUEST_SECONDS,
@@ -167,6 +170,7 @@ class Collector:
             keys,
             on_batch,
             on_rejected,
+            on_request,
             strict=bool(strict),
             idle_seconds=float(idle_timeout),
             request_seconds=float(request_timeout),
@@ -298,7 +302,7 @@ class Collector:
         after: int = 0,
         limit: int | None = None,
         *,
-        type: str | None = None,  # noqa: A002 - the wire name, as GET /api/events has it
+        type: str | None = None,
         event: str | None = None,
         user_id: str | None = None,
         anonymous_id: str | None = None,
@@ -312,18 +316,19 @@ class Collector:
         ``GET /api/events`` (see :meth:`StoredEvent.matches`): ``events(type="track",
         event="Order Completed", marked=False)``.
         """
-        filters = {
-            "type": type,
-            "event": event,
-            "user_id": user_id,
-            "anonymous_id": anonymous_id,
-            "marked": marked,
-        }
-        if all(value is None for value in filters.values()):
+        if (type, event, user_id, anonymous_id, marked) == (None,) * 5:
             return self._store.events(after, limit)
-        return self._store.select(
-            lambda stored: stored.matches(**filters), after=after, limit=limit
-        )
+
+        def keep(stored: StoredEvent) -> bool:
+            return stored.matches(
+                type=type,
+                event=event,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                marked=marked,
+            )
+
+        return self._store.select(keep, after=after, limit=limit)
 
     def export_jsonl(self, path: str | os.PathLike[str]) -> int:
         """Write every accepted message to *path*, one JSON line each, as

@@ -126,6 +126,7 @@ class Backend:
     write_keys: frozenset[str] | None
     on_batch: BatchCallback | None
     on_rejected: RejectedCallback | None = None
+    on_request: RejectedCallback | None = None
     # False: accept what the real services accept and mark it; True: reject with 400.
     strict: bool = False
     idle_seconds: float = IDLE_SECONDS
@@ -591,7 +592,8 @@ class _Handler(BaseHTTPRequestHandler):
             backend.store.add_accepted(record, rows or [])
         else:
             backend.store.add_rejected(record, _rejected_rows(outcome, batch))
-            _announce_rejected(backend, record)
+            _announce_rejected(backend, backend.on_rejected, record)
+        _announce_rejected(backend, backend.on_request, record)
         return record
 
     def _refuse(
@@ -817,11 +819,13 @@ def _announce(backend: Backend, messages: list[dict[str, Any]]) -> None:
         traceback.print_exc()
 
 
-def _announce_rejected(backend: Backend, record: RequestRecord) -> None:
-    if backend.on_rejected is None:
+def _announce_rejected(
+    backend: Backend, callback: RejectedCallback | None, record: RequestRecord
+) -> None:
+    if callback is None:
         return
     try:
-        backend.on_rejected(record)
+        callback(record)
     except Exception:  # noqa: BLE001 - as in _announce: printed, and the answer stands
         traceback.print_exc()
 
