@@ -136,7 +136,20 @@ def test_cors_preflight_and_answers(collector: Collector) -> None:
     missing = post(collector, "/v1/nowhere", {}, headers={"Origin": origin})
     plain = post(collector, "/v1/t", LONG["track"])
 
+    control = requests.options(
+        f"{collector.url}/api/events",
+        headers={"Origin": origin, "Access-Control-Request-Method": "DELETE"},
+        timeout=5,
+    )
+    read = requests.get(f"{collector.url}/api/events", headers={"Origin": origin}, timeout=5)
+
     assert (204, b"") == (preflight.status_code, preflight.content)
+    # Another origin may read events back, but not delete them or add faults.
+    assert (204, "GET, OPTIONS") == (
+        control.status_code,
+        control.headers["Access-Control-Allow-Methods"],
+    )
+    assert origin == read.headers["Access-Control-Allow-Origin"]
     assert origin == preflight.headers["Access-Control-Allow-Origin"]
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     allowed = preflight.headers["Access-Control-Allow-Headers"].split(", ")
@@ -351,13 +364,16 @@ def test_collect_command_writes_jsonl_and_prints_refusals(tmp_path: Path) -> Non
             url = process.stdout.readline().split()[3]
             requests.post(f"{url}/v1/tracks", json={}, auth=(KEY, ""), timeout=5)
             requests.post(f"{url}/v1/track", json=LONG["track"], auth=(KEY, ""), timeout=5)
+            requests.options(f"{url}/v1/t", headers={"Origin": "http://127.0.0.1:9"}, timeout=5)
             refused, accepted = process.stdout.readline(), process.stdout.readline()
+            preflight = process.stdout.readline()
         finally:
             process.terminate()
             process.wait(timeout=10)
 
     assert refused.startswith("rejected HTTP 404 POST /v1/tracks (0 messages): no such endpoint")
     assert accepted.startswith("track")
+    assert "answered HTTP 204 OPTIONS /v1/t (0 messages)\n" == preflight
     [line] = path.read_text().splitlines()
     assert "Order Completed" == strict_json(line)["event"]
 

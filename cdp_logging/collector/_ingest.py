@@ -48,6 +48,8 @@ SHORT_PATHS: Final = frozenset({"/v1/i", "/v1/t", "/v1/p", "/v1/s", "/v1/g", "/v
 # Keys of a batch body that Segment copies into each of its messages.
 _BATCH_DEFAULTS: Final = ("context", "integrations")
 _MAX_LISTED_PATHS: Final = 5
+# A value echoed in a mark is cut, so that a mark stays one readable line.
+_MAX_ECHO_CHARS: Final = 60
 
 
 def batch_with_defaults(payload: Mapping[str, Any], batch: list[Any]) -> list[Any]:
@@ -88,7 +90,9 @@ def single_message(
     message = {key: value for key, value in payload.items() if key != "writeKey"}
     sent_type = message.setdefault("type", call_type)
     if sent_type != call_type:
-        return message, (f"posted to {path} (a {call_type}) but its type is {sent_type!r}",)
+        shown = repr(sent_type)
+        shown = shown if len(shown) <= _MAX_ECHO_CHARS else shown[:_MAX_ECHO_CHARS] + "..."
+        return message, (f"posted to {path} (a {call_type}) but its type is {shown}",)
     return message, ()
 
 

@@ -68,7 +68,8 @@ __all__ = ["Backend", "BatchCallback", "CollectorServer", "RejectedCallback"]
 BatchCallback = Callable[[list[dict[str, Any]]], object]
 RejectedCallback = Callable[[RequestRecord], object]
 
-# What every path answers a preflight with, and the headers it always lets through.
+# The methods the collector serves (an Allow header's), and the request headers a
+# preflight always lets through.
 _ALLOW: Final = "POST, GET, DELETE, OPTIONS"
 _CORS_HEADERS: Final = ("authorization", "content-type", "content-encoding", "x-retry-count")
 # A method or path is cut to this much in a record: a client may send any garbage.
@@ -493,7 +494,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/faults":
             self._reply(200, [fault.to_json() for fault in backend.faults.active()])
         elif url.path in INGEST_PATHS:
-            self._refuse(405, f"use POST {url.path}", framed[1], headers=[("Allow", _ALLOW)])
+            allow = [("Allow", "POST, OPTIONS")]
+            self._refuse(405, f"use POST {url.path}", framed[1], headers=allow)
         else:
             self._refuse(404, f"no such endpoint: GET {url.path}", framed[1])
 
@@ -513,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(404, f"no such endpoint: DELETE {path}", framed[1])
 
     def do_OPTIONS(self) -> None:
-        """Answer a CORS preflight: any origin may POST with the headers it asks for.
+        """Answer a CORS preflight: any origin may POST events with the headers it asks for.
 
         analytics.js sends its key in an Authorization header, which makes the
         browser ask first; without this answer it sends nothing at all.
@@ -525,11 +527,14 @@ class _Handler(BaseHTTPRequestHandler):
         names = [*_CORS_HEADERS, *(name.strip().lower() for name in asked.split(","))]
         allowed = ", ".join(name for name in dict.fromkeys(names) if name.isprintable() and name)
         self._record(_Outcome(204, accepted=True), framed[1], [])
+        # Another origin may send events and read them back, but not change the
+        # collector (DELETE, POST /faults): any page the user opens is another origin.
+        ingest = urlsplit(self.path).path in INGEST_PATHS
         self._reply(
             204,
             b"",
             headers=[
-                ("Access-Control-Allow-Methods", _ALLOW),
+                ("Access-Control-Allow-Methods", "POST, OPTIONS" if ingest else "GET, OPTIONS"),
                 ("Access-Control-Allow-Headers", allowed),
                 ("Access-Control-Max-Age", "600"),
             ],
