@@ -20,7 +20,7 @@ from cdp_logging.collector import Collector
 
 KEY = "endpoint-key-5ecret"
 SENT_AT = "2024-05-01T12:00:00.000Z"
-LONG = {
+LONG: dict[str, dict[str, Any]] = {
     "identify": {"userId": "u-1", "traits": {"plan": "pro"}},
     "track": {"userId": "u-1", "event": "Order Completed", "properties": {"revenue": 12.5}},
     "page": {"userId": "u-1", "name": "Install", "properties": {"path": "/docs"}},
@@ -106,6 +106,18 @@ def test_short_batch_path_takes_a_batch(strict: Collector) -> None:
     answer = post(strict, "/v1/b", body, auth=None, headers={"Content-Type": "text/plain"})
 
     assert (200, [message]) == (answer.status_code, strict.messages())
+
+
+def test_analytics_js_metrics_are_answered_and_counted_not_stored(collector: Collector) -> None:
+    metrics = {"series": [{"type": "Counter", "metric": "analytics_js.invoke", "value": 1}]}
+
+    answer = post(collector, "/v1/m", metrics, auth=None, headers={"Content-Type": "text/plain"})
+
+    assert 200 == answer.status_code
+    assert ([], [("POST", "/v1/m", 200)]) == (
+        collector.events(),
+        [(r.method, r.path, r.status) for r in collector.requests()],
+    )
 
 
 def test_a_type_against_its_path_is_marked_or_refused(

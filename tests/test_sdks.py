@@ -21,6 +21,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -222,7 +223,7 @@ def test_sdk_sends_all_six_calls_and_each_is_accepted_and_shown(
 # messageId, the key as `-u KEY:` (Segment), as a Basic header built by hand
 # (Customer.io), or as "writeKey" in the body; and Segment's batch, whose context is
 # given once for every message.
-CURL_CALLS = (
+CURL_CALLS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("segment", "identify", {"userId": "u-7", "traits": {"email": "ann@example.com"}}),
     ("segment", "track", {"userId": "u-7", "event": "Item Purchased", "properties": {"x": 1}}),
     ("segment", "page", {"userId": "u-7", "name": "Pricing", "properties": {"path": "/p"}}),
@@ -251,7 +252,7 @@ CURL_CALLS = (
 )
 
 
-def curl(style: str, url: str, body: dict[str, object]) -> subprocess.CompletedProcess[str]:
+def curl(style: str, url: str, body: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("curl")
     assert binary is not None, "curl is needed for the HTTP API examples"
     command = [binary, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url]

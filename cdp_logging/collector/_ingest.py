@@ -20,6 +20,7 @@ __all__ = [
     "BATCH_PATHS",
     "CALL_PATHS",
     "INGEST_PATHS",
+    "METRICS_PATH",
     "SHORT_PATHS",
     "assign_message_ids",
     "batch_with_defaults",
@@ -42,6 +43,9 @@ CALL_PATHS: Final[Mapping[str, str]] = {
     "/v1/a": "alias",
 }
 INGEST_PATHS: Final = BATCH_PATHS | frozenset(CALL_PATHS)
+# analytics.js reports its own metrics here every 30 s: no events, but a 404 would
+# fill the viewer with refusals the user did not cause.
+METRICS_PATH: Final = "/v1/m"
 # Only analytics.js uses these, and it sends text/plain on purpose (a "simple" request
 # in CORS terms), so even the strict mode takes that Content-Type here.
 SHORT_PATHS: Final = frozenset({"/v1/i", "/v1/t", "/v1/p", "/v1/s", "/v1/g", "/v1/a", "/v1/b"})

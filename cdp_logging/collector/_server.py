@@ -30,6 +30,7 @@ from ._faults import Fault, FaultPlan
 from ._ingest import (
     CALL_PATHS,
     INGEST_PATHS,
+    METRICS_PATH,
     SHORT_PATHS,
     assign_message_ids,
     batch_with_defaults,
@@ -468,6 +469,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/faults":
             self._add_fault(framed[0])
+        elif path == METRICS_PATH:
+            self._record(_Outcome(200, accepted=True), framed[1], [])
+            self._reply(200, {"success": True})
         else:
             self._refuse(404, f"no such endpoint: POST {path}", framed[1])
 
