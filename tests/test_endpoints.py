@@ -196,6 +196,19 @@ def test_message_id_is_given_and_context_merged(collector: Collector) -> None:
     assert {"All": False, "Mixpanel": False} == second.message["integrations"]
 
 
+def test_a_context_merged_into_too_many_messages_is_refused(collector: Collector) -> None:
+    """A 40 KB context and 12,000 empty messages fit in one body, not merged in memory."""
+    body = {"batch": [{}] * 12_000, "context": {"pad": "x" * 40_000}, "writeKey": KEY}
+
+    answer = post(collector, "/v1/batch", body, auth=None)
+
+    assert 400 == answer.status_code
+    assert answer.json()["error"].startswith(
+        "the batch's context and integrations (40022 bytes), merged into each of its 12000"
+    )
+    assert 0 == collector.counts()["messages"]
+
+
 def test_strict_mode_still_requires_a_message_id(strict: Collector) -> None:
     body = {"batch": [{"type": "track", "userId": "u-1", "event": "A"}], "sentAt": SENT_AT}
 

@@ -16,10 +16,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .._protocol import MAX_BATCH_BYTES
+
 __all__ = [
     "BATCH_PATHS",
     "CALL_PATHS",
     "INGEST_PATHS",
+    "MAX_MERGED_BYTES",
     "METRICS_PATH",
     "SHORT_PATHS",
     "assign_message_ids",
@@ -52,6 +55,10 @@ SHORT_PATHS: Final = frozenset({"/v1/i", "/v1/t", "/v1/p", "/v1/s", "/v1/g", "/v
 # Keys of a batch body that Segment copies into each of its messages.
 _BATCH_DEFAULTS: Final = ("context", "integrations")
 _MAX_LISTED_PATHS: Final = 5
+# What a batch's messages may grow to once its context is merged into each: four
+# times the largest body, far above any real batch (a 2 KB context in 500 messages
+# is 1 MB).
+MAX_MERGED_BYTES: Final = 4 * MAX_BATCH_BYTES
 # A value echoed in a mark is cut, so that a mark stays one readable line.
 _MAX_ECHO_CHARS: Final = 60
 
@@ -62,12 +69,25 @@ def batch_with_defaults(payload: Mapping[str, Any], batch: list[Any]) -> list[An
     Segment documents both as batch-level keys that apply to every message; the
     message's own keys win. The result holds copies of the messages it changed, so
     the caller's payload is left as it was sent.
+
+    Raises:
+        ValueError: merged, they would make the messages together more than
+            ``MAX_MERGED_BYTES``: a 400 KB context and a hundred thousand empty
+            messages in one 500 KB body would otherwise be stored as 40 GB.
     """
     defaults = {
         key: payload[key] for key in _BATCH_DEFAULTS if isinstance(payload.get(key), Mapping)
     }
     if not defaults:
         return batch
+    size = len(json.dumps(defaults, separators=(",", ":")))
+    receivers = sum(isinstance(item, dict) for item in batch)
+    if size * receivers > MAX_MERGED_BYTES:
+        raise ValueError(
+            f"the batch's context and integrations ({size} bytes), merged into each of its"
+            f" {receivers} messages, make {size * receivers} bytes; the limit is"
+            f" {MAX_MERGED_BYTES}"
+        )
     merged: list[Any] = []
     for item in batch:
         if isinstance(item, dict):

@@ -720,11 +720,16 @@ class _Handler(BaseHTTPRequestHandler):
             if too_big is not None:
                 raise Rejected(400, too_big)
             payload = load_payload(body)
+            if call_type is None:
+                try:
+                    batch = batch_with_defaults(payload, batch_messages(payload))
+                except ValueError as error:
+                    batch = batch_messages(payload)
+                    raise Rejected(400, str(error)) from None
         except Rejected as rejected:
             body_problem = rejected
         else:
             if call_type is None:
-                batch = batch_with_defaults(payload, batch_messages(payload))
                 sent_at = payload["sentAt"] if isinstance(payload.get("sentAt"), str) else None
             else:
                 message, route_marks = single_message(payload, call_type, path)
@@ -732,6 +737,7 @@ class _Handler(BaseHTTPRequestHandler):
                 sent_at = message["sentAt"] if isinstance(message.get("sentAt"), str) else None
             if not backend.strict:
                 batch = assign_message_ids(batch)
+        if payload is not None:
             judge_auth = strict_auth_problem if backend.strict else lenient_auth_problem
             auth = judge_auth(authorization, payload.get("writeKey"), backend.write_keys)
 
