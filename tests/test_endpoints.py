@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import subprocess
 import sys
 import uuid
@@ -413,3 +414,27 @@ def test_absurd_latency_is_refused(collector: Collector) -> None:
     assert [400, 400] == [answer.status_code for answer in answers]
     assert "delay must be at most 3600 seconds" in answers[1].json()["error"]
     assert 200 == post(collector, "/v1/batch", {"batch": [LONG["track"]]}).status_code
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        pytest.param(b"GARBAGE\r\n\r\n", 400, id="garbled-line"),
+        pytest.param(b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, id="long-uri"),
+        pytest.param(b"BREW /v1/t HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 501, id="method"),
+    ],
+)
+def test_the_server_s_own_refusals_are_json_and_counted(
+    collector: Collector, request_bytes: bytes, status: int
+) -> None:
+    """What http.server answers by itself (HTML before) is JSON, and shows like the rest."""
+    with socket.create_connection(("127.0.0.1", collector.port or 0), timeout=5) as connection:
+        connection.sendall(request_bytes)
+        answer = b""
+        while chunk := connection.recv(65536):  # the server closes: bounded
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert strict_json(body.decode())["error"]
+    assert [status] == [record.status for record in collector.requests()]

@@ -560,10 +560,12 @@ class _Handler(BaseHTTPRequestHandler):
         """
         self.close_connection = True
         reason = message or self.responses.get(code, ("error",))[0]
-        self._record(_Outcome(code, reason), 0, [])
+        self._record(_Outcome(int(code), reason), 0, [])
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
-            return  # no status line to send: the request line was unreadable
-        self._error(code, reason, close=True, bodyless=self.command == "HEAD")
+            # An unreadable request line leaves the version at 0.9, which has no status
+            # line; no client speaks it, and a garbled line deserves a real 400.
+            self.request_version = "HTTP/1.0"
+        self._error(int(code), reason, close=True, bodyless=self.command == "HEAD")
 
     # -- recording ------------------------------------------------------------------
 
