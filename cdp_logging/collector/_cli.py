@@ -228,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cdp_logging.collector",
         description=(
-            "Run a local POST /v1/batch server that validates, keeps and prints messages, "
+            "Run a local CDP (/v1/batch, /v1/track..., analytics.js's /v1/t...) that "
+            "validates, keeps and prints messages, "
             "with a live viewer at its root URL. Same as 'cdp-logging collect', "
             "except that events are kept in memory unless --db is given."
         ),

@@ -67,7 +67,8 @@ class _JsonlWriter:
 
 
 class Collector:
-    """A local server for ``POST /v1/batch`` that keeps what it accepts, for tests.
+    """A local CDP that keeps what it accepts, for tests: ``POST /v1/batch``, the
+    per-call endpoints (``/v1/track``...) and analytics.js's (``/v1/t``...), CORS included.
 
     Use it as a context manager: it listens on entry (in a daemon thread) and stops
     on exit.

@@ -1,7 +1,9 @@
-"""The HTTP side: a threading server and the handler that answers the batch protocol.
+"""The HTTP side: a threading server and the handler that answers every client.
 
-It also answers the control endpoints (``/stats``, ``/messages``, ``/faults``) and the
-live viewer (``/`` and ``/api/events``, see ``_viewer``).
+It takes messages on every path a client documents (see ``_ingest``), answers CORS
+preflights so that browsers reach it, records every request but those reading it
+back, and answers the control endpoints (``/stats``, ``/messages``, ``/faults``) and
+the live viewer (``/``, ``/api/events``, ``/api/events.jsonl``, see ``_viewer``).
 
 The handler speaks HTTP/1.1 with keep-alive and always sends Content-Length, as the
 real services do, because a client's connection pool (and what happens to a pooled
