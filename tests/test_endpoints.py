@@ -438,3 +438,30 @@ def test_the_server_s_own_refusals_are_json_and_counted(
     assert head.startswith(f"HTTP/1.1 {status} ".encode())
     assert strict_json(body.decode())["error"]
     assert [status] == [record.status for record in collector.requests()]
+
+
+def test_sqlite_store_filters_counts_and_forgets_the_same(tmp_path: Path) -> None:
+    """The same reading back from a database, also for what an earlier run kept."""
+    database = tmp_path / "events.sqlite3"
+    with Collector(database=database) as first:
+        seed(first)
+        requests.post(f"{first.url}/v1/tracks", json={}, timeout=5)
+    with Collector(database=database) as second:
+        url = second.url
+        newest = requests.get(f"{url}/api/events?user_id=ann&last=2", timeout=5).json()
+        marked = second.events(marked=True)
+        counts = second.counts()
+        lines = requests.get(f"{url}/api/events.jsonl?type=track", timeout=5).text.splitlines()
+        requests.delete(f"{url}/api/events", timeout=5)
+        emptied = (second.events(), second.counts()["requests"])
+
+    assert ["4", "5"] == [event["message"]["messageId"] for event in newest["events"]]
+    assert [("POST", "/v1/batch", "5"), ("POST", "/v1/tracks", None)] == [
+        (e.method, e.path, e.message and e.message["messageId"]) for e in marked
+    ]
+    assert [
+        {"method": "POST", "path": "/v1/batch", "status": 200, "count": 1},
+        {"method": "POST", "path": "/v1/tracks", "status": 404, "count": 1},
+    ] == counts["by_request"]
+    assert ["1", "2", "5"] == [strict_json(line)["messageId"] for line in lines]
+    assert ([], 0) == emptied
