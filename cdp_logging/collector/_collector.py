@@ -354,7 +354,8 @@ class Collector:
 
     def counts(self) -> dict[str, Any]:
         """Totals: requests, accepted_requests, rejected_requests, messages, by_type
-        (messages per call type) and duplicate_message_ids (repeats of a stored one).
+        (messages per call type), duplicate_message_ids (repeats of a stored one) and
+        by_request (``{"method", "path", "status", "count"}`` for each that was seen).
         """
         return self._store.counts()
 
@@ -363,7 +364,8 @@ class Collector:
         return self._store.wait_for_messages(count, timeout)
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
-        """Block until at least *count* batch requests were received (any status).
+        """Block until at least *count* requests were recorded (any path, any status;
+        see :meth:`requests`).
 
         A request is recorded before it is answered (and before a latency fault
         holds its answer back), so this returns while the client is still waiting.
