@@ -163,6 +163,17 @@ def test_cors_preflight_and_answers(collector: Collector) -> None:
         control.headers["Access-Control-Allow-Methods"],
     )
     assert origin == read.headers["Access-Control-Allow-Origin"]
+    # Without asking first (a text/plain POST, a DELETE sent anyway), it is refused.
+    fault = requests.post(
+        f"{collector.url}/faults",
+        data=json.dumps({"kind": "status", "status": 500}),
+        headers={"Origin": origin, "Content-Type": "text/plain"},
+        timeout=5,
+    )
+    wipe = requests.delete(f"{collector.url}/api/events", headers={"Origin": origin}, timeout=5)
+    own = requests.delete(f"{collector.url}/faults", headers={"Origin": collector.url}, timeout=5)
+    assert (403, 403, 200) == (fault.status_code, wipe.status_code, own.status_code)
+    assert [] == collector.faults.active()
     assert origin == preflight.headers["Access-Control-Allow-Origin"]
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     allowed = preflight.headers["Access-Control-Allow-Headers"].split(", ")

@@ -75,6 +75,7 @@ RejectedCallback = Callable[[RequestRecord], object]
 # preflight always lets through.
 _ALLOW: Final = "POST, GET, DELETE, OPTIONS"
 _CORS_HEADERS: Final = ("authorization", "content-type", "content-encoding", "x-retry-count")
+_FOREIGN: Final = "a page of another origin may send and read events, not change the collector"
 # A method or path is cut to this much in a record: a client may send any garbage.
 _MAX_SHOWN_CHARS: Final = 200
 # A body is read to its end even when it is rejected, so the connection stays usable
@@ -470,7 +471,10 @@ class _Handler(BaseHTTPRequestHandler):
         if framed is None:
             return
         if path == "/faults":
-            self._add_fault(framed[0])
+            if self._foreign_origin():
+                self._refuse(403, _FOREIGN, framed[1])
+            else:
+                self._add_fault(framed[0])
         elif path == METRICS_PATH:
             self._record(_Outcome(200, accepted=True), framed[1], [])
             self._reply(200, {"success": True})
@@ -511,7 +515,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = urlsplit(self.path).path
         backend = self._collector.backend
-        if path in ("/messages", EVENTS_PATH):
+        if path in ("/messages", EVENTS_PATH, "/faults") and self._foreign_origin():
+            self._refuse(403, _FOREIGN, framed[1])
+        elif path in ("/messages", EVENTS_PATH):
             backend.store.reset()
             self._reply(200, {"success": True})
         elif path == "/faults":
@@ -545,6 +551,15 @@ class _Handler(BaseHTTPRequestHandler):
                 ("Access-Control-Max-Age", "600"),
             ],
         )
+
+    def _foreign_origin(self) -> bool:
+        """Whether a browser sent this from a page of another origin than the collector.
+
+        A page may post a text/plain body anywhere without asking first; this keeps
+        every page the user happens to open from adding faults or emptying the store.
+        """
+        origin = self.headers.get("Origin")
+        return origin is not None and urlsplit(origin).netloc != self.headers.get("Host", "")
 
     def _unsupported(self) -> None:
         framed = self._read_body()
