@@ -3,7 +3,7 @@
 Usage: python3 scripts/test.py [pytest args]
 
 On a fresh Debian machine as root it installs what the tests need and pip cannot
-(chromium for the browser tests, redis-server for the fleet buffer's, Node.js and npm
+(chromium for the browser tests, redis-server for the fleet buffer's, curl for the HTTP APIs' own examples, Node.js and npm
 for the Node SDKs); elsewhere it names exactly what is missing and how to get it.
 ``.ci/run`` runs this same command.
 """
@@ -21,6 +21,7 @@ from _bootstrap import ROOT, ensure, run
 SYSTEM_TOOLS = {
     "chromium": "chromium",
     "redis-server": "redis-server",
+    "curl": "curl",
     "node": "nodejs",
     "npm": "npm",
 }

@@ -215,7 +215,7 @@ class TestCollect:
 
         assert isinstance(error, cdp_logging.DeliveryError)
         assert 401 == error.status
-        assert "rejected HTTP 401 (1 message): unknown write key" == line
+        assert "rejected HTTP 401 POST /v1/batch (1 message): unknown write key" == line
         assert (0, "") == (returncode, stderr)
         assert WRONG_KEY not in running.first_line + line
 

@@ -693,6 +693,10 @@ class TestHttpEndpoints:
             "messages": 2,
             "by_type": {"track": 1, "identify": 1},
             "duplicate_message_ids": 0,
+            "by_request": [
+                {"method": "POST", "path": "/v1/batch", "status": 200, "count": 1},
+                {"method": "POST", "path": "/v1/batch", "status": 400, "count": 1},
+            ],
         } == self.get(collector, "/stats").json()
 
     def test_messages_and_filters(self, collector: Collector) -> None:
@@ -755,11 +759,15 @@ class TestHttpEndpoints:
         )
 
     def test_unknown_paths(self, collector: Collector) -> None:
-        """Unknown endpoints are 404; GET on the batch endpoint is 405."""
+        """Unknown endpoints are 404; GET on the batch endpoint is 405; both are counted."""
         assert (404, 405) == (
-            requests.post(f"{collector.url}/v1/track", json={}, timeout=5).status_code,
+            requests.post(f"{collector.url}/v1/tracks", json={}, timeout=5).status_code,
             self.get(collector, "/v1/batch").status_code,
         )
+        assert [
+            {"method": "POST", "path": "/v1/tracks", "status": 404, "count": 1},
+            {"method": "GET", "path": "/v1/batch", "status": 405, "count": 1},
+        ] == self.get(collector, "/stats").json()["by_request"]
 
 
 class TestLifecycle:

@@ -1,14 +1,18 @@
-"""Real SDKs, pointed at the lenient collector: every call they make is accepted and shown.
+"""Real clients, pointed at the lenient collector: every call they make is accepted and shown.
 
-The four SDKs a team is likely to run beside this library, at pinned versions, are
+The SDKs a team is likely to run beside this library, at pinned versions, are
 installed from PyPI and npm into ``.cache/sdks`` under the repository (once: a later
 run finds them there) and never into the dev virtualenv. Each runs in its own process,
 as in an app, sends the six call types and flushes the way its docs say to; the test
-then reads every call back from the collector's API.
+then reads every call back from the collector's API. curl, following the HTTP APIs'
+own examples (one message per request, no messageId, the key in the body), is a
+client too.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +21,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -41,6 +46,7 @@ class Sdk:
     # the lenient mode exists, checked so that a new version changing them is noticed.
     null_anonymous_id: bool
     sent_at: bool
+    gzip: bool = False
 
     @property
     def folder(self) -> Path:
@@ -61,6 +67,10 @@ SDKS = (
         False,
         False,
     ),
+    # The Segment Node library before analytics-node 3 replaced it (its own API).
+    Sdk("analytics-node", "npm", "analytics-node@6.2.0", False, True),
+    # RudderStack's fork of segment-analytics-python gzips every batch by default.
+    Sdk("rudder-sdk-python", "pypi", "rudder-sdk-python==2.1.9", True, True, gzip=True),
 )
 
 
@@ -132,9 +142,27 @@ analytics.closeAndFlush({{ timeout: 20000 }}).catch((error) => {{
 }});
 """
 
+# analytics-node 6: a positional write key, and flush() takes a callback.
+OLD_NODE_SCRIPT = """
+const Analytics = require("analytics-node");
+const analytics = new Analytics({key!r}, {{ host: {host!r}, flushAt: 100, retryCount: 1,
+  errorHandler: (error) => {{ console.error(error); process.exitCode = 1; }} }});
+analytics.identify({{ userId: "u-1", traits: {{ plan: "pro", seats: 3 }} }});
+analytics.track({{ userId: "u-1", event: "Order Completed",
+  properties: {{ revenue: 12.5, currency: "EUR" }} }});
+analytics.page({{ userId: "u-1", category: "Docs", name: "Install",
+  properties: {{ path: "/docs/install" }} }});
+analytics.screen({{ userId: "u-1", category: "Onboarding", name: "Welcome",
+  properties: {{ step: 1 }} }});
+analytics.group({{ userId: "u-1", groupId: "g-1", traits: {{ name: "Acme" }} }});
+analytics.alias({{ userId: "u-1", previousId: "anon-1" }});
+analytics.flush((error) => {{ if (error) {{ console.error(error); process.exitCode = 1; }} }});
+"""
+
 PYTHON_MODULES = {
     "segment-analytics-python": "segment.analytics",
     "customerio-cdp-analytics": "customerio.analytics",
+    "rudder-sdk-python": "rudderstack.analytics",
 }
 
 
@@ -148,7 +176,8 @@ def run_sdk(sdk: Sdk, folder: Path, url: str, tmp_path: Path) -> subprocess.Comp
         node = shutil.which("node")
         assert node is not None, "node (Node.js 20) is needed to run the Node SDKs"
         script = tmp_path / "send.js"
-        script.write_text(NODE_SCRIPT.format(package=sdk.name, key=KEY, host=url))
+        template = OLD_NODE_SCRIPT if sdk.name == "analytics-node" else NODE_SCRIPT
+        script.write_text(template.format(package=sdk.name, key=KEY, host=url))
         command = [node, str(script)]
         env["NODE_PATH"] = str(folder / "node_modules")
     return subprocess.run(
@@ -187,3 +216,61 @@ def test_sdk_sends_all_six_calls_and_each_is_accepted_and_shown(
     nulls = [m.get("anonymousId", "absent") is None for m in sent.values() if m["type"] != "alias"]
     assert [sdk.null_anonymous_id] * 5 == nulls
     assert [sdk.sent_at] * len(records) == [record.sent_at is not None for record in records]
+    assert [sdk.gzip] * len(records) == [record.gzip for record in records]
+
+
+# curl as each HTTP API's documentation shows it: one message per request, no
+# messageId, the key as `-u KEY:` (Segment), as a Basic header built by hand
+# (Customer.io), or as "writeKey" in the body; and Segment's batch, whose context is
+# given once for every message.
+CURL_CALLS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("segment", "identify", {"userId": "u-7", "traits": {"email": "ann@example.com"}}),
+    ("segment", "track", {"userId": "u-7", "event": "Item Purchased", "properties": {"x": 1}}),
+    ("segment", "page", {"userId": "u-7", "name": "Pricing", "properties": {"path": "/p"}}),
+    ("segment", "screen", {"userId": "u-7", "name": "Settings"}),
+    ("segment", "group", {"userId": "u-7", "groupId": "g-7", "traits": {"employees": 12}}),
+    ("segment", "alias", {"previousId": "anon-7", "userId": "u-7"}),
+    ("body-key", "track", {"anonymousId": "anon-7", "event": "Opened", "writeKey": KEY}),
+    ("customerio", "identify", {"userId": "u-8", "traits": {"plan": "pro"}}),
+    ("customerio", "track", {"userId": "u-8", "event": "Upgraded", "properties": {"to": "pro"}}),
+    ("customerio", "page", {"anonymousId": "anon-8", "name": "Home"}),
+    ("customerio", "screen", {"userId": "u-8", "name": "Inbox"}),
+    ("customerio", "group", {"userId": "u-8", "groupId": "g-8"}),
+    ("customerio", "alias", {"previousId": "anon-8", "userId": "u-8"}),
+    (
+        "segment",
+        "batch",
+        {
+            "batch": [
+                {"type": "identify", "userId": "u-9", "traits": {"age": 26}},
+                {"type": "track", "userId": "u-9", "event": "Song Played"},
+                {"type": "page", "userId": "u-9", "name": "Library"},
+            ],
+            "context": {"device": {"type": "phone"}},
+        },
+    ),
+)
+
+
+def curl(style: str, url: str, body: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("curl")
+    assert binary is not None, "curl is needed for the HTTP API examples"
+    command = [binary, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url]
+    command += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    if style == "segment":
+        command += ["-u", f"{KEY}:"]
+    elif style == "customerio":
+        token = base64.b64encode(f"{KEY}:".encode()).decode()
+        command += ["-H", f"Authorization: Basic {token}"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS, check=False)
+
+
+def test_curl_following_each_service_s_examples(collector: Collector) -> None:
+    answers = [curl(style, f"{collector.url}/v1/{path}", body) for style, path, body in CURL_CALLS]
+
+    assert [("200", "")] * len(CURL_CALLS) == [(a.stdout, a.stderr) for a in answers]
+    events = collector.events()
+    assert [(True, 200, ())] * 16 == [(e.accepted, e.status, e.problems) for e in events]
+    assert 16 == len({event.message["messageId"] for event in events})
+    assert all("writeKey" not in event.message for event in events)
+    assert [{"device": {"type": "phone"}}] * 3 == [e.message["context"] for e in events[-3:]]

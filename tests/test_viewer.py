@@ -7,10 +7,13 @@ Without it those tests fail, saying how to install it; the rest of this file nee
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import http.server
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 import cdp_logging
 from cdp_logging.collector import Collector, StoredEvent
 from cdp_logging.collector._plan import TrackingPlan
+
+from .test_sdks import INSTALL_SECONDS, Sdk, install
 
 KEY = "viewer-test-key-5ecret"
 SENT_AT = "2024-05-01T12:00:00.000Z"
@@ -268,9 +273,15 @@ class TestEventsEndpoint:
         post(collector, batch(sent))
 
         [event] = self.get(collector, "").json()["events"]
-        assert {"id": 1, "accepted": True, "status": 200, "problems": [], "message": sent} == {
-            key: value for key, value in event.items() if key != "received_at"
-        }
+        assert {
+            "id": 1,
+            "accepted": True,
+            "status": 200,
+            "problems": [],
+            "message": sent,
+            "method": "POST",
+            "path": "/v1/batch",
+        } == {key: value for key, value in event.items() if key != "received_at"}
         assert event["received_at"].endswith("Z")
 
     @pytest.mark.parametrize(
@@ -592,3 +603,150 @@ class TestTrackingPlanPage:
             page.click("nav button[data-view=events]")
             expect(page.locator("#rows")).to_be_visible()
         assert [] == errors
+
+
+REFUSED_SCREENSHOT = Path("/tmp/viewer-refused.png")
+
+
+class TestRefusedRequests:
+    def test_refused_requests_are_rows_and_marks_filter(self, page: Page) -> None:
+        """A 404, a 405 and a 401 are rows of their own; "Show" picks marked or clean rows."""
+        with Collector(write_keys=(KEY,)) as collector:
+            page.goto(f"{collector.url}/")
+            expect(page.locator("#status")).to_contain_text("live", timeout=WAIT_MS)
+            url = collector.url
+            requests.post(f"{url}/v1/tracks", json={}, auth=(KEY, ""), timeout=5)
+            requests.get(f"{url}/v1/batch", timeout=5)
+            clean = message(userId="ann", messageId="ok-1")
+            requests.post(f"{url}/v1/track", json=clean, auth=(KEY, ""), timeout=5)
+            marked = message(userId="bob", event=None, messageId="mk-1")
+            requests.post(f"{url}/v1/t", json=marked, auth=(KEY, ""), timeout=5)
+            requests.post(f"{url}/v1/identify", json=clean, auth=("wrong", ""), timeout=5)
+
+            expect(page.locator("#rows tr")).to_have_count(5, timeout=WAIT_MS)
+            rows = table(page)
+            assert [
+                ["track", "ann", "Signed Up", "HTTP 401: unknown write key"],
+                ["track", "bob", "", "track needs an event name"],
+                ["track", "ann", "Signed Up", ""],
+                ["request", "", "GET /v1/batch \u2192 HTTP 405", "HTTP 405: use POST /v1/batch"],
+                [
+                    "request",
+                    "",
+                    "POST /v1/tracks \u2192 HTTP 404",
+                    "HTTP 404: no such endpoint: POST /v1/tracks",
+                ],
+            ] == [[row[0], row[1], row[2], row[4]] for row in rows]
+
+            page.select_option("#type-filter", "request")
+            expect(page.locator("#rows tr:visible")).to_have_count(2)
+            page.select_option("#type-filter", "")
+            page.select_option("#mark-filter", "unmarked")
+            expect(page.locator("#rows tr:visible")).to_have_count(1)
+            assert "ann" == table(page)[0][1]
+            page.select_option("#mark-filter", "marked")
+            expect(page.locator("#rows tr:visible")).to_have_count(4)
+            page.locator("#rows tr", has_text="/v1/tracks").click()
+            expect(page.locator("#detail-title")).to_contain_text(
+                "rejected (HTTP 404) on POST /v1/tracks"
+            )
+            shown = json.loads(page.locator("#detail-json").text_content() or "")
+            assert {"method": "POST", "path": "/v1/tracks", "status": 404} == shown
+            page.select_option("#mark-filter", "")
+            page.screenshot(path=str(REFUSED_SCREENSHOT), full_page=True)
+
+
+# -- analytics.js, the browser library, in the browser ------------------------------
+
+ANALYTICS_NEXT = Sdk(
+    "@segment/analytics-next", "npm", "@segment/analytics-next@1.84.3", False, True
+)
+BROWSER_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>shop</title></head><body>
+<script src="/analytics.js"></script>
+<script>
+window.run = async (key, collector) => {
+  const segment = { apiKey: key, apiHost: collector + "/v1", protocol: "http" };
+  // The settings analytics.js would fetch from Segment's CDN, given here instead; no
+  // metrics, which would go to the same host.
+  const [analytics] = await AnalyticsNext.AnalyticsBrowser.load(
+    { writeKey: key, cdnURL: location.origin,
+      cdnSettings: { integrations: { "Segment.io": segment }, metrics: { sampleRate: 0 } } },
+    { integrations: { "Segment.io": { apiHost: segment.apiHost, protocol: "http" } } });
+  const sent = [
+    await analytics.identify("u-1", { plan: "pro" }),
+    await analytics.track("Order Completed", { revenue: 12.5 }),
+    await analytics.page("Docs", "Install", { path: "/docs/install" }),
+    await analytics.screen("Onboarding", "Welcome"),
+    await analytics.group("g-1", { name: "Acme" }),
+    await analytics.alias("u-2", "u-1"),
+  ];
+  return sent.map((ctx) => ctx.failedDelivery() ? String(ctx.failedDelivery().reason) : "");
+};
+</script></body></html>
+"""
+
+
+@contextlib.contextmanager
+def static_site(script: bytes) -> Iterator[str]:
+    """An app's own origin on 127.0.0.1 (another port than the collector's: CORS applies)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body, kind = {
+                "/": (BROWSER_PAGE.encode(), "text/html"),
+                "/analytics.js": (script, "text/javascript"),
+            }.get(self.path, (b"", "text/plain"))
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.timeout(INSTALL_SECONDS + 60)  # the first run installs the library
+def test_analytics_js_in_a_browser_delivers_every_call(page: Page) -> None:
+    """analytics.js posts text/plain to /v1/i, /v1/t... with a Basic header, after a CORS
+    preflight; each of its six calls is answered 200 and stored unmarked.
+    """
+    folder = install(ANALYTICS_NEXT)
+    script = (folder / "node_modules/@segment/analytics-next/dist/umd/index.js").read_bytes()
+    # Watched, not intercepted: routing requests would make playwright answer the
+    # CORS preflights itself, and the collector's own answers are what is tested.
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    with Collector(write_keys=(KEY,)) as collector, static_site(script) as site:
+        page.goto(f"{site}/")
+        failures = page.evaluate("([key, host]) => run(key, host)", [KEY, collector.url[7:]])
+        assert collector.wait_for_messages(6, timeout=10)
+        events = collector.events()
+        records = collector.requests()
+
+    assert [""] * 6 == failures
+    assert [] == [url for url in requested if not url.startswith("http://127.0.0.1:")]
+    assert ["/v1/i", "/v1/t", "/v1/p", "/v1/s", "/v1/g", "/v1/a"] == [e.path for e in events]
+    assert [(True, 200, ())] * 6 == [(e.accepted, e.status, e.problems) for e in events]
+    assert ["identify", "track", "page", "screen", "group", "alias"] == [
+        e.message["type"] for e in events
+    ]
+    assert all("writeKey" not in event.message for event in events)
+    posts = [r for r in records if r.method == "POST"]
+    assert [(200, "text/plain", site)] * 6 == [
+        (r.status, r.headers["Content-Type"].split(";")[0], r.headers["Origin"]) for r in posts
+    ]
+    # The Basic header is why the browser asks first; its preflights were answered 204.
+    assert {("OPTIONS", 204)} == {(r.method, r.status) for r in records if r not in posts}
+    assert all(r.headers.get("Authorization") == "<redacted>" for r in posts)

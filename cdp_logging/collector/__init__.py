@@ -1,4 +1,4 @@
-"""A local collector that speaks the Segment / Customer.io batch protocol.
+"""A local collector that speaks the Segment / Customer.io HTTP APIs and analytics.js's.
 
 It serves the library's tests (on 127.0.0.1) and the demo. It imports nothing from
 the sending side of cdp_logging, only the protocol's rules, so a bug in the client

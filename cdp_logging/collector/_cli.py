@@ -64,11 +64,18 @@ def describe(message: Mapping[str, Any]) -> str:
 
 
 def describe_rejected(record: RequestRecord) -> str:
-    """One line for a rejected request: its status, size and reason (never the key)."""
+    """One line for a request: its status, method, path, size and reason (never the
+    key), so that a client posting to the wrong place is told at once. A request
+    answered 2xx (a CORS preflight, an empty batch) is "answered", not "rejected".
+    """
     noun = "message" if record.message_count == 1 else "messages"
     answer = "no answer" if record.status == 0 else f"HTTP {record.status}"
+    # Escaped, so that a path holding control characters cannot redraw the terminal.
+    where = json.dumps(f"{record.method} {record.path}", ensure_ascii=False)[1:-1]
+    if 200 <= record.status < 300:
+        return f"answered {answer} {where} ({record.message_count} {noun})"
     reason = record.reason or "not stored"
-    return f"rejected {answer} ({record.message_count} {noun}): {reason}"
+    return f"rejected {answer} {where} ({record.message_count} {noun}): {reason}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -124,6 +131,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, memory_by_default: bool = 
     parser.add_argument(
         "--quiet", action="store_true", help="print only the first line and errors, not events"
     )
+    parser.add_argument(
+        "--jsonl",
+        metavar="PATH",
+        help="append each accepted message to this file as one JSON line, as it arrives",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -149,8 +161,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             lines.append(describe(message) + flagged + "\n")
         say("".join(lines))
 
-    def show_rejected(record: RequestRecord) -> None:
-        say(describe_rejected(record) + "\n")
+    def show_request(record: RequestRecord) -> None:
+        # Accepted messages are printed one a line by show(); what else came (a refusal,
+        # a browser's CORS preflight) is printed here, so no request goes unseen.
+        if record.status != 200 or not record.message_count:
+            say(describe_rejected(record) + "\n")
 
     def stop(signum: int, frame: object) -> None:
         stopped.set()
@@ -163,12 +178,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             host=args.host,
             port=args.port,
             on_batch=None if args.quiet else show,
-            on_rejected=None if args.quiet else show_rejected,
+            on_request=None if args.quiet else show_request,
             database=database,
             strict=args.strict,
+            jsonl=args.jsonl,
         )
     except ValueError as error:
         parser.error(str(error))
+    except OSError as error:
+        print(f"{prog}: cannot write {args.jsonl}: {error.strerror or error}", file=sys.stderr)
+        return 1
     except sqlite3.Error as error:
         print(f"{prog}: cannot open the database {database}: {error}", file=sys.stderr)
         return 1
@@ -209,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cdp_logging.collector",
         description=(
-            "Run a local POST /v1/batch server that validates, keeps and prints messages, "
+            "Run a local CDP (/v1/batch, /v1/track..., analytics.js's /v1/t...) that "
+            "validates, keeps and prints messages, "
             "with a live viewer at its root URL. Same as 'cdp-logging collect', "
             "except that events are kept in memory unless --db is given."
         ),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 from ._faults import FaultPlan
+from ._ingest import INGEST_PATHS, jsonl
 from ._server import (
     IDLE_SECONDS,
     MAX_CONNECTIONS,
@@ -42,8 +44,31 @@ def _check_write_keys(write_keys: Iterable[str] | None) -> frozenset[str] | None
     return keys
 
 
+class _JsonlWriter:
+    """An ``on_batch`` that appends each batch to a JSONL file, then calls the next one.
+
+    The file is opened for each batch and closed after it, so that nothing is held
+    open between requests and a reader (``tail -f``, a test) sees whole lines.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], then: BatchCallback | None) -> None:
+        self._path = Path(path)
+        self._then = then
+        self._lock = threading.Lock()
+        # Fails here, at construction, if the file cannot be written at all.
+        with self._path.open("ab"):
+            pass
+
+    def __call__(self, messages: list[dict[str, Any]]) -> None:
+        with self._lock, self._path.open("ab") as file:
+            file.write(jsonl(messages))
+        if self._then is not None:
+            self._then(messages)
+
+
 class Collector:
-    """A local server for ``POST /v1/batch`` that keeps what it accepts, for tests.
+    """A local CDP that keeps what it accepts, for tests: ``POST /v1/batch``, the
+    per-call endpoints (``/v1/track``...) and analytics.js's (``/v1/t``...), CORS included.
 
     Use it as a context manager: it listens on entry (in a daemon thread) and stops
     on exit.
@@ -72,6 +97,8 @@ class Collector:
         port: The port; 0 lets the system pick a free one when first started.
         on_batch: Called on a handler thread with the messages of each accepted
             batch, after they are stored (the command line prints them).
+        on_request: Called on a handler thread with the record of every request
+            recorded (see :meth:`requests`), accepted or not, after it is stored.
         on_rejected: Called on a handler thread with the record of each rejected
             request, after it is stored.
         database: An SQLite file to keep everything in, created when missing and
@@ -84,6 +111,8 @@ class Collector:
         idle_timeout: Seconds a kept-alive connection may wait for its next request.
         max_connections: Connections served at once; one more is answered 503 and
             closed. With the per-connection body limit, this bounds the memory.
+        jsonl: A file each accepted message is appended to, one JSON line each, as
+            it arrives (``cdp-logging collect --jsonl``); created when missing.
 
     Raises:
         ValueError: *write_keys* is a single string, empty, or holds an empty key;
@@ -91,6 +120,7 @@ class Collector:
             *max_connections* is not a whole number from 1; *database* is an SQLite
             file the collector did not write.
         sqlite3.Error: *database* cannot be opened, or is not an SQLite file.
+        OSError: *jsonl* cannot be opened for appending.
 
     The write keys appear in no repr, record or answer.
     """
@@ -103,11 +133,13 @@ class Collector:
         port: int = 0,
         on_batch: BatchCallback | None = None,
         on_rejected: RejectedCallback | None = None,
+        on_request: RejectedCallback | None = None,
         database: str | os.PathLike[str] | None = None,
         strict: bool = False,
         request_timeout: float = REQUEST_SECONDS,
         idle_timeout: float = IDLE_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
+        jsonl: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be from 0 to 65535, got {port!r}")
@@ -127,6 +159,8 @@ class Collector:
             raise ValueError(
                 f"max_connections must be a whole number from 1, got {max_connections!r}"
             )
+        if jsonl is not None:
+            on_batch = _JsonlWriter(jsonl, on_batch)
         self.faults = FaultPlan()
         # Opened last, once every other option is known to be good, so a ValueError
         # never leaves a database file open behind it.
@@ -137,6 +171,7 @@ class Collector:
             keys,
             on_batch,
             on_rejected,
+            on_request,
             strict=bool(strict),
             idle_seconds=float(idle_timeout),
             request_seconds=float(request_timeout),
@@ -248,16 +283,61 @@ class Collector:
         return self._store.messages()
 
     def batches(self) -> list[RequestRecord]:
-        """A record of every batch request received, accepted or not, in order."""
+        """A record of every request that carried messages (``POST /v1/batch``, a
+        per-call endpoint...), accepted or not, in order.
+        """
+        return [
+            record
+            for record in self._store.records()
+            if record.method == "POST" and record.path in INGEST_PATHS
+        ]
+
+    def requests(self) -> list[RequestRecord]:
+        """A record of every request but those reading the collector back, in order:
+        the batches, CORS preflights, and requests refused for their path or method.
+        """
         return self._store.records()
 
-    def events(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+    def events(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        type: str | None = None,
+        event: str | None = None,
+        user_id: str | None = None,
+        anonymous_id: str | None = None,
+        marked: bool | None = None,
+    ) -> list[StoredEvent]:
         """Every message received, rejected ones too, with an id above *after*.
 
         Oldest first, at most *limit*. This is what the viewer shows: a rejected
-        message carries the problems that got it rejected.
+        message carries the problems that got it rejected, and a request refused for
+        its path or method is an event without a message. The filters are those of
+        ``GET /api/events`` (see :meth:`StoredEvent.matches`): ``events(type="track",
+        event="Order Completed", marked=False)``.
         """
-        return self._store.events(after, limit)
+        if (type, event, user_id, anonymous_id, marked) == (None,) * 5:
+            return self._store.events(after, limit)
+
+        def keep(stored: StoredEvent) -> bool:
+            return stored.matches(
+                type=type,
+                event=event,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                marked=marked,
+            )
+
+        return self._store.select(keep, after=after, limit=limit)
+
+    def export_jsonl(self, path: str | os.PathLike[str]) -> int:
+        """Write every accepted message to *path*, one JSON line each, as
+        ``GET /api/events.jsonl`` answers them; returns how many.
+        """
+        messages = self._store.messages()
+        Path(path).write_bytes(jsonl(messages))
+        return len(messages)
 
     def plan(self) -> dict[str, Any]:
         """The tracking plan of what was accepted, as ``GET /api/plan`` answers it.
@@ -274,7 +354,8 @@ class Collector:
 
     def counts(self) -> dict[str, Any]:
         """Totals: requests, accepted_requests, rejected_requests, messages, by_type
-        (messages per call type) and duplicate_message_ids (repeats of a stored one).
+        (messages per call type), duplicate_message_ids (repeats of a stored one) and
+        by_request (``{"method", "path", "status", "count"}`` for each that was seen).
         """
         return self._store.counts()
 
@@ -283,7 +364,8 @@ class Collector:
         return self._store.wait_for_messages(count, timeout)
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
-        """Block until at least *count* batch requests were received (any status).
+        """Block until at least *count* requests were recorded (any path, any status;
+        see :meth:`requests`).
 
         A request is recorded before it is answered (and before a latency fault
         holds its answer back), so this returns while the client is still waiting.
@@ -291,6 +373,9 @@ class Collector:
         return self._store.wait_for_requests(count, timeout)
 
     def reset(self) -> None:
-        """Forget every message and request record, and clear the faults."""
+        """Forget every message and request record, and clear the faults.
+
+        ``DELETE /api/events`` forgets the same, but leaves the faults.
+        """
         self._store.reset()
         self.faults.clear()

@@ -28,11 +28,16 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from .._core.protocol import CALL_TYPES
 
 __all__ = ["Fault", "FaultKind", "FaultPlan"]
+
+# The longest a latency fault holds an answer, and the longest window of any fault: a
+# day is longer than any test, and far from the limits of a thread's wait.
+MAX_DELAY_SECONDS: Final = 3600.0
+MAX_SECONDS: Final = 86400.0
 
 FaultKind = Literal["status", "latency", "refuse", "reset_after_store", "reject_type"]
 _KINDS: frozenset[str] = frozenset(get_args(FaultKind))
@@ -83,11 +88,17 @@ def _check_count(count: object) -> int | None:
     return count
 
 
-def _check_seconds(value: object, name: str, *, zero_ok: bool = False) -> float:
+def _check_seconds(
+    value: object, name: str, *, zero_ok: bool = False, most: float = MAX_SECONDS
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not zero_ok):
         raise ValueError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+    if value > most:
+        # Beyond this a wait overflows the platform's timeout (1e308 did: the request
+        # then got no answer at all), and no test needs it.
+        raise ValueError(f"{name} must be at most {most:g} seconds, got {value!r}")
     return float(value)
 
 
@@ -189,7 +200,7 @@ class FaultPlan:
         return self._arm(
             Fault(
                 "latency",
-                delay=_check_seconds(delay, "delay", zero_ok=True),
+                delay=_check_seconds(delay, "delay", zero_ok=True, most=MAX_DELAY_SECONDS),
                 count=count,
                 seconds=seconds,
             )

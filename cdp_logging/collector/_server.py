@@ -1,7 +1,9 @@
-"""The HTTP side: a threading server and the handler that answers the batch protocol.
+"""The HTTP side: a threading server and the handler that answers every client.
 
-It also answers the control endpoints (``/stats``, ``/messages``, ``/faults``) and the
-live viewer (``/`` and ``/api/events``, see ``_viewer``).
+It takes messages on every path a client documents (see ``_ingest``), answers CORS
+preflights so that browsers reach it, records every request but those reading it
+back, and answers the control endpoints (``/stats``, ``/messages``, ``/faults``) and
+the live viewer (``/``, ``/api/events``, ``/api/events.jsonl``, see ``_viewer``).
 
 The handler speaks HTTP/1.1 with keep-alive and always sends Content-Length, as the
 real services do, because a client's connection pool (and what happens to a pooled
@@ -27,10 +29,20 @@ from urllib.parse import parse_qs, urlsplit
 
 from .._core.protocol import MAX_BATCH_BYTES
 from ._faults import Fault, FaultPlan
-from ._store import RequestRecord, Row, Store
+from ._ingest import (
+    CALL_PATHS,
+    INGEST_PATHS,
+    METRICS_PATH,
+    SHORT_PATHS,
+    assign_message_ids,
+    batch_with_defaults,
+    jsonl,
+    single_message,
+    without_non_finite,
+)
+from ._store import RequestRecord, Row, Store, StoredEvent
 from ._validate import (
     Rejected,
-    auth_problem,
     batch_messages,
     body_size_problem,
     content_type_problem,
@@ -41,15 +53,31 @@ from ._validate import (
     lenient_payload_problem,
     load_payload,
     payload_problem,
+    strict_auth_problem,
 )
-from ._viewer import EVENTS_PATH, PAGE, PAGE_HEADERS, PLAN_PATH, parse_events_query
+from ._viewer import (
+    EVENTS_PATH,
+    FILTERS,
+    JSONL_PATH,
+    PAGE,
+    PAGE_HEADERS,
+    PLAN_PATH,
+    parse_events_query,
+    parse_filters,
+)
 
 __all__ = ["Backend", "BatchCallback", "CollectorServer", "RejectedCallback"]
 
 BatchCallback = Callable[[list[dict[str, Any]]], object]
 RejectedCallback = Callable[[RequestRecord], object]
 
-BATCH_PATH: Final = "/v1/batch"
+# The methods the collector serves (an Allow header's), and the request headers a
+# preflight always lets through.
+_ALLOW: Final = "POST, GET, DELETE, OPTIONS"
+_CORS_HEADERS: Final = ("authorization", "content-type", "content-encoding", "x-retry-count")
+_FOREIGN: Final = "a page of another origin may send and read events, not change the collector"
+# A method or path is cut to this much in a record: a client may send any garbage.
+_MAX_SHOWN_CHARS: Final = 200
 # A body is read to its end even when it is rejected, so the connection stays usable
 # for the client's next request; beyond this much it is read and thrown away. The
 # slack covers gzip's worst case (deflate adds 5 bytes per 16 KB block it cannot
@@ -103,6 +131,7 @@ class Backend:
     write_keys: frozenset[str] | None
     on_batch: BatchCallback | None
     on_rejected: RejectedCallback | None = None
+    on_request: RejectedCallback | None = None
     # False: accept what the real services accept and mark it; True: reject with 400.
     strict: bool = False
     idle_seconds: float = IDLE_SECONDS
@@ -341,6 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers: Iterable[tuple[str, str]] = (),
         close: bool = False,
         content_type: str = "text/plain; charset=utf-8",
+        bodyless: bool = False,
     ) -> None:
         # The last read left the socket with what remained of the request's deadline;
         # the answer gets the idle time, so a big /messages answer is not cut short.
@@ -348,16 +378,31 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(payload, bytes):
             body = payload
         else:
-            body, content_type = json.dumps(payload).encode("ascii"), "application/json"
+            try:
+                text = json.dumps(payload, allow_nan=False)
+            except ValueError:
+                # Stored messages hold no infinity (see without_non_finite); this keeps
+                # any other answer valid JSON too.
+                text = json.dumps(without_non_finite(payload), allow_nan=False)
+            body, content_type = text.encode("ascii"), "application/json"
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if status != 204:
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+        request_headers = getattr(self, "headers", None)
+        origin = None if request_headers is None else request_headers.get("Origin")
+        if origin is not None:
+            # Any page may send events and read them back: the collector is a local
+            # tool, as reachable as its address (see the warning of collect).
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
         for name, value in headers:
             self.send_header(name, value)
         if close:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        if status != 204 and not bodyless:
+            self.wfile.write(body)
 
     def _error(self, status: int, reason: str, **options: Any) -> None:
         self._reply(status, {"error": reason}, **options)
@@ -419,19 +464,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        if path == BATCH_PATH:
-            self._batch()
+        if path in INGEST_PATHS:
+            self._ingest(path)
             return
         framed = self._read_body()
         if framed is None:
             return
         if path == "/faults":
-            self._add_fault(framed[0])
+            if self._foreign_origin():
+                self._refuse(403, _FOREIGN, framed[1])
+            else:
+                self._add_fault(framed[0])
+        elif path == METRICS_PATH:
+            self._record(_Outcome(200, accepted=True), framed[1], [])
+            self._reply(200, {"success": True})
         else:
-            self._error(404, f"no such endpoint: POST {path}")
+            self._refuse(404, f"no such endpoint: POST {path}", framed[1])
 
     def do_GET(self) -> None:
-        if self._read_body() is None:
+        framed = self._read_body()
+        if framed is None:
             return
         url = urlsplit(self.path)
         backend = self._collector.backend
@@ -439,6 +491,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, PAGE, headers=PAGE_HEADERS, content_type="text/html; charset=utf-8")
         elif url.path == EVENTS_PATH:
             self._list_events(url.query)
+        elif url.path == JSONL_PATH:
+            self._export_jsonl(url.query)
         elif url.path == PLAN_PATH:
             self._reply(200, {**backend.store.plan(), "strict": backend.strict})
         elif url.path == "/health":
@@ -449,24 +503,133 @@ class _Handler(BaseHTTPRequestHandler):
             self._list_messages(url.query)
         elif url.path == "/faults":
             self._reply(200, [fault.to_json() for fault in backend.faults.active()])
-        elif url.path == BATCH_PATH:
-            self._error(405, f"use POST {BATCH_PATH}", headers=[("Allow", "POST")])
+        elif url.path in INGEST_PATHS:
+            allow = [("Allow", "POST, OPTIONS")]
+            self._refuse(405, f"use POST {url.path}", framed[1], headers=allow)
         else:
-            self._error(404, f"no such endpoint: GET {url.path}")
+            self._refuse(404, f"no such endpoint: GET {url.path}", framed[1])
 
     def do_DELETE(self) -> None:
-        if self._read_body() is None:
+        framed = self._read_body()
+        if framed is None:
             return
         path = urlsplit(self.path).path
         backend = self._collector.backend
-        if path == "/messages":
+        if path in ("/messages", EVENTS_PATH, "/faults") and self._foreign_origin():
+            self._refuse(403, _FOREIGN, framed[1])
+        elif path in ("/messages", EVENTS_PATH):
             backend.store.reset()
             self._reply(200, {"success": True})
         elif path == "/faults":
             backend.faults.clear()
             self._reply(200, {"success": True})
         else:
-            self._error(404, f"no such endpoint: DELETE {path}")
+            self._refuse(404, f"no such endpoint: DELETE {path}", framed[1])
+
+    def do_OPTIONS(self) -> None:
+        """Answer a CORS preflight: any origin may POST events with the headers it asks for.
+
+        analytics.js sends its key in an Authorization header, which makes the
+        browser ask first; without this answer it sends nothing at all.
+        """
+        framed = self._read_body()
+        if framed is None:
+            return
+        asked = self.headers.get("Access-Control-Request-Headers", "")
+        names = [*_CORS_HEADERS, *(name.strip().lower() for name in asked.split(","))]
+        allowed = ", ".join(name for name in dict.fromkeys(names) if name.isprintable() and name)
+        self._record(_Outcome(204, accepted=True), framed[1], [])
+        # Another origin may send events and read them back, but not change the
+        # collector (DELETE, POST /faults): any page the user opens is another origin.
+        ingest = urlsplit(self.path).path in INGEST_PATHS
+        self._reply(
+            204,
+            b"",
+            headers=[
+                ("Access-Control-Allow-Methods", "POST, OPTIONS" if ingest else "GET, OPTIONS"),
+                ("Access-Control-Allow-Headers", allowed),
+                ("Access-Control-Max-Age", "600"),
+            ],
+        )
+
+    def _foreign_origin(self) -> bool:
+        """Whether a browser sent this from a page of another origin than the collector.
+
+        A page may post a text/plain body anywhere without asking first; this keeps
+        every page the user happens to open from adding faults or emptying the store.
+        """
+        origin = self.headers.get("Origin")
+        return origin is not None and urlsplit(origin).netloc != self.headers.get("Host", "")
+
+    def _unsupported(self) -> None:
+        framed = self._read_body()
+        if framed is None:
+            return
+        self._refuse(
+            405, f"{self.command} is not served here", framed[1], headers=[("Allow", _ALLOW)]
+        )
+
+    do_PUT = do_PATCH = _unsupported
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's own refusals (an unknown method, a bad request line), as JSON
+        and recorded like every other refusal.
+        """
+        self.close_connection = True
+        reason = message or self.responses.get(code, ("error",))[0]
+        self._record(_Outcome(int(code), reason), 0, [])
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            # An unreadable request line leaves the version at 0.9, which has no status
+            # line; no client speaks it, and a garbled line deserves a real 400.
+            self.request_version = "HTTP/1.0"
+        self._error(int(code), reason, close=True, bodyless=self.command == "HEAD")
+
+    # -- recording ------------------------------------------------------------------
+
+    def _record(
+        self,
+        outcome: _Outcome,
+        body_bytes: int,
+        batch: list[Any],
+        sent_at: str | None = None,
+        *,
+        auth: str | None = "",
+        rows: list[Row] | None = None,
+    ) -> RequestRecord:
+        """Store the record of this request (and *rows*, or the rejected batch's rows)."""
+        backend = self._collector.backend
+        # Absent when the request line itself could not be read.
+        request_headers = getattr(self, "headers", None) or {}
+        if auth == "":
+            authorization = request_headers.get("Authorization")
+            auth = lenient_auth_problem(authorization, None, backend.write_keys)
+        record = RequestRecord(
+            status=0 if outcome.reset else outcome.status,
+            reason=outcome.reason,
+            message_count=len(batch),
+            body_bytes=body_bytes,
+            gzip=request_headers.get("Content-Encoding", "").strip().lower() == "gzip",
+            headers=_redacted(request_headers.items()),
+            write_key_ok=auth is None,
+            sent_at=sent_at,
+            message_ids=_message_ids(batch),
+            method=str(getattr(self, "command", None) or "-")[:_MAX_SHOWN_CHARS],
+            path=urlsplit(getattr(self, "path", "") or "").path[:_MAX_SHOWN_CHARS],
+        )
+        if outcome.accepted:
+            backend.store.add_accepted(record, rows or [])
+        else:
+            backend.store.add_rejected(record, _rejected_rows(outcome, batch))
+            _announce_rejected(backend, backend.on_rejected, record)
+        _announce_rejected(backend, backend.on_request, record)
+        return record
+
+    def _refuse(
+        self, status: int, reason: str, body_bytes: int, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Answer a request the collector does not serve, recorded so that it shows."""
+        self._record(_Outcome(status, reason), body_bytes, [])
+        self._error(status, reason, headers=headers)
 
     # -- control endpoints ----------------------------------------------------------
 
@@ -486,11 +649,37 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, str(error))
             return
         store = self._collector.backend.store
-        if query.after is None:
+        if query.filters:
+            filters: dict[str, Any] = query.filters
+
+            def keep(event: StoredEvent) -> bool:
+                return event.matches(**filters)
+
+            newest = query.after is None
+            events = store.select(keep, after=query.after or 0, limit=query.limit, newest=newest)
+        elif query.after is None:
             events = store.latest(query.limit)
         else:
             events = store.events(query.after, query.limit)
         self._reply(200, {"events": [event.to_json() for event in events]})
+
+    def _export_jsonl(self, query_string: str) -> None:
+        try:
+            query = parse_qs(query_string, keep_blank_values=True)
+            unknown = sorted(set(query) - set(FILTERS))
+            if unknown:
+                raise ValueError(f"unknown filter {unknown[0]!r}: use {', '.join(FILTERS)}")
+            filters: dict[str, Any] = parse_filters(query)
+        except ValueError as error:
+            self._error(400, str(error))
+            return
+        store = self._collector.backend.store
+        if filters:
+            events = store.select(lambda event: event.matches(**filters))
+            messages = [e.message for e in events if e.accepted and isinstance(e.message, dict)]
+        else:
+            messages = store.messages()
+        self._reply(200, jsonl(messages), content_type="application/x-ndjson")
 
     def _add_fault(self, body: bytes) -> None:
         try:
@@ -498,44 +687,27 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(spec, dict):
                 raise ValueError("the body must be a JSON object with a kind")
             fault = self._collector.backend.faults.add(spec)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             self._error(400, str(error))
             return
         self._reply(200, {"success": True, "fault": fault.to_json()})
 
-    # -- the batch endpoint -----------------------------------------------------------
+    # -- the endpoints that take messages ---------------------------------------------
 
-    def _batch(self) -> None:
+    def _ingest(self, path: str) -> None:
+        """A batch (``/v1/batch``, ``/v1/b``) or one message (``/v1/track``, ``/v1/t``...)."""
         backend = self._collector.backend
-        headers = _redacted(self.headers.items())
+        call_type = CALL_PATHS.get(path)
         gzipped = self.headers.get("Content-Encoding", "").strip().lower() == "gzip"
         authorization = self.headers.get("Authorization")
-        if backend.strict:
-            auth = auth_problem(authorization, backend.write_keys)
-        else:
-            # Judged again once the body is read: the key may be its "writeKey".
-            auth = lenient_auth_problem(authorization, None, backend.write_keys)
-
-        def record(
-            outcome: _Outcome, body_bytes: int, batch: list[Any], sent_at: str | None
-        ) -> RequestRecord:
-            return RequestRecord(
-                status=0 if outcome.reset else outcome.status,
-                reason=outcome.reason,
-                message_count=len(batch),
-                body_bytes=body_bytes,
-                gzip=gzipped,
-                headers=headers,
-                write_key_ok=auth is None,
-                sent_at=sent_at,
-                message_ids=_message_ids(batch),
-            )
+        # Judged again once the body is read: the key may be its "writeKey".
+        auth = (strict_auth_problem if backend.strict else lenient_auth_problem)(
+            authorization, None, backend.write_keys
+        )
 
         if backend.faults.take(("refuse",)) is not None:
             refused = _Outcome(0, "refused by a fault: reset before the body was read", reset=True)
-            refused_record = record(refused, 0, [], None)
-            backend.store.add_rejected(refused_record, _rejected_rows(refused, []))
-            _announce_rejected(backend, refused_record)
+            self._record(refused, 0, [], auth=auth)
             self._reset_connection()
             return
         latency = backend.faults.take(("latency",))
@@ -549,6 +721,7 @@ class _Handler(BaseHTTPRequestHandler):
         body_bytes = raw_length
         payload: dict[str, Any] | None = None
         batch: list[Any] = []
+        route_marks: tuple[str, ...] = ()
         sent_at: str | None = None
         body_problem: Rejected | None = None
         try:
@@ -566,29 +739,43 @@ class _Handler(BaseHTTPRequestHandler):
             if too_big is not None:
                 raise Rejected(400, too_big)
             payload = load_payload(body)
+            if call_type is None:
+                try:
+                    batch = batch_with_defaults(payload, batch_messages(payload))
+                except ValueError as error:
+                    batch = batch_messages(payload)
+                    raise Rejected(400, str(error)) from None
         except Rejected as rejected:
             body_problem = rejected
         else:
-            batch = batch_messages(payload)
-            sent_at = payload["sentAt"] if isinstance(payload.get("sentAt"), str) else None
+            if call_type is None:
+                sent_at = payload["sentAt"] if isinstance(payload.get("sentAt"), str) else None
+            else:
+                message, route_marks = single_message(payload, call_type, path)
+                batch = [message]
+                sent_at = message["sentAt"] if isinstance(message.get("sentAt"), str) else None
             if not backend.strict:
-                auth = lenient_auth_problem(
-                    authorization, payload.get("writeKey"), backend.write_keys
-                )
+                batch = assign_message_ids(batch)
+        if payload is not None:
+            judge_auth = strict_auth_problem if backend.strict else lenient_auth_problem
+            auth = judge_auth(authorization, payload.get("writeKey"), backend.write_keys)
 
-        outcome = self._judge(backend, auth, body_problem, payload)
+        outcome = self._judge(backend, path, auth, body_problem, payload, batch, route_marks)
         if outcome.accepted:
             rows: list[Row] = [
-                # payload_problem() has checked that every item is a valid message.
-                (item, ()) if backend.strict else (item, (*outcome.marks, *lenient_marks(item)))
+                # The checks have made sure that every item is a valid message.
+                (without_non_finite(item), ())
+                if backend.strict
+                else (
+                    without_non_finite(item),
+                    (*outcome.marks, *route_marks, *lenient_marks(item)),
+                )
                 for item in batch
             ]
-            backend.store.add_accepted(record(outcome, body_bytes, batch, sent_at), rows)
-            _announce(backend, [item for item in batch if isinstance(item, dict)])
+            self._record(outcome, body_bytes, batch, sent_at, auth=auth, rows=rows)
+            _announce(backend, [item for item, _ in rows if isinstance(item, dict)])
         else:
-            rejected_record = record(outcome, body_bytes, batch, sent_at)
-            backend.store.add_rejected(rejected_record, _rejected_rows(outcome, batch))
-            _announce_rejected(backend, rejected_record)
+            self._record(outcome, body_bytes, batch, sent_at, auth=auth)
 
         if latency is not None and self._collector.stopping.wait(latency.delay or 0.0):
             self.close_connection = True  # the collector is stopping: no answer
@@ -604,9 +791,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _judge(
         self,
         backend: Backend,
+        path: str,
         auth: str | None,
         body_problem: Rejected | None,
         payload: dict[str, Any] | None,
+        batch: list[Any],
+        route_marks: tuple[str, ...],
     ) -> _Outcome:
         """Decide the answer, in the order a real server would find each problem."""
         fault = backend.faults.take(("status",))
@@ -615,7 +805,10 @@ class _Handler(BaseHTTPRequestHandler):
         if auth is not None:
             return _Outcome(401, auth)
         marks: tuple[str, ...] = ()
-        content_type = content_type_problem(self.headers.get("Content-Type"))
+        content_type = content_type_problem(
+            self.headers.get("Content-Type"),
+            plain_ok=not backend.strict or path in SHORT_PATHS,
+        )
         if content_type is not None:
             if backend.strict:
                 return _Outcome(415, content_type)
@@ -625,17 +818,20 @@ class _Handler(BaseHTTPRequestHandler):
         if body_problem is not None:
             return _Outcome(body_problem.status, body_problem.reason)
         assert payload is not None
+        single = path in CALL_PATHS
         if backend.strict:
-            problem = payload_problem(payload)
+            if single:
+                problems = [*route_marks, *item_problems(batch[0])]
+                problem = "; ".join(problems) if problems else None
+            else:
+                problem = payload_problem(payload, batch)
             if problem is not None:
                 return _Outcome(400, problem, by_messages=True)
-        else:
+        elif not single:
             problem = lenient_payload_problem(payload)
             if problem is not None:
                 return _Outcome(400, problem)
-        fault = backend.faults.take(
-            ("reject_type", "reset_after_store"), _call_types(payload["batch"])
-        )
+        fault = backend.faults.take(("reject_type", "reset_after_store"), _call_types(batch))
         if fault is not None and fault.kind == "reject_type":
             reason = fault.reason or f"{fault.call_type} messages are rejected (injected fault)"
             return _Outcome(fault.status or 400, reason)
@@ -657,11 +853,13 @@ def _announce(backend: Backend, messages: list[dict[str, Any]]) -> None:
         traceback.print_exc()
 
 
-def _announce_rejected(backend: Backend, record: RequestRecord) -> None:
-    if backend.on_rejected is None:
+def _announce_rejected(
+    backend: Backend, callback: RejectedCallback | None, record: RequestRecord
+) -> None:
+    if callback is None:
         return
     try:
-        backend.on_rejected(record)
+        callback(record)
     except Exception:  # noqa: BLE001 - as in _announce: printed, and the answer stands
         traceback.print_exc()
 
@@ -681,7 +879,10 @@ def _rejected_rows(outcome: _Outcome, batch: list[Any]) -> list[Row]:
     if not batch:
         return [(None, (line,))]
     return [
-        (item, tuple(item_problems(item) if outcome.by_messages else ()) or (line,))
+        (
+            without_non_finite(item),
+            tuple(item_problems(item) if outcome.by_messages else ()) or (line,),
+        )
         for item in batch
     ]
 

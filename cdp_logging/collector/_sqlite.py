@@ -50,7 +50,14 @@ CREATE INDEX events_by_acceptance ON events (accepted, id);
 """
 # AUTOINCREMENT (not plain rowid reuse) so that ids stay increasing after reset():
 # a viewer polling "after id N" must not miss rows whose ids were handed out again.
-_EVENT_COLUMNS: Final = "id, received_at, accepted, status, problems, message"
+# Each event with its request's method and path (records of earlier versions have
+# none: they were all POST /v1/batch).
+_EVENT_COLUMNS: Final = (
+    "events.id, events.received_at, events.accepted, events.status, events.problems,"
+    " events.message, coalesce(json_extract(requests.record, '$.method'), 'POST'),"
+    " coalesce(json_extract(requests.record, '$.path'), '/v1/batch')"
+    " FROM events JOIN requests ON requests.id = events.request_id"
+)
 # An accepted event that is a message: the lenient mode also accepts (and marks) any
 # other JSON value standing in a batch, which is shown but is no message. The JSON
 # text of an object, and only of an object, starts with "{".
@@ -71,10 +78,17 @@ def _field(message: object, key: str) -> str | None:
 
 
 def _event(row: tuple[Any, ...]) -> StoredEvent:
-    event_id, received_at, accepted, status, problems, message = row
+    event_id, received_at, accepted, status, problems, message, method, path = row
     problem_list = tuple(json.loads(problems))
     return StoredEvent(
-        event_id, received_at, bool(accepted), status, problem_list, json.loads(message)
+        event_id,
+        received_at,
+        bool(accepted),
+        status,
+        problem_list,
+        json.loads(message),
+        method,
+        path,
     )
 
 
@@ -210,6 +224,12 @@ class SQLiteStore(Store):
                 " GROUP BY type ORDER BY min(id)"
             )
         }
+        routes = db.execute(
+            "SELECT coalesce(json_extract(record, '$.method'), 'POST'),"
+            " coalesce(json_extract(record, '$.path'), '/v1/batch'),"
+            " json_extract(record, '$.status'), count(*) FROM requests"
+            " GROUP BY 1, 2, 3 ORDER BY min(id)"
+        )
         return {
             "requests": requests,
             "accepted_requests": accepted,
@@ -217,21 +237,33 @@ class SQLiteStore(Store):
             "messages": messages,
             "by_type": by_type,
             "duplicate_message_ids": duplicates,
+            "by_request": [
+                {"method": method, "path": path, "status": status, "count": count}
+                for method, path, status, count in routes
+            ],
         }
 
     def _events(self, after: int, limit: int | None) -> list[StoredEvent]:
         rows = self._db.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+            f"SELECT {_EVENT_COLUMNS} WHERE events.id > ? ORDER BY events.id LIMIT ?",
             (after, -1 if limit is None else limit),
         )
         return [_event(row) for row in rows]
 
     def _latest(self, limit: int) -> list[StoredEvent]:
         rows = self._db.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?",  # noqa: S608
+            f"SELECT {_EVENT_COLUMNS} ORDER BY events.id DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [_event(row) for row in reversed(rows)]
+
+    def _scan(self, after: int, newest: bool) -> Iterator[StoredEvent]:
+        order = "DESC" if newest else "ASC"
+        query = f"SELECT {_EVENT_COLUMNS} WHERE events.id > ? ORDER BY events.id {order}"
+        # fetchmany, so that a reader stopping at its limit does not load the whole file.
+        cursor = self._db.execute(query, (after,))
+        while rows := cursor.fetchmany(256):
+            yield from (_event(row) for row in rows)
 
     def _message_count(self) -> int:
         query = f"SELECT count(*) FROM events WHERE {_ACCEPTED_MESSAGE}"  # noqa: S608

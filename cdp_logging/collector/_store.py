@@ -17,16 +17,26 @@ import datetime as dt
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._plan import TrackingPlan
 
-__all__ = ["MemoryStore", "RequestRecord", "Row", "Store", "StoredEvent", "now_iso"]
+__all__ = [
+    "EventFilter",
+    "MemoryStore",
+    "RequestRecord",
+    "Row",
+    "Store",
+    "StoredEvent",
+    "now_iso",
+]
 
 # One message of a request and the problems it is shown with (none when accepted).
 Row = tuple[Any, tuple[str, ...]]
+# Which stored events a reader wants; see StoredEvent.matches.
+EventFilter = Callable[["StoredEvent"], bool]
 
 
 def now_iso(at: float | None = None) -> str:
@@ -41,7 +51,12 @@ def now_iso(at: float | None = None) -> str:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One ``POST /v1/batch`` as the collector saw it, accepted or not.
+    """One request as the collector saw it, accepted or not.
+
+    Every request is recorded but those reading the collector back (the viewer, the
+    API, ``/stats``, ``/faults``): a batch, a single message, a CORS preflight, and
+    one refused for its path or method, so that a client posting to the wrong place
+    sees its requests counted and shown rather than an empty collector.
 
     Attributes:
         status: The status answered; 0 when a fault closed the connection without
@@ -56,6 +71,11 @@ class RequestRecord:
         write_key_ok: Whether the Basic credentials carried an accepted write key.
         sent_at: The batch's ``sentAt`` as sent, if the body had a string there.
         message_ids: The ``messageId`` strings of the batch, in order.
+        method: The HTTP method.
+        path: The path, without its query string.
+
+    .. versionchanged:: 0.2.0
+       Every request is recorded, with ``method`` and ``path``.
     """
 
     status: int
@@ -67,6 +87,9 @@ class RequestRecord:
     write_key_ok: bool
     sent_at: str | None
     message_ids: tuple[str, ...]
+    # Defaults, so that records written by an earlier version still load.
+    method: str = "POST"
+    path: str = "/v1/batch"
 
 
 @dataclass(frozen=True)
@@ -87,9 +110,13 @@ class StoredEvent:
         message: The message as received: normally an object, but whatever JSON
             value stood in the batch when rejected (or accepted by the lenient mode),
             and None when the request held no readable batch at all (bad JSON, a
-            refused connection).
+            refused connection, a path or method the collector does not serve).
+        method: The HTTP method of its request.
+        path: The path of its request (``/v1/batch``, ``/v1/t``...).
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``method`` and ``path``.
     """
 
     id: int
@@ -98,6 +125,8 @@ class StoredEvent:
     status: int
     problems: tuple[str, ...]
     message: Any
+    method: str = "POST"
+    path: str = "/v1/batch"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form ``GET /api/events`` answers."""
@@ -108,7 +137,38 @@ class StoredEvent:
             "status": self.status,
             "problems": list(self.problems),
             "message": self.message,
+            "method": self.method,
+            "path": self.path,
         }
+
+    def matches(
+        self,
+        *,
+        type: str | None = None,
+        event: str | None = None,
+        user_id: str | None = None,
+        anonymous_id: str | None = None,
+        marked: bool | None = None,
+    ) -> bool:
+        """Whether this event passes every filter given (None: any).
+
+        *event* is a track's event name or a page's or screen's name; *marked* True
+        keeps events with problems (a marked message, or a rejected one), False those
+        accepted with none.
+        """
+        message = self.message if isinstance(self.message, dict) else {}
+        wanted = (("type", type), ("userId", user_id), ("anonymousId", anonymous_id))
+        if any(value is not None and message.get(key) != value for key, value in wanted):
+            return False
+        if event is not None:
+            name = message.get("event" if message.get("type") == "track" else "name")
+            if message.get("type") not in ("track", "page", "screen") or name != event:
+                return False
+        if marked is not None:
+            has_marks = bool(self.problems) or not self.accepted
+            if has_marks != marked:
+                return False
+        return True
 
 
 class Store(abc.ABC):
@@ -174,6 +234,21 @@ class Store(abc.ABC):
         with self._changed:
             return self._latest(limit)
 
+    def select(
+        self, keep: EventFilter, *, after: int = 0, limit: int | None = None, newest: bool = False
+    ) -> list[StoredEvent]:
+        """Stored events *keep* accepts, oldest first: the first *limit* with an id
+        above *after*, or with *newest* the last *limit* of them.
+        """
+        chosen: list[StoredEvent] = []
+        with self._changed:
+            for event in self._scan(after, newest):
+                if limit is not None and len(chosen) >= limit:
+                    break
+                if keep(event):
+                    chosen.append(copy.deepcopy(event))
+        return chosen[::-1] if newest else chosen
+
     def plan(self, now: float | None = None) -> dict[str, Any]:
         """The tracking plan of the accepted messages: ``rate`` and ``schema``.
 
@@ -228,6 +303,10 @@ class Store(abc.ABC):
     def _latest(self, limit: int) -> list[StoredEvent]: ...
 
     @abc.abstractmethod
+    def _scan(self, after: int, newest: bool) -> Iterator[StoredEvent]:
+        """Every event with an id above *after*, oldest first (newest first if asked)."""
+
+    @abc.abstractmethod
     def _message_count(self) -> int: ...
 
     @abc.abstractmethod
@@ -255,6 +334,7 @@ class MemoryStore(Store):
         self._seen_ids: set[str] = set()
         self._duplicates = 0
         self._by_type: Counter[str] = Counter()
+        self._by_request: Counter[tuple[str, str, int]] = Counter()
 
     def _insert(
         self, record: RequestRecord, accepted: bool, received_at: str, rows: Sequence[Row]
@@ -272,11 +352,21 @@ class MemoryStore(Store):
                 self._message_total += 1
             stored = copy.deepcopy(message)
             self._events_kept.append(
-                StoredEvent(self._next_id, received_at, accepted, record.status, problems, stored)
+                StoredEvent(
+                    self._next_id,
+                    received_at,
+                    accepted,
+                    record.status,
+                    problems,
+                    stored,
+                    record.method,
+                    record.path,
+                )
             )
             self._next_id += 1
         self._records_kept.append(record)
         self._accepted_requests += accepted
+        self._by_request[(record.method, record.path, record.status)] += 1
 
     def _messages(self) -> list[dict[str, Any]]:
         return copy.deepcopy(
@@ -298,7 +388,17 @@ class MemoryStore(Store):
             "messages": self._message_total,
             "by_type": dict(self._by_type),
             "duplicate_message_ids": self._duplicates,
+            "by_request": [
+                {"method": method, "path": path, "status": status, "count": count}
+                for (method, path, status), count in self._by_request.items()
+            ],
         }
+
+    def _scan(self, after: int, newest: bool) -> Iterator[StoredEvent]:
+        start = max(0, after + 1 - self._first_id)
+        kept = self._events_kept[start:]
+        # The store's own objects: select() copies only what it keeps.
+        return reversed(kept) if newest else iter(kept)
 
     def _events(self, after: int, limit: int | None) -> list[StoredEvent]:
         start = max(0, after + 1 - self._first_id)
@@ -325,3 +425,4 @@ class MemoryStore(Store):
         self._seen_ids.clear()
         self._duplicates = 0
         self._by_type.clear()
+        self._by_request.clear()

@@ -23,6 +23,7 @@ from .._core.protocol import (
     message_problems,
     timestamp_problem,
 )
+from ._ingest import non_finite_paths
 
 __all__ = [
     "Rejected",
@@ -37,6 +38,7 @@ __all__ = [
     "lenient_payload_problem",
     "load_payload",
     "payload_problem",
+    "strict_auth_problem",
     "timestamp_problem",
 ]
 
@@ -101,6 +103,19 @@ def auth_problem(header: str | None, write_keys: frozenset[str] | None) -> str |
     return None
 
 
+def strict_auth_problem(
+    header: str | None, body_key: object, write_keys: frozenset[str] | None
+) -> str | None:
+    """:func:`auth_problem`, except that with no header at all the body's ``writeKey`` counts.
+
+    Both services document the key in the body as well as in the header, on every
+    endpoint; what the strict mode still refuses is a header of the wrong shape.
+    """
+    if (header is None or not header.strip()) and isinstance(body_key, str) and body_key:
+        return None if write_keys is None or body_key in write_keys else "unknown write key"
+    return auth_problem(header, write_keys)
+
+
 def _header_key(header: str | None) -> tuple[str | None, str | None]:
     """The key an Authorization header carries, and why it carries none.
 
@@ -145,16 +160,20 @@ def lenient_auth_problem(
     return None
 
 
-def content_type_problem(header: str | None) -> str | None:
+def content_type_problem(header: str | None, *, plain_ok: bool = False) -> str | None:
     """Why the body is declared as something other than JSON, or None.
 
     A missing Content-Type passes (curl and hand-written tests often leave it out, and
     the body is parsed as JSON anyway); a wrong one, such as the form encoding that
     ``requests`` picks for a dict passed as ``data=``, is a client bug worth naming.
+    *plain_ok* lets ``text/plain`` pass: analytics.js sends its JSON so, by design, to
+    spare the browser a CORS preflight, and the services read it as JSON.
     """
     if header is None or not header.strip():
         return None
     media_type = header.partition(";")[0].strip().lower()
+    if media_type == "text/plain" and plain_ok:
+        return None
     if media_type != "application/json":
         return f"Content-Type must be application/json, got {_echo(header)}"
     return None
@@ -287,6 +306,11 @@ def item_problems(message: object) -> list[str]:
     if not isinstance(message, dict):
         return [f"a message must be an object, got {type(message).__name__}"]
     problems = message_problems(message)
+    infinite = non_finite_paths(message)
+    if infinite:
+        # Python reads 1e999 as infinity, which no JSON can hold; a JavaScript service
+        # reads it the same way and then stores null.
+        problems.append(f"{', '.join(infinite)}: a number too large for JSON (1e999 or more)")
     serialised = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     try:
         size = len(serialised.encode("utf-8"))
@@ -300,11 +324,12 @@ def item_problems(message: object) -> list[str]:
     return problems
 
 
-def payload_problem(payload: Mapping[str, Any]) -> str | None:
+def payload_problem(payload: Mapping[str, Any], messages: list[Any] | None = None) -> str | None:
     """Why this batch must be rejected as a whole, or None if every part is valid.
 
     One bad message rejects the request, unlike the real services, so that a test can
-    never pass while a message is being lost.
+    never pass while a message is being lost. *messages* are the batch's messages as
+    read (the batch's ``context`` merged in), judged in place of the raw ones.
     """
     batch = payload.get("batch")
     if "batch" not in payload:
@@ -322,7 +347,7 @@ def payload_problem(payload: Mapping[str, Any]) -> str | None:
         return sent_at_problem
     problems = [
         f"batch[{index}]: {problem}"
-        for index, message in enumerate(batch)
+        for index, message in enumerate(batch if messages is None else messages)
         for problem in item_problems(message)
     ]
     if not problems:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -24,15 +24,21 @@ from .._core.protocol import CALL_TYPES
 
 __all__ = [
     "EVENTS_PATH",
+    "FILTERS",
+    "JSONL_PATH",
     "MAX_PAGE",
     "PAGE",
     "PAGE_HEADERS",
     "PLAN_PATH",
     "EventsQuery",
     "parse_events_query",
+    "parse_filters",
 ]
 
 EVENTS_PATH: Final = "/api/events"
+# Every accepted message, one wire message per line: what a test of another
+# language's app, or `cdp-logging plan infer`, reads.
+JSONL_PATH: Final = "/api/events.jsonl"
 # The tracking plan (see _plan): the rate chart and the schema view poll it.
 PLAN_PATH: Final = "/api/plan"
 # Rows per answer: enough to catch up quickly, small enough that one answer stays a
@@ -131,13 +137,14 @@ const SVG = document.getElementById("rate").namespaceURI;
 const rows = document.getElementById("rows");
 const typeFilter = document.getElementById("type-filter");
 const userFilter = document.getElementById("user-filter");
+const markFilter = document.getElementById("mark-filter");
 const statusLine = document.getElementById("status");
 const events = new Map();  // id -> event, for the detail panel
 let lastId = null;         // null until the first answer, which asks for the latest rows
 let picked = null;
 
 document.getElementById("endpoint").textContent = location.origin + "/v1/batch";
-for (const type of CALL_TYPES) typeFilter.append(new Option(type, type));
+for (const type of [...CALL_TYPES, "request"]) typeFilter.append(new Option(type, type));
 
 // Any JSON value as one line of text; a message may hold anything a client sent.
 function text(value) {
@@ -147,7 +154,13 @@ function text(value) {
 
 function summary(event) {
   const m = event.message;
-  if (m === null || typeof m !== "object" || Array.isArray(m)) {
+  if (m === null) {
+    // A request with no message to show: refused for its path, method, key or body.
+    const answer = event.status === 0 ? "no answer" : `HTTP ${event.status}`;
+    return { type: "request", user: "", what: `${event.method} ${event.path} \u2192 ${answer}`,
+      when: event.received_at };
+  }
+  if (typeof m !== "object" || Array.isArray(m)) {
     return { type: "-", user: "", what: text(m), when: event.received_at };
   }
   const type = text(m.type) || "?";
@@ -167,8 +180,10 @@ function summary(event) {
 function visible(row) {
   const type = typeFilter.value;
   const user = userFilter.value.trim().toLowerCase();
+  const marks = markFilter.value;
   return (!type || row.dataset.type === type) &&
-    (!user || row.dataset.user.toLowerCase().includes(user));
+    (!user || row.dataset.user.toLowerCase().includes(user)) &&
+    (!marks || row.dataset.marked === String(marks === "marked"));
 }
 
 function showCounts() {
@@ -192,10 +207,12 @@ function add(event) {
   row.dataset.id = String(event.id);
   row.dataset.type = s.type;
   row.dataset.user = s.user;
+  row.dataset.marked = String(!event.accepted || event.problems.length > 0);
   // Accepted with marks: the real service would drop or flag it (the lenient mode).
   if (!event.accepted) row.classList.add("rejected");
   else if (event.problems.length > 0) row.classList.add("flagged");
-  row.title = `received ${event.received_at}, answered HTTP ${event.status}`;
+  row.title = `${event.method} ${event.path} received ${event.received_at}, ` +
+    `answered HTTP ${event.status}`;
   const cells = [["type", s.type], ["user", s.user], ["what", s.what], ["when", s.when],
     ["problems", event.problems.join("; ")]];
   for (const [name, value] of cells) {
@@ -222,13 +239,17 @@ function pick(row) {
   const verdict = !event.accepted ? "rejected"
     : event.problems.length > 0 ? "accepted, the real service would drop or flag it" : "accepted";
   document.getElementById("detail-title").textContent =
-    `Event ${event.id}: ${verdict} (HTTP ${event.status}), received ${event.received_at}`;
+    `Event ${event.id}: ${verdict} (HTTP ${event.status}) on ${event.method} ${event.path}, ` +
+    `received ${event.received_at}`;
   document.getElementById("detail-problems").replaceChildren(...event.problems.map((problem) => {
     const item = document.createElement("li");
     item.textContent = problem;
     return item;
   }));
-  document.getElementById("detail-json").textContent = JSON.stringify(event.message, null, 2);
+  // A request without a message is shown by what it was: its method, path and answer.
+  const shownJson = event.message !== null ? event.message
+    : { method: event.method, path: event.path, status: event.status };
+  document.getElementById("detail-json").textContent = JSON.stringify(shownJson, null, 2);
 }
 
 async function poll() {
@@ -409,6 +430,7 @@ rows.addEventListener("click", (click) => {
 });
 typeFilter.addEventListener("change", applyFilters);
 userFilter.addEventListener("input", applyFilters);
+markFilter.addEventListener("change", applyFilters);
 poll();
 pollPlan();
 """
@@ -429,6 +451,9 @@ _BODY: Final = """
     <label>Type <select id="type-filter"><option value="">all</option></select></label>
     <label>User <input id="user-filter" type="search" placeholder="userId or anonymousId">
     </label>
+    <label>Show <select id="mark-filter"><option value="">all</option>
+      <option value="marked">marked or rejected</option>
+      <option value="unmarked">accepted unmarked</option></select></label>
   </span>
   <span id="mode"></span>
   <span id="status">connecting</span>
@@ -493,6 +518,9 @@ PAGE_HEADERS: Final = (
 )
 
 
+FILTERS: Final = ("type", "event", "user_id", "anonymous_id", "marked")
+
+
 @dataclass(frozen=True)
 class EventsQuery:
     """``GET /api/events``'s question: what came after *after*, or the latest rows.
@@ -500,10 +528,34 @@ class EventsQuery:
     Attributes:
         after: Answer events with a greater id; None answers the latest *limit*.
         limit: At most this many events.
+        filters: The keyword arguments of ``StoredEvent.matches`` given (``type``,
+            ``event``, ``user_id``, ``anonymous_id``, ``marked``); empty keeps all.
     """
 
     after: int | None
     limit: int
+    filters: dict[str, str | bool] = field(default_factory=dict)
+
+
+def parse_filters(query: dict[str, list[str]]) -> dict[str, str | bool]:
+    """The filters of a parsed query string, each given once; ``marked`` as a bool.
+
+    Raises:
+        ValueError: a filter given twice, or ``marked`` other than true or false.
+    """
+    filters: dict[str, str | bool] = {}
+    for name in FILTERS:
+        values = query.get(name)
+        if values is None:
+            continue
+        if len(values) != 1:
+            raise ValueError(f"{name} may be given once")
+        filters[name] = values[0]
+    if "marked" in filters:
+        if filters["marked"] not in ("true", "false"):
+            raise ValueError("marked must be true or false")
+        filters["marked"] = filters["marked"] == "true"
+    return filters
 
 
 def _whole(query: dict[str, list[str]], name: str, low: int, high: int) -> int | None:
@@ -517,21 +569,26 @@ def _whole(query: dict[str, list[str]], name: str, low: int, high: int) -> int |
 
 
 def parse_events_query(query_string: str) -> EventsQuery:
-    """Read ``after=ID&limit=N`` or ``last=N``, bounded so one answer stays small.
+    """Read ``after=ID&limit=N`` or ``last=N``, and the filters (see
+    :func:`parse_filters`), bounded so one answer stays small.
 
     Raises:
         ValueError: an unknown parameter, a value that is not a whole number in
-            range, or ``last`` with ``after``; the message says which.
+            range, ``last`` with ``after``, or a bad filter; the message says which.
     """
     query = parse_qs(query_string, keep_blank_values=True)
-    unknown = sorted(set(query) - {"after", "limit", "last"})
+    unknown = sorted(set(query) - {"after", "limit", "last", *FILTERS})
     if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}: use after and limit, or last")
+        raise ValueError(
+            f"unknown parameter {unknown[0]!r}: use after and limit, or last, and the"
+            f" filters {', '.join(FILTERS)}"
+        )
+    filters = parse_filters(query)
     last = _whole(query, "last", 1, MAX_PAGE)
     after = _whole(query, "after", 0, 2**63 - 1)
     limit = _whole(query, "limit", 1, MAX_PAGE)
     if last is not None:
         if after is not None or limit is not None:
             raise ValueError("last cannot be combined with after or limit")
-        return EventsQuery(None, last)
-    return EventsQuery(after or 0, limit or DEFAULT_PAGE)
+        return EventsQuery(None, last, filters)
+    return EventsQuery(after or 0, limit or DEFAULT_PAGE, filters)
