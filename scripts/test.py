@@ -3,8 +3,9 @@
 Usage: python3 scripts/test.py [pytest args]
 
 On a fresh Debian machine as root it installs what the tests need and pip cannot
-(chromium for the browser tests, redis-server for the fleet buffer's, curl for the HTTP APIs' own examples, Node.js and npm
-for the Node SDKs); elsewhere it names exactly what is missing and how to get it.
+(chromium for the browser tests, redis-server for the fleet buffer's, curl for the HTTP
+APIs' own examples, Node.js and npm for the Node SDKs); elsewhere it names exactly what
+is missing and how to get it.
 ``.ci/run`` runs this same command.
 """
 

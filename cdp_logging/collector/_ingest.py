@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .._protocol import MAX_BATCH_BYTES
+from .._core.protocol import MAX_BATCH_BYTES
 
 __all__ = [
     "BATCH_PATHS",
