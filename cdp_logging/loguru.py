@@ -10,9 +10,14 @@ arguments in ``extra``). Every other record is ignored here.
 
 The sink is an object with ``write`` and ``stop``, not a function: for such an object
 loguru calls ``stop()`` when the sink is removed (``logger.remove()``, also run by
-loguru's own exit hook), which closes the client within ``shutdown_timeout``. It has
-no ``flush``: loguru would call it after every record. The client is flushed at exit
-like every other, whether or not the sink was removed.
+loguru's own exit hook), which closes the client: it takes nothing more and delivers
+what it holds within ``shutdown_timeout``. ``stop`` does not wait for that delivery:
+loguru calls it holding the sink's lock, and the sender thread may need that very lock
+(the standard library's records routed into loguru, the usual ``InterceptHandler``:
+urllib3 logs each connection the sender opens), so waiting there held the sender up
+until the timeout and delivered nothing. A thread of its own closes the client instead;
+the exit hook waits for it, as for every client, and so does ``sink.client.flush()``.
+The sink has no ``flush`` of its own: loguru would call it after every record.
 
 This module is ``cdp_logging.loguru``; ``import loguru`` below is the real package
 (absolute imports), as ``structlog.twisted`` imports Twisted.
@@ -20,7 +25,9 @@ This module is ``cdp_logging.loguru``; ``import loguru`` below is the real packa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import threading
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from typing_extensions import Unpack
@@ -117,12 +124,23 @@ class AnalyticsSink:
             warn(f"AnalyticsSink failed: {type(error).__name__}")
 
     def stop(self) -> None:
-        """Called by loguru's ``logger.remove()``: deliver within ``shutdown_timeout``.
+        """Called by loguru's ``logger.remove()``: close, delivering within ``shutdown_timeout``.
 
-        The sink's own client is closed so that a record reaching it again opens a
-        new sender (as a closed handler reopens); a shared one is only flushed.
+        Returns at once; the delivery goes on in a thread of its own (the module's
+        docstring says why), which ``sink.client.flush()`` waits for. The sink's own
+        client is closed so that a record reaching it again, should the sink be added
+        again, opens a new sender (as a closed handler reopens); a shared one is only
+        flushed.
         """
-        if self._owns_client:
-            self._client.close(reopen=True)
-        else:
-            self._client.flush()
+        finish: Callable[[], object] = (
+            functools.partial(self._client.close, reopen=True)
+            if self._owns_client
+            else self._client.flush
+        )
+        thread = threading.Thread(target=finish, name="cdp_logging-loguru-stop", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            # No new thread at interpreter shutdown (3.12.0-3.12.2): loguru's exit hook
+            # is running, and so does ours, which delivers for every client.
+            return

@@ -14,7 +14,7 @@ import cdp_logging
 from cdp_logging.collector import Collector
 from cdp_logging.loguru import AnalyticsSink
 
-from .conftest import WRITE_KEY
+from .conftest import WRITE_KEY, run_python
 from .test_examples import run_example
 
 
@@ -41,8 +41,10 @@ class TestSink:
             logger.debug("track", user_id="u1", event="Below The Sink's Level")
             after = time.time()
         finally:
-            logger.remove(handler)  # stop(): delivers within shutdown_timeout, now
+            logger.remove(handler)  # stop(): closes the client, which delivers
 
+        assert sink.client.closed
+        assert sink.client.flush(5)  # waits for the close stop() began
         messages = collector.messages()
         assert ["identify", "track", "page"] == [m["type"] for m in messages]
         assert {"plan": "pro"} == messages[0]["traits"]
@@ -62,6 +64,7 @@ class TestSink:
         finally:
             logger.remove(handler)
 
+        assert sink.client.flush(5)
         assert 1 == sink.client.stats()["errors"]["invalid_message"]
         assert ["u2"] == [m["userId"] for m in collector.messages()]
 
@@ -76,6 +79,7 @@ class TestSink:
         finally:
             logger.remove(handler)  # a shared client is flushed, not closed
 
+        assert sink.client.flush(5)
         assert not sink.client.closed
         (message,) = collector.messages()
         assert ("u7", "203.0.113.7") == (message["userId"], message["context"]["ip"])
@@ -91,6 +95,43 @@ class TestSink:
         assert 0 == done.returncode, done.stderr
         assert {"identify": 1, "track": 1} == collector.counts()["by_type"]
         assert "an ordinary log line" in done.stderr  # the app's own sink still has it
+
+    def test_remove_does_not_hold_up_a_sender_whose_records_reach_loguru(
+        self, collector: Collector
+    ) -> None:
+        """The usual InterceptHandler routes urllib3's records (the sender's connection)
+        into loguru, through the sink's lock, which loguru holds while it calls stop():
+        remove() must return at once, and the sender then deliver."""
+        done = run_python(
+            """
+            import logging, os, sys, time
+            from loguru import logger
+            from cdp_logging.loguru import AnalyticsSink
+
+            class InterceptHandler(logging.Handler):
+                def emit(self, record):
+                    logger.opt(depth=6).log(record.levelname, record.getMessage())
+
+            logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+            logger.remove()
+            sink = AnalyticsSink(flush_interval=60, shutdown_timeout=5)
+            handler = logger.add(sink)  # loguru's default level: DEBUG, urllib3's too
+            logger.info("track", user_id="u1", event="Intercepted")
+            started = time.monotonic()
+            logger.remove(handler)
+            took = time.monotonic() - started
+            delivered = sink.client.flush(5)
+            print(f"{took:.3f} {delivered}")
+            os._exit(0)  # no exit hook: what was delivered, was delivered by then
+            """,
+            env={"CDP_WRITE_KEY": WRITE_KEY, "CDP_HOST": collector.url},
+        )
+
+        assert 0 == done.returncode, done.stderr
+        took, delivered = done.stdout.split()
+        assert float(took) < 1.0
+        assert "True" == delivered
+        assert ["Intercepted"] == [m["event"] for m in collector.messages()]
 
     def test_without_loguru_the_error_names_the_extra(
         self, monkeypatch: pytest.MonkeyPatch
