@@ -14,7 +14,10 @@
   bounded by *timeout*): the prefork pool ends its processes with ``os._exit``, which
   skips exit hooks, and may recycle or lose them between tasks; the end of a task is
   the last moment known to be safe. ``worker_process_shutdown`` flushes once more, for
-  what was logged outside any task.
+  what was logged outside any task. When a task's flush runs out of time (the CDP is
+  down, say), waiting again at the next task would not deliver anything sooner, only
+  slow every task by *timeout* for as long as the outage lasts: so the next tasks ask
+  for a send without waiting, until one finds everything delivered again.
 
 A task run eagerly (``task_always_eager``, ``.apply()``) runs in the caller's thread,
 inside the caller's own context: it is left alone, and not flushed, since the caller
@@ -53,6 +56,9 @@ HEADER: Final = "cdp_context"
 _UID: Final = "cdp_logging.celery"
 
 _settings = {"timeout": DEFAULT_FLUSH_TIMEOUT}
+# Whether the last task's flush ran out of time (per process: a forked child inherits
+# the parent's, which is False, as a parent that runs no task never flushes).
+_behind = False
 # task id -> the token that restores what was bound before the task ran. A dict rather
 # than one slot: the threads pool runs several tasks at once in one process.
 _tokens: dict[str, contextvars.Token[Bound | None]] = {}
@@ -71,8 +77,10 @@ def setup(app: Any, *, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
 
     .. versionadded:: 0.2.0
     """
+    global _behind
     del app  # the signals are process-wide: see the module's docstring
     _settings["timeout"] = max(0.0, float(timeout))
+    _behind = False
     signals.before_task_publish.connect(_publishing, weak=False, dispatch_uid=_UID)
     signals.task_prerun.connect(_starting, weak=False, dispatch_uid=_UID)
     signals.task_postrun.connect(_ended, weak=False, dispatch_uid=_UID)
@@ -114,11 +122,12 @@ def _ended(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         token = _tokens.pop(task_id, None) if task_id is not None else None
     if token is None:
         return  # eager, or not started through _starting
+    global _behind
     try:
         BOUND.reset(token)
     except ValueError:  # ended in another context than it started in
         BOUND.set(None)
-    flush(_settings["timeout"])
+    _behind = not flush(0.0 if _behind else _settings["timeout"])
 
 
 def _process_ending(**_: Any) -> None:

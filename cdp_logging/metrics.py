@@ -126,7 +126,8 @@ class CdpCollector:
 def register_prometheus(registry: CollectorRegistry | None = None) -> CdpCollector:
     """Expose every cdp_logging client's delivery on *registry* (default: the global one).
 
-    Registering on the same registry again returns the collector already there. The
+    Registering on the same registry again returns the collector already there (and
+    registers it again if it was unregistered). The
     registry is read only when scraped: ``prometheus_client.start_http_server``, or
     ``generate_latest(registry)`` from a web framework's route.
 
@@ -141,9 +142,11 @@ def register_prometheus(registry: CollectorRegistry | None = None) -> CdpCollect
 
         registry = REGISTRY
     with _registering:
-        collector = _registered.get(registry)
-        if collector is None:
-            collector = CdpCollector()
+        collector = _registered.get(registry) or CdpCollector()
+        try:
             registry.register(collector)
-            _registered[registry] = collector
+        except ValueError:  # its names are taken: by this collector, or by another one
+            if _registered.get(registry) is not collector:
+                raise
+        _registered[registry] = collector
         return collector

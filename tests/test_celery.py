@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery import Celery
+from celery import Celery, signals
 
 import cdp_logging
 import cdp_logging.celery
 from cdp_logging.collector import Collector
 
-from .conftest import RedisServer
+from .conftest import RedisServer, free_port
 from .test_frameworks import server
 
 WORKER = [
@@ -94,6 +95,59 @@ class TestInProcess:
             look.delay()
             assert {"user_id": "u1"} == cdp_logging.get_context()
         assert [{"user_id": "u1"}] == seen
+
+    def test_a_task_is_run_with_its_header_and_what_it_bound_goes_with_it(self) -> None:
+        """Celery's own signals, sent as a worker sends them around a task's run."""
+        app = Celery("signals", broker="memory://")
+        cdp_logging.celery.setup(app)
+
+        @app.task  # type: ignore[untyped-decorator]
+        def work() -> None:
+            pass
+
+        seen: list[dict[str, Any]] = []
+        work.push_request(id="t1", cdp_context='{"user_id": "u1"}')
+        try:
+            with cdp_logging.bound_context(user_id="worker-main"):
+                signals.task_prerun.send(sender=work, task_id="t1", task=work)
+                seen.append(cdp_logging.get_context())
+                cdp_logging.bind_context(anonymous_id="bound-by-the-task")
+                signals.task_postrun.send(sender=work, task_id="t1", task=work)
+                seen.append(cdp_logging.get_context())
+        finally:
+            work.pop_request()
+
+        assert [{"user_id": "u1"}, {"user_id": "worker-main"}] == seen
+
+    def test_while_the_cdp_is_down_only_one_task_waits_for_the_flush(self) -> None:
+        app = Celery("down", broker="memory://")
+        cdp_logging.celery.setup(app, timeout=0.5)
+
+        @app.task  # type: ignore[untyped-decorator]
+        def work() -> None:
+            pass
+
+        client = cdp_logging.Analytics(
+            "k", f"http://127.0.0.1:{free_port()}", shutdown_timeout=0.2, stderr_warnings=False
+        )
+        took = []
+        try:
+            for i in range(3):
+                work.push_request(id=f"t{i}")
+                try:
+                    signals.task_prerun.send(sender=work, task_id=f"t{i}", task=work)
+                    client.track("u1", "Worked")
+                    started = time.monotonic()
+                    signals.task_postrun.send(sender=work, task_id=f"t{i}", task=work)
+                    took.append(time.monotonic() - started)
+                finally:
+                    work.pop_request()
+        finally:
+            client.close(0.2)
+            cdp_logging.celery.setup(app)  # the default timeout again, for other tests
+
+        assert took[0] >= 0.5
+        assert max(took[1:]) < 0.25
 
     def test_without_celery_the_error_names_the_extra(
         self, monkeypatch: pytest.MonkeyPatch

@@ -111,6 +111,8 @@ class TestExposition:
         registry = CollectorRegistry()
         collector = register_prometheus(registry)
         assert collector is register_prometheus(registry)  # not a duplicate-series error
+        registry.unregister(collector)
+        assert collector is register_prometheus(registry)  # and back
         client = make_client()
         client.track("u1", "Signed Up")
         assert client.flush(5)
