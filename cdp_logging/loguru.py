@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
@@ -49,10 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AnalyticsSink"]
 
-_FLAT_KEYS: Final = FLAT_KEYS
 
-
-def fields_from_loguru(record: Record) -> tuple[object, Mapping[str, Any], bool] | None:
+def _fields(record: Record) -> tuple[object, Mapping[str, Any], bool] | None:
     """The loguru twin of ``_core.calls.fields_from_record``: same forms, same keys.
 
     ``name`` stays out of the flat keys, as for the handler, so a ``name`` bound for
@@ -64,7 +62,7 @@ def fields_from_loguru(record: Record) -> tuple[object, Mapping[str, Any], bool]
     if isinstance(payload, Mapping):
         return payload.get("type") or message, payload, True
     if message in CALL_TYPE_SET:
-        flat = {key: extra[key] for key in _FLAT_KEYS if key in extra}
+        flat = {key: extra[key] for key in FLAT_KEYS if key in extra}
         if flat:
             return message, flat, False
     return None
@@ -115,7 +113,7 @@ class AnalyticsSink:
         """Called by loguru for each record that passed the sink's level and filter."""
         try:
             record = message.record
-            found = fields_from_loguru(record)
+            found = _fields(record)
             if found is None:
                 return
             call_type, fields, strict = found
