@@ -47,15 +47,14 @@ class Ages:
     def mark(self, first: int, at: float, settled_below: int) -> None:
         """Messages numbered *first* and above were queued at *at* or later.
 
-        Marks that can no longer answer for any unsettled message go: of those at or
-        below *settled_below* (the oldest unsettled number), only the latest is kept.
+        Marks that can no longer answer for any unsettled message go: a mark whose
+        successor is at or below *settled_below* (the oldest unsettled number) is
+        outdone by it, which was made later. Once per batch, on the sender's thread.
         """
         with self._lock:
             marks = self._marks
-            below = [mark for mark in marks if mark[0] <= settled_below]
-            if len(below) > 1:
-                latest = max(below, key=_time)
-                marks[:] = [latest, *(mark for mark in marks if mark[0] > settled_below)]
+            while len(marks) > 1 and marks[1][0] <= settled_below:
+                del marks[0]
             if len(marks) < MAX_MARKS:
                 marks.append((first, at))
 
@@ -66,7 +65,3 @@ class Ages:
         if not times:
             return 0.0
         return max(0.0, self._clock.monotonic() - max(times))
-
-
-def _time(mark: tuple[int, float]) -> float:
-    return mark[1]
