@@ -119,15 +119,21 @@ def register(member: Member) -> None:
 # all. Weak, as above; the number stays the client's while it lives.
 _CLIENTS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 _client_numbers = itertools.count(1)
+# A client made in one thread while another takes the snapshot would change the dict
+# under the iteration (a RuntimeError), so both take process_lock("clients") (new in a
+# forked child); removals by the garbage collector are deferred by the dict itself.
 
 
 def register_client(client: object) -> None:
-    _CLIENTS[client] = next(_client_numbers)
+    with process_lock("clients"):
+        _CLIENTS[client] = next(_client_numbers)
 
 
 def clients() -> list[tuple[int, Any]]:
     """Every live client with its number, oldest first (a snapshot: safe to iterate)."""
-    return sorted(((number, client) for client, number in list(_CLIENTS.items())), key=_first)
+    with process_lock("clients"):
+        found = [(number, client) for client, number in _CLIENTS.items()]
+    return sorted(found, key=_first)
 
 
 def _first(item: tuple[int, Any]) -> int:
