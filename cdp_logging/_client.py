@@ -34,7 +34,7 @@ from ._core.errors import (
     DeliveryError,
 )
 from ._core.options import ClientOptions, Options, build_options
-from ._core.process import exit_hook_ran, process_lock, sending_threads
+from ._core.process import exit_hook_ran, process_lock, register_client, sending_threads
 from ._core.report import Reporter
 from ._core.serialise import decode
 from ._delivery.future import CallFuture
@@ -108,6 +108,7 @@ class Analytics:
         # Calls after the exit hook share one deadline: shutdown_timeout from the first.
         self._after_exit_deadline: float | None = None
         self._sender = self._new_sender()
+        register_client(self)
 
     def _new_sender(self, carried: dict[str, int] | None = None) -> Sender:
         options = self._options

@@ -1,14 +1,13 @@
-"""Celery: flush at the end of every task.
+"""Celery: who a task is for travels with it, and each task delivers when it ends.
 
-Celery's prefork pool ends its child processes with ``os._exit``, which skips exit
-hooks, and may recycle them between tasks; a worker can also be killed between tasks.
-Connecting ``cdp_logging.flush`` to ``task_postrun`` delivers each task's events when
-the task ends. (Any task runner works the same way: decorate the task function with
-``@cdp_logging.flushing()``.)
+``cdp_logging.celery.setup(app)`` carries what ``bind_context`` bound where a task was
+sent (a web request's user, say) into the task, binds it while the task runs, and
+flushes when each task ends: prefork children end with ``os._exit``, which skips exit
+hooks, so the end of a task is where delivery must happen. No signal handler to write.
 
-Runnable without a broker server: kombu's filesystem transport, in CELERY_BROKER_DIR.
-``celery -A celery_app worker --pool=prefork -c 2`` from examples/, then
-``python -c "import celery_app; celery_app.send_invoice.delay('u1')"``.
+With a Redis on 127.0.0.1 (or CELERY_BROKER_URL), from examples/:
+``celery -A celery_app worker --pool=prefork -c 2``, then
+``python -c "import celery_app; celery_app.checkout('u1', 'inv-1')"``.
 """
 
 from __future__ import annotations
@@ -16,31 +15,14 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
-import tempfile
-from pathlib import Path
-from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun
 
 import cdp_logging
+import cdp_logging.celery
 
-BROKER_DIR = Path(os.environ.get("CELERY_BROKER_DIR", Path(tempfile.gettempdir()) / "cdp-celery"))
-(BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
-(BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
-
-app = Celery(
-    "billing",
-    broker="filesystem://",
-    broker_transport_options={
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        # Its exchange tables too: by default kombu writes them to ./control, which put
-        # broker files into whatever directory the worker was started from.
-        "control_folder": str(BROKER_DIR / "control"),
-    },
-)
+app = Celery("billing", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
+cdp_logging.celery.setup(app)
 
 logging.config.dictConfig(
     {
@@ -54,12 +36,20 @@ logging.config.dictConfig(
 log = logging.getLogger("billing")
 
 
-@task_postrun.connect
-def deliver_after_task(**_: Any) -> None:
-    cdp_logging.flush(timeout=2)
+@app.task
+def send_invoice(invoice_id: str) -> str:
+    # No user id here: it is the one bound where the task was sent.
+    log.info("track", extra={"event": "Invoice Sent", "properties": {"invoice": invoice_id}})
+    return invoice_id
 
 
 @app.task
-def send_invoice(user_id: str) -> str:
-    log.info("track", extra={"user_id": user_id, "event": "Invoice Sent"})
-    return user_id
+def nightly_report() -> None:
+    # Sent with nothing bound (by a scheduler): it acts for no user.
+    log.info("track", extra={"anonymous_id": "billing-worker", "event": "Report Built"})
+
+
+def checkout(user_id: str, invoice_id: str) -> None:
+    """What a web view does: the request's user is bound, the task is sent."""
+    with cdp_logging.bound_context(user_id=user_id, context={"ip": "203.0.113.7"}):
+        send_invoice.delay(invoice_id)

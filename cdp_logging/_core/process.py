@@ -38,12 +38,14 @@ __all__ = [
     "MessageIds",
     "capture_lock",
     "capture_sinks",
+    "clients",
     "close_all",
     "deliver_at_multiprocessing_exit",
     "exit_hook_ran",
     "flush_all",
     "process_lock",
     "register",
+    "register_client",
     "reset_for_tests",
     "reset_process",
     "sending_threads",
@@ -109,6 +111,33 @@ _MEMBERS: weakref.WeakSet[Member] = weakref.WeakSet()
 
 def register(member: Member) -> None:
     _MEMBERS.add(member)
+
+
+# Every client (``Analytics``) in this process, with the number it was given when made,
+# for what reads all of them from outside (``cdp_logging.metrics``): a sender is one of
+# a client's lifetimes (a reopened client has a new one), a client's counters span them
+# all. Weak, as above; the number stays the client's while it lives.
+_CLIENTS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_client_numbers = itertools.count(1)
+# A client made in one thread while another takes the snapshot would change the dict
+# under the iteration (a RuntimeError), so both take process_lock("clients") (new in a
+# forked child); removals by the garbage collector are deferred by the dict itself.
+
+
+def register_client(client: object) -> None:
+    with process_lock("clients"):
+        _CLIENTS[client] = next(_client_numbers)
+
+
+def clients() -> list[tuple[int, Any]]:
+    """Every live client with its number, oldest first (a snapshot: safe to iterate)."""
+    with process_lock("clients"):
+        found = [(number, client) for client, number in _CLIENTS.items()]
+    return sorted(found, key=_first)
+
+
+def _first(item: tuple[int, Any]) -> int:
+    return item[0]
 
 
 # One lock per purpose and process id, made on first use: a lock inherited through fork
@@ -214,6 +243,7 @@ def reset_for_tests() -> None:
     """
     global _process_pid, _exit_hook_ran, _finalizer_pid
     _MEMBERS.clear()
+    _CLIENTS.clear()
     _PROCESS_LOCKS.clear()
     sending_threads.clear()
     capture_sinks.clear()

@@ -67,6 +67,7 @@ from .._transports.base import (
     TransportError,
     classify,
 )
+from .age import Ages
 from .batch import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
 from .settle import Ledger, Progress
 
@@ -142,6 +143,11 @@ class Sender:
         self._ledger = Ledger(
             self._options.on_flush, self._reporter, self._scrub, self._queue, progress
         )
+        # When messages were queued, for the metrics' oldest-age gauge (``age``). The
+        # first mark covers a process that never gets a sender thread.
+        self._ages = Ages(self._clock)
+        self._idle_from = 0
+        self._ages.mark(0, self._clock.monotonic(), 0)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -249,6 +255,7 @@ class Sender:
 
     def _run(self) -> None:
         sending_threads.add(threading.get_ident())
+        self._mark_awake()  # started by the first message: it was queued just now
         try:
             while True:
                 batch = self._next_batch()
@@ -297,10 +304,20 @@ class Sender:
                 timeout = self._last_flush + options.flush_interval - now
             elif stopping:
                 return None
+            else:
+                self._idle_from = self._queue.accepted
             self._clock.wait(self._wake, timeout)
             self._wake.clear()
+            if not count:
+                self._mark_awake()
+
+    def _mark_awake(self) -> None:
+        """Idle no more: what was queued since the queue was found empty is new."""
+        self._ages.mark(self._idle_from, self._clock.monotonic(), self._ledger.progress.settled)
 
     def _take(self, before: int | None = None) -> Batch | None:
+        now = self._clock.monotonic()  # before reading accepted: see _delivery.age
+        self._ages.mark(self._queue.accepted, now, self._ledger.progress.settled)
         start, entries = self._queue.take(MAX_BATCH_MESSAGES, MAX_BODY_ITEMS_BYTES, before)
         if not entries:
             return None
@@ -622,6 +639,13 @@ class Sender:
             self._reset(closed=self.closed)
 
     # -- numbers ------------------------------------------------------------------
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest message not yet settled has waited, at most (0.0: none)."""
+        oldest = self._ledger.progress.settled
+        if oldest >= self._queue.accepted:
+            return 0.0
+        return self._ages.age(oldest)
 
     def stats(self) -> dict[str, int]:
         """This sender's counters, plus those it carried over from the client's earlier ones."""

@@ -47,6 +47,11 @@ class Progress:
                 self._settled_below = self._ranges.pop(self._settled_below)
             self._cond.notify_all()
 
+    @property
+    def settled(self) -> int:
+        """The lowest sequence number not yet settled (everything below it is)."""
+        return self._settled_below
+
     def wait(self, target: int, deadline: float) -> bool:
         """Whether every sequence number below *target* is settled by *deadline*."""
         with self._cond:
