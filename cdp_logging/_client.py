@@ -9,7 +9,6 @@ invalid message, a full queue or a closed client are reported through ``on_error
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -35,6 +34,7 @@ from ._core.errors import (
 from ._core.options import ClientOptions, Options, build_options
 from ._core.process import exit_hook_ran, process_lock, sending_threads
 from ._core.report import Reporter
+from ._core.secrets import Scrubber
 from ._core.serialise import decode
 from ._delivery.future import CallFuture
 from ._delivery.sender import Sender
@@ -49,24 +49,9 @@ Callback = Callable[[Exception | None, dict[str, Any]], object]
 _DROP_CODES = frozenset({QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT})
 
 
-def _scrubber(write_key: str) -> Callable[[str], str]:
+def _scrubber(write_key: str) -> Scrubber:
     """Remove the write key (and its Basic-auth form) from any text we did not write."""
-    secrets = [write_key, base64.b64encode(f"{write_key}:".encode()).decode("ascii")]
-    # Texts pass through here more than once (an error's reason, then its stderr line):
-    # the placeholder must not itself contain the key, or a short test key such as "k"
-    # would turn "<write key>" into "<write <write key>ey>".
-    placeholder = next(
-        (p for p in ("<write key>", "***", "[hidden]") if not any(s in p for s in secrets)),
-        "",
-    )
-
-    def scrub(text: str) -> str:
-        for secret in secrets:
-            if secret in text:
-                text = text.replace(secret, placeholder)
-        return text
-
-    return scrub
+    return Scrubber(write_key)
 
 
 class Analytics:
@@ -342,10 +327,13 @@ class Analytics:
             built = DeliveryError(
                 INVALID_MESSAGE,
                 f"{call_type}: could not serialise the message "
-                f"({type(error).__name__}: {self._scrub(str(error))[:200]})",
+                f"({type(error).__name__}: {self._scrub.cut(str(error), 200)})",
                 messages=[],
             )
         if not isinstance(built, bytes):
+            reason = self._scrub(built.reason)  # it may quote the application's values
+            if reason != built.reason:
+                built = DeliveryError(built.code, reason, messages=built.messages)
             self._refuse(built, future, callback)
             return False
         if _capture.capturing() and self._captured(built, future, callback):

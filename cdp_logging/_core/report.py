@@ -113,4 +113,5 @@ class Reporter:
     def _line(self, error: DeliveryError, total: int) -> str:
         noun = "message" if total == 1 else "messages"
         status = f", HTTP {error.status}" if error.status is not None else ""
-        return f"{total} {noun} not delivered ({error.code}{status}): {self._scrub(error.reason)}"
+        # A reason is scrubbed where others' text was put in it (see ``Ledger.failed``).
+        return f"{total} {noun} not delivered ({error.code}{status}): {error.reason}"

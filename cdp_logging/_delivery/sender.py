@@ -156,6 +156,8 @@ class Sender:
         self._warned_no_thread = False
         self.closed = closed
         self._close_deadline = math.inf
+        # The timeout close() was given: reports name it, not shutdown_timeout's default.
+        self._close_timeout: float = self._options.shutdown_timeout
         self._close_target = 0
         self._handoff: deque[Batch] = deque()
         self._urgent = False
@@ -334,19 +336,19 @@ class Sender:
             try:
                 response = self._send(batch, joined, min(self._options.timeout, remaining))
             except BufferFull as error:
-                self._ledger.failed(batch, QUEUE_FULL, str(error), None)
+                self._ledger.failed(batch, QUEUE_FULL, self._scrub(str(error)), None)
                 return
             except TransportError as error:
                 outcome = Outcome.RETRY
-                reason = f"could not reach {self._options.host}: {error}"
+                reason = f"could not reach {self._options.host}: {self._scrub(str(error))}"
             except Exception as error:  # noqa: BLE001 - a custom transport's bug is a network error to us
                 outcome = Outcome.RETRY
-                reason = f"transport raised {type(error).__name__}: {error}"
+                reason = f"transport raised {type(error).__name__}: {self._scrub(str(error))}"
             else:
                 status = response.status
                 retry_after = response.retry_after
                 outcome = classify(status)
-                reason = http_reason(self._options.endpoint, status, response.text)
+                reason = http_reason(self._options.endpoint, status, self._scrub(response.text))
             if outcome is Outcome.DELIVERED:
                 self._ledger.delivered(batch, sent=True)
                 return
@@ -443,7 +445,7 @@ class Sender:
             self._ledger.failed(
                 batch,
                 SHUTDOWN_TIMEOUT,
-                f"not delivered within shutdown_timeout={self._options.shutdown_timeout:g}s{last}",
+                f"not delivered within {self._timeout_words()}{last}",
                 batch.last_status,
             )
         else:
@@ -552,6 +554,7 @@ class Sender:
                 return False
             self.closed = True
             self._close_deadline = time.monotonic() + timeout
+            self._close_timeout = timeout
         self._queue.close()
         self._close_target = self._queue.accepted
         self._stopping.set()
@@ -572,10 +575,17 @@ class Sender:
         # own: it retries them until the close deadline, then reports what is left.
         self._reporter.summarise()
 
+    def _timeout_words(self) -> str:
+        """The close deadline as a report names it: the timeout close() was given."""
+        timeout = self._close_timeout
+        if timeout == self._options.shutdown_timeout:
+            return f"shutdown_timeout={timeout:g}s"
+        return f"the close timeout of {timeout:g}s"
+
     def _abandon_leftovers(self) -> None:
         """Report, as shutdown_timeout, what close() had no time left to send."""
         reason = (
-            f"still queued when shutdown_timeout={self._options.shutdown_timeout:g}s ran out; "
+            f"still queued when {self._timeout_words()} ran out; "
             "raise shutdown_timeout or check that the host is reachable"
         )
         while True:
@@ -597,8 +607,8 @@ class Sender:
         unknown = self._ledger.in_flight
         if unknown:
             warn(
-                f"{unknown} message(s) still in flight when shutdown_timeout="
-                f"{self._options.shutdown_timeout:g}s ran out at exit; their outcome is unknown"
+                f"{unknown} message(s) still in flight when {self._timeout_words()} ran out "
+                "at exit; their outcome is unknown"
             )
 
     def after_fork(self) -> None:
