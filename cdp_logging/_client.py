@@ -360,9 +360,10 @@ class Analytics:
             )
         elif refused == QUEUE_FULL:
             reason = (
-                f"the queue already holds max_queue_size={self._options.max_queue_size} "
-                f"messages: {self._options.host} is not taking them as fast as they come; "
-                "check the network or raise max_queue_size"
+                f"the queue is at its bound (max_queue_size={self._options.max_queue_size} "
+                f"messages, max_queue_bytes={self._options.max_queue_bytes} bytes): "
+                f"{self._options.host} is not taking them as fast as they come; "
+                "check the network or raise those bounds"
             )
         else:
             reason = "the client was closed; messages logged after close() are not sent"

@@ -33,7 +33,7 @@ def make_buffer(
     send itself (the file broke, or another process took them over)."""
     path = options.buffer_path
     if path is None:
-        return MemoryBuffer(options.max_queue_size)
+        return MemoryBuffer(options.max_queue_size, options.max_queue_bytes)
     from .sqlite import SQLiteQueue  # sqlite3 is imported only by those who use it
 
     return SQLiteQueue(path, options.max_buffer_bytes, options.max_queue_size, wake=wake, gone=gone)
