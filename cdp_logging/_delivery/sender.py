@@ -64,6 +64,7 @@ from .._transports.requests import (
 )
 from .batch import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
 from .settle import Ledger, Progress
+from .wake import Wake
 
 __all__ = ["Sender"]
 
@@ -138,7 +139,7 @@ class Sender:
         client the parent closed stays closed. ``pid`` is set last: threads of a child
         that forked without hooks wait in ``after_fork`` until all is fresh.
         """
-        self._wake = threading.Event()
+        self._wake = Wake()  # rung by logging calls, maybe from a signal handler
         progress = Progress()
         # A durable buffer settles numbers this process will never send itself (the
         # file broke, another process took them over), and wakes us for rows it took
@@ -220,7 +221,12 @@ class Sender:
         self._wake.set()
 
     def _start(self) -> None:
-        with self._lock:
+        # Never wait for this lock here: a logging call in a signal handler may have
+        # interrupted this very thread while it held it, starting the sender, and would
+        # wait forever. Whoever holds it starts the thread, or is closing the sender.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             if self._thread is not None or self.closed or time.monotonic() < self._retry_thread_at:
                 return
             thread = threading.Thread(
@@ -242,6 +248,8 @@ class Sender:
             # The thread is a daemon so that a DNS lookup hung outside every timeout
             # cannot keep the process alive; exit delivery waits for it, bounded.
             self._thread = thread
+        finally:
+            self._lock.release()
         deliver_at_multiprocessing_exit()
 
     def _thread_alive(self) -> bool:
