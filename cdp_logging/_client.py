@@ -315,6 +315,9 @@ class Analytics:
         logging call there is the one that loops unseen, through a logger the
         callback may not know ends at us.
         """
+        if type(call_type) is not str:
+            # A str subclass is its text; calling its methods (hash, str) may raise.
+            call_type = _calls.plain_call_type(call_type)
         if logged and get_ident() in sending_threads:
             self._reentered(call_type)
             return False
@@ -326,8 +329,8 @@ class Analytics:
         except Exception as error:  # noqa: BLE001 - a value no rule foresaw: report, never raise
             built = DeliveryError(
                 INVALID_MESSAGE,
-                f"{call_type}: could not serialise the message "
-                f"({type(error).__name__}: {self._scrub.cut(str(error), 200)})",
+                f"{_calls.name_of(call_type)}: could not read or serialise the message "
+                f"({type(error).__name__}: {self._scrub.cut(_calls.error_text(error), 200)})",
                 messages=[],
             )
         if not isinstance(built, bytes):
@@ -419,11 +422,28 @@ class Analytics:
         """
         error = DeliveryError(
             REENTRANT,
-            f"a {call_type} record logged from inside an on_flush, on_error or call "
-            "callback is not sent (each delivery would log one more); call the client's "
+            f"a {_calls.name_of(call_type)} record logged from inside an on_flush, on_error or "
+            "call callback is not sent (each delivery would log one more); call the client's "
             "methods there instead, or log from the application",
         )
         self._reporter.report(error, 1, callback=False)
+
+    def unreadable(self, error: Exception) -> None:
+        """Report an analytics record whose payload raised when it was read.
+
+        Its ``cdp`` mapping's ``get`` raised, say: there is no message to build, but the
+        record was meant for us, so it is counted and reported (``invalid_message``)
+        rather than left to ``logging.Handler.handleError``, which prints nothing when
+        ``logging.raiseExceptions`` is False.
+
+        .. versionadded:: 0.2.0
+        """
+        reason = (
+            "an analytics record's payload raised when it was read "
+            f"({type(error).__name__}: {self._scrub.cut(_calls.error_text(error), 200)}); "
+            "give cdp= a dict, or a mapping whose reading cannot fail"
+        )
+        self._refuse(DeliveryError(INVALID_MESSAGE, reason), None, None)
 
     def _captured(
         self, built: bytes, future: Future[dict[str, Any]] | None, callback: Callback | None
