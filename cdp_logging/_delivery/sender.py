@@ -64,6 +64,7 @@ from .._transports.requests import (
 )
 from .batch import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
 from .settle import Ledger, Progress
+from .terminate import deliver_on_terminate
 from .wake import Wake
 
 __all__ = ["Sender"]
@@ -251,6 +252,7 @@ class Sender:
         finally:
             self._lock.release()
         deliver_at_multiprocessing_exit()
+        deliver_on_terminate()
 
     def _thread_alive(self) -> bool:
         thread = self._thread
