@@ -89,6 +89,10 @@ class Analytics:
         self._final = False
         # Calls after the exit hook share one deadline: shutdown_timeout from the first.
         self._after_exit_deadline: float | None = None
+        # The thread inside _reopen / the after-exit delivery: a signal handler's call
+        # in that same thread must not wait for the lock its thread holds.
+        self._reopening: int | None = None
+        self._delivering_after_exit: int | None = None
         self._sender = self._new_sender()
 
     def _new_sender(self, carried: dict[str, int] | None = None) -> Sender:
@@ -386,16 +390,26 @@ class Analytics:
         if not exit_hook_ran():
             sender = self._reopen()
             return CLOSED if sender is None else sender.submit(entry, urgent)
+        me = get_ident()
+        if self._delivering_after_exit == me:
+            # A signal handler's call, in this thread, interrupted the delivery below:
+            # waiting for the lock this thread holds would never end. Reported closed.
+            return CLOSED
         with process_lock("after-exit"):
-            sender = self._reopen()
-            if sender is None:
-                return CLOSED
-            if self._after_exit_deadline is None:
-                self._after_exit_deadline = time.monotonic() + self._options.shutdown_timeout
-            refused = sender.submit(entry, urgent)
-            if refused is None:
-                sender.close(max(0.0, self._after_exit_deadline - time.monotonic()))
-            return refused
+            self._delivering_after_exit = me  # no call between: no handler runs here
+            try:
+                sender = self._reopen()
+                if sender is None:
+                    return CLOSED
+                if self._after_exit_deadline is None:
+                    timeout = self._options.shutdown_timeout
+                    self._after_exit_deadline = time.monotonic() + timeout
+                refused = sender.submit(entry, urgent)
+                if refused is None:
+                    sender.close(max(0.0, self._after_exit_deadline - time.monotonic()))
+                return refused
+            finally:
+                self._delivering_after_exit = None
 
     def _reopen(self) -> Sender | None:
         """A new sender in place of the closed one, once however many threads ask;
@@ -406,13 +420,22 @@ class Analytics:
         close() waits for delivery. close() takes it too, so a final close() and a
         reopen cannot cross.
         """
+        me = get_ident()
+        if self._reopening == me:
+            # A signal handler's call, in this thread, interrupted the reopening below
+            # (a new sender being made): it is refused as closed, and reported.
+            return None
         with process_lock("reopen"):
-            if self._final:
-                return None
-            old = self._sender
-            if old.closed:
-                self._sender = self._new_sender(carried=old.stats())
-            return self._sender
+            self._reopening = me  # no call between: no handler runs here
+            try:
+                if self._final:
+                    return None
+                old = self._sender
+                if old.closed:
+                    self._sender = self._new_sender(carried=old.stats())
+                return self._sender
+            finally:
+                self._reopening = None
 
     def _reentered(self, call_type: object) -> None:
         """Refuse a record logged from inside one of our callbacks, where it would loop.

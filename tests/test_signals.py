@@ -144,3 +144,22 @@ log.info("track", extra={"user_id": "main", "event": "E"})
 
         assert {} == result["errors"]
         assert ["from-signal", "main"] == events(collector)
+
+    def test_while_the_main_thread_reopens_a_closed_handler(self, collector: Collector) -> None:
+        """The main thread's record is reopening a closed handler's client (its reopen
+        lock held) when the signal arrives; the handler's call returns, reported as
+        closed, and the main thread's record is delivered."""
+        body = """
+handler.close()  # as dictConfig does to a handler it replaces: the next record reopens
+new_sender = cdp_logging.Analytics._new_sender
+def ringing_new_sender(self, *args, **kwargs):
+    ring()  # inside the client's reopen lock
+    return new_sender(self, *args, **kwargs)
+cdp_logging.Analytics._new_sender = ringing_new_sender
+log.info("track", extra={"user_id": "main", "event": "E"})
+"""
+        result = run(collector, "{}", VALID, body)
+
+        assert {"closed": 1} == result["errors"]
+        assert ["closed"] == result["on_error"]
+        assert ["main"] == events(collector)
