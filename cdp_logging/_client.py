@@ -404,6 +404,10 @@ class Analytics:
                 if self._after_exit_deadline is None:
                     timeout = self._options.shutdown_timeout
                     self._after_exit_deadline = time.monotonic() + timeout
+                # This call sends, so that everything is settled (delivered or reported)
+                # before it returns: a sender thread would report a batch it held at the
+                # deadline only after this call, and maybe the process, had ended.
+                sender.without_thread()
                 refused = sender.submit(entry, urgent)
                 if refused is None:
                     sender.close(max(0.0, self._after_exit_deadline - time.monotonic()))

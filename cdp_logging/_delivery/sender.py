@@ -211,6 +211,14 @@ class Sender:
             self._wake.set()
         return None
 
+    def without_thread(self) -> None:
+        """Send only from the threads that flush or close: no sender thread is started.
+
+        For a sender opened after the exit hook, whose ``close()`` must have settled
+        every message before it returns.
+        """
+        self._retry_thread_at = math.inf
+
     @property
     def buffer(self) -> Buffer:
         """The buffer messages wait in (``cdp-logging drain`` asks a durable one to adopt)."""
