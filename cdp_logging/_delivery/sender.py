@@ -604,7 +604,7 @@ class Sender:
         """Report, as shutdown_timeout, what close() had no time left to send."""
         reason = (
             f"still queued when {self._timeout_words()} ran out; "
-            "raise shutdown_timeout or check that the host is reachable"
+            "allow more time or check that the host is reachable"
         )
         while True:
             try:
