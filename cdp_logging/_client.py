@@ -9,7 +9,6 @@ invalid message, a full queue or a closed client are reported through ``on_error
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +35,7 @@ from ._core.errors import (
 from ._core.options import ClientOptions, Options, build_options
 from ._core.process import exit_hook_ran, process_lock, register_client, sending_threads
 from ._core.report import Reporter
+from ._core.secrets import Scrubber
 from ._core.serialise import decode
 from ._delivery.future import CallFuture
 from ._delivery.sender import Sender
@@ -50,26 +50,9 @@ Callback = Callable[[Exception | None, dict[str, Any]], object]
 _DROP_CODES = frozenset({QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT})
 
 
-def _scrubber(write_key: str) -> Callable[[str], str]:
+def _scrubber(write_key: str) -> Scrubber:
     """Remove the write key (and its Basic-auth form) from any text we did not write."""
-    if not write_key:  # send=False without a key: nothing to hide, and "" is in every text
-        return str
-    secrets = [write_key, base64.b64encode(f"{write_key}:".encode()).decode("ascii")]
-    # Texts pass through here more than once (an error's reason, then its stderr line):
-    # the placeholder must not itself contain the key, or a short test key such as "k"
-    # would turn "<write key>" into "<write <write key>ey>".
-    placeholder = next(
-        (p for p in ("<write key>", "***", "[hidden]") if not any(s in p for s in secrets)),
-        "",
-    )
-
-    def scrub(text: str) -> str:
-        for secret in secrets:
-            if secret in text:
-                text = text.replace(secret, placeholder)
-        return text
-
-    return scrub
+    return Scrubber(write_key)
 
 
 class Analytics:
@@ -107,6 +90,10 @@ class Analytics:
         self._final = False
         # Calls after the exit hook share one deadline: shutdown_timeout from the first.
         self._after_exit_deadline: float | None = None
+        # The thread inside _reopen / the after-exit delivery: a signal handler's call
+        # in that same thread must not wait for the lock its thread holds.
+        self._reopening: int | None = None
+        self._delivering_after_exit: int | None = None
         self._sender = self._new_sender()
         register_client(self)
 
@@ -338,6 +325,9 @@ class Analytics:
         logging call there is the one that loops unseen, through a logger the
         callback may not know ends at us.
         """
+        if type(call_type) is not str:
+            # A str subclass is its text; calling its methods (hash, str) may raise.
+            call_type = _calls.plain_call_type(call_type)
         if logged and get_ident() in sending_threads:
             self._reentered(call_type)
             return False
@@ -349,11 +339,14 @@ class Analytics:
         except Exception as error:  # noqa: BLE001 - a value no rule foresaw: report, never raise
             built = DeliveryError(
                 INVALID_MESSAGE,
-                f"{call_type}: could not serialise the message "
-                f"({type(error).__name__}: {self._scrub(str(error))[:200]})",
+                f"{_calls.name_of(call_type)}: could not read or serialise the message "
+                f"({type(error).__name__}: {self._scrub.cut(_calls.error_text(error), 200)})",
                 messages=[],
             )
         if not isinstance(built, bytes):
+            reason = self._scrub(built.reason)  # it may quote the application's values
+            if reason != built.reason:
+                built = DeliveryError(built.code, reason, messages=built.messages)
             self._refuse(built, future, callback)
             return False
         if _capture.capturing() and self._captured(built, future, callback):
@@ -380,9 +373,10 @@ class Analytics:
             )
         elif refused == QUEUE_FULL:
             reason = (
-                f"the queue already holds max_queue_size={self._options.max_queue_size} "
-                f"messages: {self._options.host} is not taking them as fast as they come; "
-                "check the network or raise max_queue_size"
+                f"the queue is at its bound (max_queue_size={self._options.max_queue_size} "
+                f"messages, max_queue_bytes={self._options.max_queue_bytes} bytes): "
+                f"{self._options.host} is not taking them as fast as they come; "
+                "check the network or raise those bounds"
             )
         else:
             reason = "the client was closed; messages logged after close() are not sent"
@@ -402,16 +396,30 @@ class Analytics:
         if not exit_hook_ran():
             sender = self._reopen()
             return CLOSED if sender is None else sender.submit(entry, urgent)
+        me = get_ident()
+        if self._delivering_after_exit == me:
+            # A signal handler's call, in this thread, interrupted the delivery below:
+            # waiting for the lock this thread holds would never end. Reported closed.
+            return CLOSED
         with process_lock("after-exit"):
-            sender = self._reopen()
-            if sender is None:
-                return CLOSED
-            if self._after_exit_deadline is None:
-                self._after_exit_deadline = time.monotonic() + self._options.shutdown_timeout
-            refused = sender.submit(entry, urgent)
-            if refused is None:
-                sender.close(max(0.0, self._after_exit_deadline - time.monotonic()))
-            return refused
+            self._delivering_after_exit = me  # no call between: no handler runs here
+            try:
+                sender = self._reopen()
+                if sender is None:
+                    return CLOSED
+                if self._after_exit_deadline is None:
+                    timeout = self._options.shutdown_timeout
+                    self._after_exit_deadline = time.monotonic() + timeout
+                # This call sends, so that everything is settled (delivered or reported)
+                # before it returns: a sender thread would report a batch it held at the
+                # deadline only after this call, and maybe the process, had ended.
+                sender.without_thread()
+                refused = sender.submit(entry, urgent)
+                if refused is None:
+                    sender.close(max(0.0, self._after_exit_deadline - time.monotonic()))
+                return refused
+            finally:
+                self._delivering_after_exit = None
 
     def _reopen(self) -> Sender | None:
         """A new sender in place of the closed one, once however many threads ask;
@@ -422,13 +430,22 @@ class Analytics:
         close() waits for delivery. close() takes it too, so a final close() and a
         reopen cannot cross.
         """
+        me = get_ident()
+        if self._reopening == me:
+            # A signal handler's call, in this thread, interrupted the reopening below
+            # (a new sender being made): it is refused as closed, and reported.
+            return None
         with process_lock("reopen"):
-            if self._final:
-                return None
-            old = self._sender
-            if old.closed:
-                self._sender = self._new_sender(carried=old.stats())
-            return self._sender
+            self._reopening = me  # no call between: no handler runs here
+            try:
+                if self._final:
+                    return None
+                old = self._sender
+                if old.closed:
+                    self._sender = self._new_sender(carried=old.stats())
+                return self._sender
+            finally:
+                self._reopening = None
 
     def _reentered(self, call_type: object) -> None:
         """Refuse a record logged from inside one of our callbacks, where it would loop.
@@ -438,11 +455,28 @@ class Analytics:
         """
         error = DeliveryError(
             REENTRANT,
-            f"a {call_type} record logged from inside an on_flush, on_error or call "
-            "callback is not sent (each delivery would log one more); call the client's "
+            f"a {_calls.name_of(call_type)} record logged from inside an on_flush, on_error or "
+            "call callback is not sent (each delivery would log one more); call the client's "
             "methods there instead, or log from the application",
         )
         self._reporter.report(error, 1, callback=False)
+
+    def unreadable(self, error: Exception) -> None:
+        """Report an analytics record whose payload raised when it was read.
+
+        Its ``cdp`` mapping's ``get`` raised, say: there is no message to build, but the
+        record was meant for us, so it is counted and reported (``invalid_message``)
+        rather than left to ``logging.Handler.handleError``, which prints nothing when
+        ``logging.raiseExceptions`` is False.
+
+        .. versionadded:: 0.2.0
+        """
+        reason = (
+            "an analytics record's payload raised when it was read "
+            f"({type(error).__name__}: {self._scrub.cut(_calls.error_text(error), 200)}); "
+            "give cdp= a dict, or a mapping whose reading cannot fail"
+        )
+        self._refuse(DeliveryError(INVALID_MESSAGE, reason), None, None)
 
     def _captured(
         self, built: bytes, future: Future[dict[str, Any]] | None, callback: Callback | None

@@ -90,7 +90,11 @@ class AnalyticsHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            found = fields_from_record(record)
+            try:
+                found = fields_from_record(record)
+            except Exception as error:  # noqa: BLE001 - its payload raised: ours to report
+                self._client.unreadable(error)
+                return
             if found is None:
                 return
             call_type, fields, strict = found

@@ -92,7 +92,11 @@ class AnalyticsProcessor:
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         try:
-            found = fields_from_event_dict(event_dict)
+            try:
+                found = fields_from_event_dict(event_dict)
+            except Exception as error:  # noqa: BLE001 - its payload raised: ours to report
+                self.client.unreadable(error)
+                return event_dict
             if found is None:
                 return event_dict
             call_type, fields, strict = found

@@ -8,14 +8,16 @@ import dataclasses
 import datetime as dt
 import enum
 import logging
+import random
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pytest
 
-from cdp_logging import AnalyticsHandler, DeliveryError
+from cdp_logging import AnalyticsHandler, AnalyticsProcessor, DeliveryError
 from cdp_logging.collector import Collector
 
 from .conftest import WRITE_KEY
@@ -199,3 +201,195 @@ def collector_errors(collector: Collector, app_logger: logging.Logger) -> list[D
         AnalyticsHandler(write_key=WRITE_KEY, host=collector.url, on_error=errors.append)
     )
     return errors
+
+
+# -- hostile records: whatever reading them does, each is delivered or reported ----------
+
+
+class Boom(Exception):
+    pass
+
+
+class Unshowable:
+    """Raises from everything a library might call to name or test it."""
+
+    def __str__(self) -> str:
+        raise Boom("str")
+
+    def __repr__(self) -> str:
+        raise Boom("repr")
+
+    def __bool__(self) -> bool:
+        raise Boom("bool")
+
+    def __hash__(self) -> int:
+        raise Boom("hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise Boom("eq")
+
+
+class ShyText(str):
+    """Text equal to a call type whose own methods all raise."""
+
+    def __str__(self) -> str:
+        raise Boom("str")
+
+    def __repr__(self) -> str:
+        raise Boom("repr")
+
+    def __hash__(self) -> int:
+        raise Boom("hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise Boom("eq")
+
+
+class HostileMapping(Mapping[str, Any]):
+    """A mapping holding *data* whose chosen methods raise."""
+
+    def __init__(self, data: dict[str, Any], raising: frozenset[str]) -> None:
+        self._data = data
+        self._raising = raising
+
+    def _check(self, name: str) -> None:
+        if name in self._raising:
+            raise Boom(name)
+
+    def __getitem__(self, key: str) -> Any:
+        self._check("__getitem__")
+        return self._data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._check("get")
+        return self._data.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        self._check("__iter__")
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        self._check("__len__")
+        return len(self._data)
+
+    def items(self) -> Any:
+        self._check("items")
+        return super().items()
+
+
+HOSTILE_VALUES: list[Callable[[], Any]] = [
+    Unshowable,
+    lambda: ShyText("track"),
+    lambda: 10**5000,
+    lambda: float("nan"),
+    lambda: HostileMapping({"a": 1}, frozenset({"__getitem__"})),
+    lambda: HostileMapping({"a": 1}, frozenset({"items", "__iter__"})),
+    lambda: {"nested": Unshowable()},
+    lambda: "plain",
+]
+METHODS = ("get", "__getitem__", "__iter__", "__len__", "items")
+
+
+def hostile_payload(rng: random.Random) -> dict[str, Any]:
+    """A track's fields, one to three of them (or its type) replaced by hostile values."""
+    fields: dict[str, Any] = {"user_id": "u", "event": "E", "properties": {"ok": 1}}
+    for _ in range(rng.randint(1, 3)):
+        key = rng.choice(["type", "user_id", "event", "properties", "context", "anonymous_id"])
+        fields[key] = rng.choice(HOSTILE_VALUES)()
+    return fields
+
+
+def hostile_mapping(rng: random.Random, fields: dict[str, Any]) -> Mapping[str, Any]:
+    if rng.random() < 0.5:
+        return fields
+    raising = frozenset(rng.sample(METHODS, rng.randint(1, 2)))
+    return HostileMapping(fields, raising)
+
+
+class TestHostileRecords:
+    """Issue 24 (7), contract 21: every analytics record is delivered or reported."""
+
+    def test_fuzzed_hostile_records_are_each_delivered_or_counted(
+        self,
+        collector: Collector,
+        app_logger: logging.Logger,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """1,500 analytics records (stdlib cdp and flat forms, and structlog) whose type,
+        message, values or payload mapping raise when read: with logging.raiseExceptions
+        False, each is delivered or counted in stats() and told to on_error, and nothing
+        reaches handleError."""
+        monkeypatch.setattr(logging, "raiseExceptions", False)
+        errors: list[DeliveryError] = []
+        handler = AnalyticsHandler(
+            WRITE_KEY,
+            collector.url,
+            on_error=errors.append,
+            stderr_warnings=False,
+            max_events_in_batch=500,
+        )
+        escaped: list[logging.LogRecord] = []
+        monkeypatch.setattr(handler, "handleError", escaped.append)
+        app_logger.addHandler(handler)
+        processor = AnalyticsProcessor(client=handler.client)
+        rng = random.Random(24)
+        total = 1_500
+        for _ in range(total):
+            form = rng.choice(
+                ["cdp", "cdp-message-type", "flat", "structlog-cdp", "structlog-flat"]
+            )
+            fields = hostile_payload(rng)
+            if form == "cdp":
+                app_logger.info("track", extra={"cdp": hostile_mapping(rng, fields)})
+            elif form == "cdp-message-type":  # the type is the message, and it is hostile
+                fields.pop("type", None)
+                message = rng.choice([Unshowable(), ShyText("track"), 10**5000])
+                app_logger.info(message, extra={"cdp": hostile_mapping(rng, fields)})
+            elif form == "flat":
+                fields.pop("type", None)
+                message = rng.choice(["track", ShyText("track")])
+                app_logger.info(message, extra=fields)
+            elif form == "structlog-cdp":
+                processor(None, "info", {"event": "track", "cdp": hostile_mapping(rng, fields)})
+            else:
+                fields.pop("type", None)
+                fields["event_name"] = fields.pop("event")
+                processor(
+                    None, "info", {"event": rng.choice(["track", ShyText("track")]), **fields}
+                )
+        assert handler.client.flush(10)
+        stats = handler.client.stats()
+
+        assert [] == escaped
+        assert total == stats["delivered"] + stats["dropped"] + stats["failed"], stats
+        assert stats["delivered"] == len(collector.messages())
+        assert stats["dropped"] + stats["failed"] == sum(len(e.messages) or 1 for e in errors)
+        assert 0 < stats["delivered"] < total  # both outcomes were exercised
+        handler.close()
+
+    def test_each_kind_of_hostile_record_is_reported(
+        self, app_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The cases issue 24 found, one by one: each is one invalid_message, with a reason."""
+        monkeypatch.setattr(logging, "raiseExceptions", False)
+        errors: list[DeliveryError] = []
+        handler = AnalyticsHandler(WRITE_KEY, send=False, on_error=errors.append)
+        app_logger.addHandler(handler)
+        processor = AnalyticsProcessor(client=handler.client)
+
+        app_logger.info(Unshowable(), extra={"cdp": {"user_id": "u", "event": "E"}})
+        app_logger.info(ShyText("track"), extra={"user_id": "u", "event": "E"})  # delivered
+        fields = {"user_id": "u", "event": "E"}
+        app_logger.info("track", extra={"cdp": HostileMapping(fields, frozenset({"get"}))})
+        app_logger.info("track", extra={"cdp": HostileMapping(fields, frozenset({"__getitem__"}))})
+        processor(
+            None, "info", {"event": "track", "cdp": HostileMapping(fields, frozenset({"get"}))}
+        )
+        app_logger.info("track", extra={"cdp": {"type": 10**5000, "user_id": "u", "event": "E"}})
+        assert handler.client.flush(5)
+
+        assert ["invalid_message"] * 5 == [e.code for e in errors]
+        assert all(e.reason for e in errors)
+        assert {"invalid_message": 5} == handler.client.stats()["errors"]
+        assert 1 == handler.client.stats()["not_sent"]
+        handler.close()

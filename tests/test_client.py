@@ -478,6 +478,23 @@ class TestFlushAndClose:
         assert waited[0] < 1.0
         assert client.closed
 
+    def test_a_report_names_the_timeout_close_was_given(
+        self, make_client: Callable[..., Analytics], collector: Collector
+    ) -> None:
+        """Issue 24 (11): close(0.5) on a client whose shutdown_timeout is 30 reports
+        what it could not deliver as out of 0.5 s, not of 30 s."""
+        errors: list[DeliveryError] = []
+        client = make_client(shutdown_timeout=30, on_error=errors.append)
+        collector.faults.refuse()  # every attempt fails: backoff until the deadline
+        client.track("u", "E")
+        started = time.monotonic()
+        client.close(0.5)
+
+        assert time.monotonic() - started < 5
+        assert ["shutdown_timeout"] == [error.code for error in errors]
+        assert "0.5s" in errors[0].reason, errors[0].reason
+        assert "30s" not in errors[0].reason
+
 
 class TestStats:
     def test_counters(self, collector: Collector, make_client: MakeClient) -> None:

@@ -121,6 +121,78 @@ with multiprocessing.get_context("fork").Pool(2) as pool:
         assert (0, "") == (done.returncode, done.stderr)
         assert {"pooled": 40} == events(collector)
 
+    def test_pool_ended_by_its_with_block_delivers(self, collector: Collector) -> None:
+        """Issue 24 (5): leaving `with Pool() as p:` terminates the workers (SIGTERM); each
+        delivers what its tasks logged before it ends, within shutdown_timeout (before:
+        1 to 18 of 20 arrived, silently)."""
+        done = run(
+            collector,
+            """
+import multiprocessing, time
+def task(i):
+    log.info("track", extra={"user_id": f"task-{i}", "event": "pooled"})
+    return i
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    assert sorted(pool.map(task, range(40))) == list(range(40))
+    started = time.monotonic()
+assert time.monotonic() - started < 5, "the default shutdown_timeout is 5 s"
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert {"pooled": 40} == events(collector)
+
+    def test_terminated_process_delivers_and_still_ends_by_sigterm(
+        self, collector: Collector
+    ) -> None:
+        """Process.terminate(): the child delivers, then ends by SIGTERM as before (exit
+        code -15), not by an exit of ours."""
+        done = run(
+            collector,
+            """
+import multiprocessing, signal, time
+ctx = multiprocessing.get_context("fork")
+ready = ctx.Event()
+def work():
+    burst("terminated", 25)
+    ready.set()
+    time.sleep(60)
+child = ctx.Process(target=work)
+child.start()
+assert ready.wait(20)
+child.terminate()
+child.join(20)
+assert child.exitcode == -signal.SIGTERM, child.exitcode
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert {"terminated": 25} == events(collector)
+
+    def test_a_workers_own_sigterm_handler_is_left_in_place(self, collector: Collector) -> None:
+        """A SIGTERM handler the application installed in its workers is not replaced:
+        it runs (here it exits, so multiprocessing's finalizers deliver)."""
+        done = run(
+            collector,
+            """
+import multiprocessing, signal
+def handle(signum, frame):
+    print("app handler ran", flush=True)
+    sys.exit(0)
+def init():
+    signal.signal(signal.SIGTERM, handle)
+def task(i):
+    log.info("track", extra={"user_id": f"task-{i}", "event": "pooled"})
+    return i
+with multiprocessing.get_context("fork").Pool(2, initializer=init) as pool:
+    assert sorted(pool.map(task, range(20))) == list(range(20))
+""",
+        )
+
+        assert (0, "") == (done.returncode, done.stderr)
+        assert 2 == done.stdout.count("app handler ran")
+        assert {"pooled": 20} == events(collector)
+
 
 class TestGunicorn:
     def test_preload_workers_deliver_exactly_n(self, collector: Collector) -> None:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import logging.config
+
+from cdp_logging import AnalyticsHandler
 from cdp_logging._buffers.base import CLOSED, FULL
 from cdp_logging._buffers.memory import MemoryBuffer
+from cdp_logging.collector import Collector
+
+from .conftest import WRITE_KEY
 
 
 class TestMemoryQueue:
@@ -57,3 +64,55 @@ class TestMemoryQueue:
 
         assert queue.put(b"b") == CLOSED
         assert [b"a"] == queue.take(10, 100)[1]
+
+    def test_bytes_bound_refuses_new_and_take_gives_room_back(self) -> None:
+        """Past max_bytes of data a put is refused (FULL); a take frees what it took."""
+        queue = MemoryBuffer(1000, max_bytes=100)
+
+        assert [queue.put(b"x" * 40), queue.put(b"y" * 40), queue.put(b"z" * 40)] == [1, 2, FULL]
+        assert (0, [b"x" * 40]) == queue.take(1, 500_000)
+        assert 2 == queue.put(b"z" * 40)
+        assert FULL == queue.put(b"w" * 21)
+
+
+class TestMaxQueueBytes:
+    def test_large_events_are_bounded_by_bytes_not_count(
+        self, collector: Collector, app_logger: logging.Logger
+    ) -> None:
+        """Issue 24 (9): 10,000 events of 30 KB against a server that does not answer:
+        with the default max_queue_bytes (32 MiB) the queue holds at most 32 MiB of them
+        and every other one is refused and reported as queue_full (before: all 10,000,
+        ~300 MB, were held)."""
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "incremental": False,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "cdp": {
+                        "class": "cdp_logging.AnalyticsHandler",
+                        "write_key": WRITE_KEY,
+                        "host": collector.url,
+                        "shutdown_timeout": 0.2,
+                        "stderr_warnings": False,
+                    }
+                },
+                "loggers": {app_logger.name: {"handlers": ["cdp"], "propagate": False}},
+            }
+        )
+        handler = app_logger.handlers[0]
+        assert isinstance(handler, AnalyticsHandler)
+        assert 33_554_432 == handler.client.options.max_queue_bytes
+        collector.faults.latency(30.0, count=1)  # the first request is held: nothing drains
+        padding = "p" * 30_000
+        for i in range(10_000):
+            app_logger.info(
+                "track", extra={"user_id": str(i), "event": "E", "properties": {"p": padding}}
+            )
+        stats = handler.client.stats()
+
+        # Each message is its 30,000 bytes of padding and a few hundred more.
+        assert stats["pending"] * 30_000 <= 33_554_432
+        assert stats["pending"] >= 33_554_432 // 31_000
+        assert 10_000 == stats["queued"] + stats["errors"]["queue_full"]
+        handler.close()

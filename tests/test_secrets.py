@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
+from cdp_logging import Analytics, DeliveryError
 from cdp_logging.collector import Collector
 
 from .conftest import WRITE_KEY, run_python
@@ -91,3 +93,60 @@ def test_write_key_never_appears(collector: Collector) -> None:
     assert "<write key>" in output  # ...and the echoed keys were scrubbed, not absent
     assert WRITE_KEY not in output
     assert token not in output
+
+
+def _heads(secret: str) -> list[str]:
+    """Every leading piece of *secret* of 4 characters or more (contract 22)."""
+    return [secret[:size] for size in range(4, len(secret) + 1)]
+
+
+def test_key_across_the_cut_of_an_answer_leaves_no_head(collector: Collector, capsys: Any) -> None:
+    """Issue 24 (8): a server echoing the key where its answer is cut for the report leaves
+    neither the key nor any head of 4+ of its characters (nor of its Basic-auth token) in
+    on_error, the Future's exception or stderr, at every offset across the cut."""
+    token = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    errors: list[DeliveryError] = []
+    client = Analytics(
+        WRITE_KEY, collector.url, on_error=errors.append, max_retries=0, shutdown_timeout=2
+    )
+    texts: list[str] = []
+    try:
+        # The answer is {"error": "<reason>"}: 11 characters before the reason, so these
+        # pads put the echoed secret's start from 30 characters before the 300-character
+        # cut to its very end.
+        for secret in (WRITE_KEY, token):
+            for pad in range(260, 300, 3):
+                collector.faults.status(400, count=1, reason="x" * pad + secret + " rest")
+                future = client.track("u", "E")
+                client.flush(5)
+                problem = future.exception(5)
+                assert isinstance(problem, DeliveryError)
+                texts += [str(problem), repr(problem), problem.reason]
+    finally:
+        client.close(2)
+    texts += [f"{e} {e.reason!r}" for e in errors]
+    texts.append(capsys.readouterr().err)
+
+    assert 2 * 14 == len(errors)
+    assert any("<write key>" in text for text in texts)  # scrubbed, not absent
+    leaked = {head for text in texts for head in _heads(WRITE_KEY) + _heads(token) if head in text}
+    assert set() == leaked
+
+
+def test_a_short_key_is_scrubbed_as_a_token_not_inside_words(collector: Collector) -> None:
+    """Issue 24 (8): with the key "write", a refused key's report still says "write_key",
+    and a server's "write" standing alone is still hidden."""
+    errors: list[DeliveryError] = []
+    with Analytics("write", collector.url, on_error=errors.append, max_retries=0) as client:
+        client.track("u", "E")  # the collector does not know this key: 401
+        client.flush(5)
+        collector.faults.status(500, count=1, reason="key write refused; check.")
+        client.track("u", "E")
+        client.flush(5)
+
+    reasons = [error.reason for error in errors]
+    assert 2 == len(reasons), reasons
+    # Our own words are left whole; the server's "write" is replaced ("<write key>"
+    # holds this key, so the placeholder is "***").
+    assert "the write key was refused: check write_key / CDP_WRITE_KEY" in reasons[0]
+    assert "key *** refused; check." in reasons[1], reasons[1]

@@ -44,4 +44,4 @@ def make_buffer(
         from .redis import RedisStreamBuffer  # redis-py is imported only by those who use it
 
         return RedisStreamBuffer(stream, options.max_queue_size, options.host)
-    return MemoryBuffer(options.max_queue_size)
+    return MemoryBuffer(options.max_queue_size, options.max_queue_bytes)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections import deque
 from itertools import accumulate
 
+from .._core.options import DEFAULT_MAX_QUEUE_BYTES
 from .base import CLOSED, FULL, Entry, Local
 
 __all__ = ["MemoryBuffer"]
@@ -18,31 +20,77 @@ class MemoryBuffer(Local):
     from the front moves the entries left behind, a C ``memmove`` of at most
     ``max_size`` pointers once per batch, which costs less than popping a batch of
     thousands off a deque one Python call at a time.
+
+    Bounded twice: by the count of messages and by their serialised bytes (one integer
+    add under the lock put already takes), so large messages cannot hold hundreds of MB.
+
+    A signal handler that logs runs in the main thread between two bytecodes, possibly
+    while that thread is inside ``put`` or ``take`` with the lock held. With a ``Lock``
+    the handler's ``put`` would wait forever for its own thread. The lock is an
+    ``RLock``, so the handler gets in; ``_busy`` (set only while the list or the byte
+    count may be half changed) tells it that its thread was interrupted in here, and it
+    leaves its entry in ``_reentered``, which the interrupted call adds to the list
+    before it lets go of the lock. Other threads still simply wait for the lock.
     """
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, max_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
         self._max_size = max_size
+        self._max_bytes = max_bytes
         self._items: list[Entry] = []
-        self._lock = threading.Lock()
+        self._bytes = 0  # the data bytes of _items
+        self._lock = threading.RLock()
+        self._busy = False
+        self._reentered: deque[Entry] = deque()
         self._taken = 0  # sequence number of the entry at the head
         self._closed = False
 
     @property
     def accepted(self) -> int:
         with self._lock:
-            return self._taken + len(self._items)
+            return self._taken + len(self._items) + len(self._reentered)
 
     def put(self, entry: Entry) -> int:
         # The closed check shares the lock with close(), so no put can slip in after
         # close() has looked at what is left to drain.
         with self._lock:
-            if self._closed:
-                return CLOSED
-            size = len(self._items)
-            if size >= self._max_size:
-                return FULL
-            self._items.append(entry)
-            return size + 1
+            if self._busy:
+                return self._put_reentered(entry)
+            self._busy = True
+            try:
+                if self._closed:
+                    return CLOSED
+                size = len(self._items)
+                total = self._bytes + len(entry)
+                if size >= self._max_size or total > self._max_bytes:
+                    return FULL
+                self._items.append(entry)
+                self._bytes = total
+                return size + 1
+            finally:
+                self._busy = False
+                if self._reentered:
+                    self._add_reentered()
+
+    def _put_reentered(self, entry: Entry) -> int:
+        """*put* from a signal handler that interrupted this thread inside put or take."""
+        if self._closed:
+            return CLOSED
+        size = len(self._items) + len(self._reentered)
+        if size >= self._max_size or self._bytes + len(entry) > self._max_bytes:
+            return FULL
+        self._reentered.append(entry)  # one atomic step: added by the interrupted call
+        return size + 1
+
+    def _add_reentered(self) -> None:
+        """Move what signal handlers left into the list; with the lock held, not busy."""
+        reentered = self._reentered
+        while reentered:  # bounded: a handler adds only while we are busy, below
+            self._busy = True
+            while reentered:
+                entry = reentered.popleft()
+                self._items.append(entry)
+                self._bytes += len(entry)
+            self._busy = False
 
     def close(self) -> None:
         with self._lock:
@@ -52,22 +100,33 @@ class MemoryBuffer(Local):
         self, max_count: int, max_bytes: int, before: int | None = None
     ) -> tuple[int, list[Entry]]:
         with self._lock:
-            first = self._taken
-            items = self._items
-            count = min(max_count, len(items))
-            if before is not None:
-                count = min(count, before - first)
-            batch = items[: max(count, 0)]
-            if batch:
-                # Each entry costs its bytes plus the comma that joins it: entry i ends
-                # at ends[i] + i + 1. Prefix sums and the search run in C.
-                ends = list(accumulate(map(len, batch)))
-                if ends[-1] + len(batch) > max_bytes:
-                    fits = bisect_right(range(len(batch)), max_bytes, key=lambda i: ends[i] + i + 1)
-                    del batch[max(fits, 1) :]  # the first goes even if alone too large
-                del items[: len(batch)]
-                self._taken += len(batch)
-            return first, batch
+            if self._busy:  # a signal handler's flush: the interrupted call owns the list
+                return self._taken, []
+            self._busy = True
+            try:
+                first = self._taken
+                items = self._items
+                count = min(max_count, len(items))
+                if before is not None:
+                    count = min(count, before - first)
+                batch = items[: max(count, 0)]
+                if batch:
+                    # Each entry costs its bytes plus the comma that joins it: entry i
+                    # ends at ends[i] + i + 1. Prefix sums and the search run in C.
+                    ends = list(accumulate(map(len, batch)))
+                    if ends[-1] + len(batch) > max_bytes:
+                        fits = bisect_right(
+                            range(len(batch)), max_bytes, key=lambda i: ends[i] + i + 1
+                        )
+                        del batch[max(fits, 1) :]  # the first goes even if alone too large
+                    del items[: len(batch)]
+                    self._bytes -= ends[len(batch) - 1]
+                    self._taken += len(batch)
+                return first, batch
+            finally:
+                self._busy = False
+                if self._reentered:
+                    self._add_reentered()
 
     def settle(self, start: int, end: int, final: bool) -> str:
         return ""  # the entries left with take()
@@ -76,4 +135,4 @@ class MemoryBuffer(Local):
         return ""  # memory keeps nothing
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._reentered)

@@ -37,10 +37,14 @@ __all__ = [
     "FLAT_KEYS",
     "PAYLOAD_KEYS",
     "build",
+    "describe",
+    "error_text",
     "fields_from_event_dict",
     "fields_from_record",
     "iso_timestamp",
+    "name_of",
     "new_message_id",
+    "plain_call_type",
 ]
 
 CALL_TYPE_SET: Final = frozenset(CALL_TYPES)
@@ -175,6 +179,43 @@ def _timestamp_problem(message: Mapping[str, Any]) -> str | None:
     return timestamp_problem(value, "timestamp") if isinstance(value, str) else None
 
 
+def describe(value: object, limit: int = 100) -> str:
+    """A short text naming *value* for a reason, whatever its ``repr`` does.
+
+    An application's object may raise from ``__repr__``; an int past Python's int-to-text
+    limit (4,300 digits) raises from any ``str``/``repr``. A reason must still be made.
+    """
+    if type(value) is str:
+        text = repr(value)
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # noqa: BLE001 - ours to describe, not to fail on
+            return f"<{type(value).__name__} that cannot be shown>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def name_of(call_type: object) -> str:
+    """A call type as a reason names it: itself when it is text, else ``describe``'s."""
+    return call_type if type(call_type) is str else describe(call_type)
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or a stand-in when the exception cannot be made text either."""
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001
+        return f"<{type(error).__name__} that cannot be shown>"
+
+
+def plain_call_type(call_type: object) -> object:
+    """A ``str`` subclass's plain text (``str.__str__`` calls none of its methods); any
+    other value unchanged, for ``build`` to name and refuse."""
+    if isinstance(call_type, str):
+        return str.__str__(call_type)
+    return call_type
+
+
 def _invalid(reason: str, message: Mapping[str, Any]) -> DeliveryError:
     return DeliveryError(INVALID_MESSAGE, reason, messages=[_json.to_jsonable(dict(message))])
 
@@ -220,7 +261,8 @@ def build(
             if type(value) is not dict and not isinstance(value, Mapping):
                 message["type"] = _json.to_jsonable(call_type)
                 return _invalid(
-                    f"{call_type}: {wire} must be a mapping (a dict), got {type(value).__name__}",
+                    f"{name_of(call_type)}: {wire} must be a mapping (a dict), "
+                    f"got {type(value).__name__}",
                     message,
                 )
         elif type(value) is not str:
@@ -241,7 +283,7 @@ def build(
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
         return _invalid(
-            f"unknown call type {call_type!r}: give one of {', '.join(CALL_TYPES)} "
+            f"unknown call type {describe(call_type)}: give one of {', '.join(CALL_TYPES)} "
             "as the log message or as cdp['type']",
             {**_bound_ids(message), **message},
         )
@@ -370,7 +412,11 @@ def fields_from_record(record: logging.LogRecord) -> tuple[object, Mapping[str, 
     if type(payload) is dict or (payload is not None and isinstance(payload, Mapping)):
         call_type = payload.get("type") or msg
         return call_type, payload, True
-    if type(msg) is str and msg in CALL_TYPE_SET:
+    if type(msg) is not str:
+        if not isinstance(msg, str):
+            return None
+        msg = str.__str__(msg)  # a str subclass: its text, without calling its methods
+    if msg in CALL_TYPE_SET:
         flat = {key: attrs[key] for key in FLAT_KEYS if key in attrs}
         if flat:
             return msg, flat, False
@@ -385,7 +431,11 @@ def fields_from_event_dict(
     event = event_dict.get("event")
     if isinstance(payload, Mapping):
         return payload.get("type") or event, payload, True
-    if type(event) is str and event in CALL_TYPE_SET:
+    if type(event) is not str:
+        if not isinstance(event, str):
+            return None
+        event = str.__str__(event)  # a str subclass: its text, without calling its methods
+    if event in CALL_TYPE_SET:
         flat = {key: event_dict[key] for key in EVENT_DICT_FLAT_KEYS if key in event_dict}
         if flat:
             return event, flat, False

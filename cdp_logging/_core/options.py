@@ -20,7 +20,7 @@ from typing_extensions import Unpack
 
 from .buffer_option import MEMORY, parse_buffer, sqlite_path
 from .errors import DeliveryError
-from .protocol import CALL_TYPES, MAX_BATCH_MESSAGES
+from .protocol import CALL_TYPES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
 from .retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_BUFFER_BYTES",
     "DEFAULT_MAX_EVENTS_IN_BATCH",
+    "DEFAULT_MAX_QUEUE_BYTES",
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_SHUTDOWN_TIMEOUT",
@@ -50,6 +51,9 @@ DEFAULT_HOST: Final = "https://cdp.customer.io"
 DEFAULT_MAX_EVENTS_IN_BATCH: Final = 20
 DEFAULT_FLUSH_INTERVAL: Final = 10.0
 DEFAULT_MAX_QUEUE_SIZE: Final = 10_000
+# The memory buffer's bound in bytes of serialised messages, beside its count: 10,000
+# messages of 30 KB would otherwise hold ~300 MB.
+DEFAULT_MAX_QUEUE_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_MAX_RETRIES: Final = 10
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
@@ -75,6 +79,7 @@ class ClientOptions(TypedDict, total=False):
     max_events_in_batch: int
     flush_interval: float
     max_queue_size: int
+    max_queue_bytes: int
     on_error: ErrorCallback | None
     on_flush: FlushCallback | None
     max_retries: int
@@ -116,6 +121,7 @@ class Options:
     # A redis:// URL may carry a password: never in a repr.
     buffer: str = field(repr=False, default=MEMORY)
     max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
 
     @property
     def endpoint(self) -> str:
@@ -279,6 +285,14 @@ def build_options(
             "max_queue_size",
             given("max_queue_size", DEFAULT_MAX_QUEUE_SIZE),
             minimum=1,
+            integer=True,
+        ),
+        # At least one message of the largest size the protocol allows, so that every
+        # valid message fits in an empty queue.
+        max_queue_bytes=_number(
+            "max_queue_bytes",
+            given("max_queue_bytes", DEFAULT_MAX_QUEUE_BYTES),
+            minimum=MAX_MESSAGE_BYTES,
             integer=True,
         ),
         retry=_retry(options),

@@ -31,6 +31,7 @@ import weakref
 from typing import Any, Final, Protocol
 
 from .report import warn
+from .sigterm import holding_sigterm
 
 __all__ = [
     "MESSAGE_IDS",
@@ -229,7 +230,8 @@ def deliver_at_multiprocessing_exit() -> None:
     if process.parent_process() is None:
         return  # the main process: the atexit hook covers it
     _finalizer_pid = os.getpid()
-    util.Finalize(None, close_all, exitpriority=10)
+    # SIGTERM (Pool.terminate) may come while it delivers: held back until it is done.
+    util.Finalize(None, holding_sigterm, args=(close_all,), exitpriority=10)
 
 
 os.register_at_fork(after_in_child=_reset_all_after_fork)

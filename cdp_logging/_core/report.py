@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -35,7 +36,15 @@ def warn(line: str) -> None:
 
 
 class Reporter:
-    """Counts failures by code, calls ``on_error``, and warns on stderr at a bounded rate."""
+    """Counts failures by code, calls ``on_error``, and warns on stderr at a bounded rate.
+
+    Safe to call from a signal handler. A handler runs in the main thread between two
+    bytecodes, maybe while that thread is counting here with the lock held; with a plain
+    ``Lock`` a refused logging call in the handler would wait forever for its own
+    thread. The lock is an ``RLock`` (so the handler gets in), and ``_busy`` marks the
+    counting itself: a call that finds it set leaves its failure in ``_reentered`` for
+    the interrupted call, which counts everything queued there before it lets go.
+    """
 
     def __init__(
         self,
@@ -50,16 +59,19 @@ class Reporter:
         self._interval = interval
         # False where the caller tells the user itself (the CLI prints its own line).
         self._stderr = stderr
-        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.RLock()
+        self._busy = False
+        self._reentered: deque[tuple[DeliveryError, int, float]] = deque()
         self._counts: dict[str, int] = {}
         # code -> (time of last line, messages since then not yet written)
         self._pending: dict[str, tuple[float, int]] = {}
 
     def reset_after_fork(self) -> None:
         """A child starts with its own counts, and not with a lock the parent held."""
-        self._lock = threading.Lock()
-        self._counts = {}
-        self._pending = {}
+        self._reset()
 
     @property
     def wants_errors(self) -> bool:
@@ -79,25 +91,42 @@ class Reporter:
         which ``on_error`` itself may be (reporting to it again would recurse).
         """
         affected = len(error.messages) if count is None else count
-        now = time.monotonic()
-        line = None
-        with self._lock:
-            self._counts[error.code] = self._counts.get(error.code, 0) + affected
-            last, held = self._pending.get(error.code, (-self._interval, 0))
-            if now - last >= self._interval:
-                total = held + affected
-                line = self._line(error, total)
-                self._pending[error.code] = (now, 0)
-            else:
-                self._pending[error.code] = (last, held + affected)
-        if line is not None and self._stderr:
-            warn(line)
+        lines = self._count(error, affected, time.monotonic())
+        if self._stderr:
+            for line in lines:
+                warn(line)
         on_error = self._on_error
         if on_error is not None and callback:
             try:
                 on_error(error)
             except Exception as problem:  # noqa: BLE001 - the app's callback must not stop delivery
                 warn(f"on_error raised {type(problem).__name__}: {self._scrub(str(problem))}")
+
+    def _count(self, error: DeliveryError, affected: int, now: float) -> list[str]:
+        """Count *error* and every failure a signal handler left; the lines to write."""
+        with self._lock:
+            reentered = self._reentered
+            reentered.append((error, affected, now))  # one atomic step
+            if self._busy:
+                return []  # this thread was interrupted below: it counts ours too
+            lines = []
+            while reentered:  # bounded: a handler adds only while we are busy
+                self._busy = True
+                while reentered:
+                    line = self._tally(*reentered.popleft())
+                    if line is not None:
+                        lines.append(line)
+                self._busy = False
+            return lines
+
+    def _tally(self, error: DeliveryError, affected: int, now: float) -> str | None:
+        self._counts[error.code] = self._counts.get(error.code, 0) + affected
+        last, held = self._pending.get(error.code, (-self._interval, 0))
+        if now - last >= self._interval:
+            self._pending[error.code] = (now, 0)
+            return self._line(error, held + affected)
+        self._pending[error.code] = (last, held + affected)
+        return None
 
     def summarise(self) -> None:
         """Write the lines that rate limiting held back; called when the client closes."""
@@ -113,4 +142,5 @@ class Reporter:
     def _line(self, error: DeliveryError, total: int) -> str:
         noun = "message" if total == 1 else "messages"
         status = f", HTTP {error.status}" if error.status is not None else ""
-        return f"{total} {noun} not delivered ({error.code}{status}): {self._scrub(error.reason)}"
+        # A reason is scrubbed where others' text was put in it (see ``Ledger.failed``).
+        return f"{total} {noun} not delivered ({error.code}{status}): {error.reason}"

@@ -70,6 +70,8 @@ from .._transports.base import (
 from .age import Ages
 from .batch import MAX_BODY_ITEMS_BYTES, Batch, Narrowing, body, http_reason, narrowing_budget
 from .settle import Ledger, Progress
+from .terminate import deliver_on_terminate
+from .wake import Wake
 
 __all__ = ["Sender"]
 
@@ -131,7 +133,7 @@ class Sender:
         client the parent closed stays closed. ``pid`` is set last: threads of a child
         that forked without hooks wait in ``after_fork`` until all is fresh.
         """
-        self._wake = threading.Event()
+        self._wake = Wake()  # rung by logging calls, maybe from a signal handler
         progress = Progress(self._clock)
         # A durable buffer settles numbers this process will never send itself (the
         # file broke, another process took them over), and wakes us for rows it took
@@ -157,6 +159,8 @@ class Sender:
         self._warned_no_thread = False
         self.closed = closed
         self._close_deadline = math.inf
+        # The timeout close() was given: reports name it, not shutdown_timeout's default.
+        self._close_timeout: float = self._options.shutdown_timeout
         self._close_target = 0
         self._handoff: deque[Batch] = deque()
         self._urgent = False
@@ -208,6 +212,14 @@ class Sender:
             self._wake.set()
         return None
 
+    def without_thread(self) -> None:
+        """Send only from the threads that flush or close: no sender thread is started.
+
+        For a sender opened after the exit hook, whose ``close()`` must have settled
+        every message before it returns.
+        """
+        self._retry_thread_at = math.inf
+
     @property
     def buffer(self) -> Buffer:
         """The buffer messages wait in (``cdp-logging drain`` asks a durable one to adopt)."""
@@ -219,8 +231,14 @@ class Sender:
         self._wake.set()
 
     def _start(self) -> None:
-        with self._lock:
-            if (
+        # Never wait for this lock here: a logging call in a signal handler may have
+        # interrupted this very thread while it held it, starting the sender, and would
+        # wait forever. Whoever holds it starts the thread, or is closing the sender.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            now = self._clock.monotonic()
+            if self._thread is not None or self.closed or now < self._retry_thread_at:
                 self._thread is not None
                 or self.closed
                 or self._clock.monotonic() < self._retry_thread_at
@@ -245,7 +263,10 @@ class Sender:
             # The thread is a daemon so that a DNS lookup hung outside every timeout
             # cannot keep the process alive; exit delivery waits for it, bounded.
             self._thread = thread
+        finally:
+            self._lock.release()
         deliver_at_multiprocessing_exit()
+        deliver_on_terminate()
 
     def _thread_alive(self) -> bool:
         thread = self._thread
@@ -350,19 +371,19 @@ class Sender:
             try:
                 response = self._send(batch, joined, min(self._options.timeout, remaining))
             except BufferFull as error:
-                self._ledger.failed(batch, QUEUE_FULL, str(error), None)
+                self._ledger.failed(batch, QUEUE_FULL, self._scrub(str(error)), None)
                 return
             except TransportError as error:
                 outcome = Outcome.RETRY
-                reason = f"could not reach {self._options.host}: {error}"
+                reason = f"could not reach {self._options.host}: {self._scrub(str(error))}"
             except Exception as error:  # noqa: BLE001 - a custom transport's bug is a network error to us
                 outcome = Outcome.RETRY
-                reason = f"transport raised {type(error).__name__}: {error}"
+                reason = f"transport raised {type(error).__name__}: {self._scrub(str(error))}"
             else:
                 status = response.status
                 retry_after = response.retry_after
                 outcome = classify(status)
-                reason = http_reason(self._options.endpoint, status, response.text)
+                reason = http_reason(self._options.endpoint, status, self._scrub(response.text))
             if outcome is Outcome.DELIVERED:
                 self._ledger.delivered(batch, sent=True)
                 return
@@ -464,7 +485,7 @@ class Sender:
             self._ledger.failed(
                 batch,
                 SHUTDOWN_TIMEOUT,
-                f"not delivered within shutdown_timeout={self._options.shutdown_timeout:g}s{last}",
+                f"not delivered within {self._timeout_words()}{last}",
                 batch.last_status,
             )
         else:
@@ -573,6 +594,7 @@ class Sender:
                 return False
             self.closed = True
             self._close_deadline = self._clock.monotonic() + timeout
+            self._close_timeout = timeout
         self._queue.close()
         self._close_target = self._queue.accepted
         self._stopping.set()
@@ -595,11 +617,18 @@ class Sender:
         # own: it retries them until the close deadline, then reports what is left.
         self._reporter.summarise()
 
+    def _timeout_words(self) -> str:
+        """The close deadline as a report names it: the timeout close() was given."""
+        timeout = self._close_timeout
+        if timeout == self._options.shutdown_timeout:
+            return f"shutdown_timeout={timeout:g}s"
+        return f"the close timeout of {timeout:g}s"
+
     def _abandon_leftovers(self) -> None:
         """Report, as shutdown_timeout, what close() had no time left to send."""
         reason = (
-            f"still queued when shutdown_timeout={self._options.shutdown_timeout:g}s ran out; "
-            "raise shutdown_timeout or check that the host is reachable"
+            f"still queued when {self._timeout_words()} ran out; "
+            "allow more time or check that the host is reachable"
         )
         while True:
             try:
@@ -620,8 +649,8 @@ class Sender:
         unknown = self._ledger.in_flight
         if unknown:
             warn(
-                f"{unknown} message(s) still in flight when shutdown_timeout="
-                f"{self._options.shutdown_timeout:g}s ran out at exit; their outcome is unknown"
+                f"{unknown} message(s) still in flight when {self._timeout_words()} ran out "
+                "at exit; their outcome is unknown"
             )
 
     def after_fork(self) -> None:

@@ -25,6 +25,7 @@ from typing import Final
 
 import requests
 
+from .._core.secrets import Scrubber
 from .._version import __version__
 from .base import Response, TransportError
 
@@ -70,6 +71,9 @@ class RequestsTransport:
         self._endpoint = endpoint
         self._gzip = gzip
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        # An answer is cut for reports; scrubbed before the cut, or the cut could split
+        # an echoed key and leave its head in plain sight.
+        self._scrub = Scrubber(write_key)
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Basic {token}",
@@ -132,7 +136,7 @@ class RequestsTransport:
             answer = session.send(request, timeout=timeout, allow_redirects=False)
         except requests.RequestException as error:
             raise TransportError(f"{type(error).__name__}: {error}") from None
-        text = answer.text[:_MAX_REASON_CHARS] if answer.status_code >= 300 else ""
+        text = self._scrub.cut(answer.text, _MAX_REASON_CHARS) if answer.status_code >= 300 else ""
         if 300 <= answer.status_code < 400:
             text = f"redirected to {answer.headers.get('Location', '?')}; set host to that URL"
         return Response(
