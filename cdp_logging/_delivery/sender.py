@@ -239,10 +239,6 @@ class Sender:
         try:
             now = self._clock.monotonic()
             if self._thread is not None or self.closed or now < self._retry_thread_at:
-                self._thread is not None
-                or self.closed
-                or self._clock.monotonic() < self._retry_thread_at
-            ):
                 return
             thread = threading.Thread(
                 target=self._run, name=f"cdp_logging-sender-{id(self):x}", daemon=True
