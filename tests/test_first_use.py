@@ -92,3 +92,68 @@ class TestHandlerApi:
         assert ["Buffered"] == [m["event"] for m in collector.messages()]
         target.close()
         handler.close()
+
+
+class TestNearMisses:
+    def test_a_message_that_is_almost_a_call_type_is_told_once(
+        self, app_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """"Track" and "track " with flat keys: not sent, one stderr line each, naming track."""
+        handler = cdp_logging.AnalyticsHandler(send=False)
+        app_logger.addHandler(handler)
+        with capture_messages() as seen:
+            for _ in range(3):
+                app_logger.info("Track", extra={"user_id": "u", "event": "E"})
+                app_logger.info("track ", extra={"user_id": "u", "event": "E"})
+                app_logger.info("Tracking started")  # an ordinary record: nothing said
+        err = capsys.readouterr().err
+        assert [] == seen
+        lines = [line for line in err.splitlines() if "carries analytics keys" in line]
+        assert 2 == len(lines), err
+        assert all("must be exactly 'track'" in line for line in lines)
+
+    def test_the_cdp_form_names_the_call_type_it_resembles(self) -> None:
+        errors: list[cdp_logging.DeliveryError] = []
+        handler = cdp_logging.AnalyticsHandler(send=False, on_error=errors.append)
+        logger = logging.getLogger("test.near.cdp")
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            logger.warning("Page", extra={"cdp": {"user_id": "u", "name": "Home"}})
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+        assert ["invalid_message"] == [error.code for error in errors]
+        assert "(did you mean 'page'?)" in errors[0].reason
+
+    def test_a_structlog_event_that_is_almost_a_call_type_is_told(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        processor = cdp_logging.AnalyticsProcessor(send=False)
+        try:
+            processor(None, "info", {"event": "Identify", "user_id": "u"})
+        finally:
+            processor.client.close()
+        assert "must be exactly 'identify'" in capsys.readouterr().err
+
+
+class TestDistinctReasons:
+    def test_each_distinct_reason_is_told_and_repeats_are_folded(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Four mistakes in a row: four lines. The same mistake with other values: folded."""
+        client = cdp_logging.Analytics(send=False)
+        try:
+            client.track("u", "")  # track needs an event
+            client.identify()  # identify needs an id
+            client.group("u", "")  # group needs a group id
+            client.alias("", "u")  # alias needs a previous id
+            # The same mistake with other values: one reason, folded into a count.
+            client.track("u", "E", properties=["not", "a", "mapping"])  # type: ignore[arg-type]
+            client.track("v", "F", properties=[1])  # type: ignore[arg-type]
+        finally:
+            client.close()
+        lines = [line for line in capsys.readouterr().err.splitlines() if "not delivered" in line]
+        told = [line for line in lines if "more" not in line]
+        assert 5 == len(told), lines
+        assert any("1 more message not delivered (invalid_message)" in line for line in lines)

@@ -22,7 +22,7 @@ from .._version import __version__
 from . import serialise as _json
 from .context import BOUND, Bound
 from .errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
-from .process import MESSAGE_IDS
+from .process import MESSAGE_IDS, warn_once
 from .protocol import (
     CALL_TYPES,
     MAX_MESSAGE_BYTES,
@@ -208,6 +208,29 @@ def error_text(error: BaseException) -> str:
         return f"<{type(error).__name__} that cannot be shown>"
 
 
+# A message longer than this cannot be a call type with spaces around it worth a warning.
+_NEAR_MISS_CHARS: Final = 16
+
+
+def resembled_call_type(text: str) -> str | None:
+    """The call type *text* differs from only in case or surrounding spaces, if any."""
+    folded = text.strip().lower()
+    return folded if folded != text and folded in CALL_TYPE_SET else None
+
+
+def _near_miss(text: str, keys: list[str]) -> None:
+    """A record that carries flat payload keys under a message that is almost a call type
+    ("Track", "track "): it is not sent (it is no analytics record), but say so once."""
+    resembled = resembled_call_type(text)
+    if resembled is not None:
+        warn_once(
+            f"near-miss:{text}",
+            f"a record whose message is {text!r} carries analytics keys "
+            f"({', '.join(keys)}) and was not sent: the message must be exactly "
+            f"{resembled!r} (a call type, in lower case, without spaces)",
+        )
+
+
 def plain_call_type(call_type: object) -> object:
     """A ``str`` subclass's plain text (``str.__str__`` calls none of its methods); any
     other value unchanged, for ``build`` to name and refuse."""
@@ -282,9 +305,11 @@ def build(
     known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
+        resembled = resembled_call_type(call_type) if type(call_type) is str else None
+        hint = f" (did you mean {resembled!r}?)" if resembled is not None else ""
         return _invalid(
-            f"unknown call type {describe(call_type)}: give one of {', '.join(CALL_TYPES)} "
-            "as the log message or as cdp['type']",
+            f"unknown call type {describe(call_type)}{hint}: give one of "
+            f"{', '.join(CALL_TYPES)} as the log message or as cdp['type']",
             {**_bound_ids(message), **message},
         )
     if unknown:
@@ -420,6 +445,10 @@ def fields_from_record(record: logging.LogRecord) -> tuple[object, Mapping[str, 
         flat = {key: attrs[key] for key in FLAT_KEYS if key in attrs}
         if flat:
             return msg, flat, False
+    elif len(msg) <= _NEAR_MISS_CHARS:
+        keys = [key for key in FLAT_KEYS if key in attrs]
+        if keys:
+            _near_miss(msg, keys)
     return None
 
 
@@ -439,4 +468,8 @@ def fields_from_event_dict(
         flat = {key: event_dict[key] for key in EVENT_DICT_FLAT_KEYS if key in event_dict}
         if flat:
             return event, flat, False
+    elif len(event) <= _NEAR_MISS_CHARS:
+        keys = [key for key in EVENT_DICT_FLAT_KEYS if key in event_dict]
+        if keys:
+            _near_miss(event, keys)
     return None

@@ -50,6 +50,7 @@ __all__ = [
     "reset_for_tests",
     "reset_process",
     "sending_threads",
+    "warn_once",
 ]
 
 
@@ -79,6 +80,20 @@ MESSAGE_IDS: Final = MessageIds()
 # captures all see a message. Read without the lock on the hot path (``bool``).
 capture_sinks: list[list[dict[str, Any]]] = []
 capture_lock = threading.Lock()
+
+# What warn_once has told this process, so a mistake repeated in a loop is one line.
+# Bounded: past the bound nothing more is remembered, and nothing more is told.
+MAX_TOLD: Final = 1000
+_told: set[str] = set()
+
+
+def warn_once(key: str, line: str) -> None:
+    """Write *line* to stderr the first time *key* is seen in this process."""
+    if key in _told or len(_told) >= MAX_TOLD:
+        return
+    _told.add(key)
+    warn(line)
+
 
 # The threads sending on our behalf right now (the sender threads, and an application
 # thread while flush() or close() sends from it). Every front door refuses a message
@@ -249,6 +264,7 @@ def reset_for_tests() -> None:
     _PROCESS_LOCKS.clear()
     sending_threads.clear()
     capture_sinks.clear()
+    _told.clear()
     MESSAGE_IDS.reseed()
     _process_pid = os.getpid()
     _exit_hook_ran = False

@@ -3,12 +3,16 @@
 The library's own diagnostics go to ``sys.stderr`` directly, never through ``logging``:
 a record logged from here would come back to the same handler (or deadlock on the
 logging lock during ``dictConfig``), which is how similar libraries recursed forever.
-stderr lines are rate-limited per error code: a dead collector must not turn every
-dropped message into a line of its own.
+stderr lines are rate-limited per reason: a dead collector must not turn every dropped
+message into a line of its own, but four different mistakes must not show as one. Two
+reasons are the same reason when they differ only in values (sizes, ids, counts, quoted
+names): "unknown call type 'Track'" and "unknown call type 'Pgae'" are one reason,
+"track needs an event" is another, and each is told at least once.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -21,6 +25,16 @@ from .errors import DeliveryError
 __all__ = ["WARNING_INTERVAL", "Reporter", "warn"]
 
 WARNING_INTERVAL: Final = 10.0
+# Distinct reasons kept apart for rate limiting; past this many, a code's further
+# reasons share one line (a client inventing a new reason per call cannot grow this).
+MAX_REASONS: Final = 256
+# Values inside a reason: quoted text, and numbers with their separators.
+_VALUES: Final = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:[.,:]\d+)*")
+
+
+def reason_shape(reason: str) -> str:
+    """*reason* with its values blanked: what makes two reasons the same for a person."""
+    return _VALUES.sub("#", reason)
 
 
 def warn(line: str) -> None:
@@ -66,8 +80,9 @@ class Reporter:
         self._busy = False
         self._reentered: deque[tuple[DeliveryError, int, float]] = deque()
         self._counts: dict[str, int] = {}
-        # code -> (time of last line, messages since then not yet written)
-        self._pending: dict[str, tuple[float, int]] = {}
+        # (code, reason shape) -> (time of its last line, messages since not yet written,
+        # the last such reason's text)
+        self._pending: dict[tuple[str, str], tuple[float, int, str]] = {}
 
     def reset_after_fork(self) -> None:
         """A child starts with its own counts, and not with a lock the parent held."""
@@ -121,23 +136,30 @@ class Reporter:
 
     def _tally(self, error: DeliveryError, affected: int, now: float) -> str | None:
         self._counts[error.code] = self._counts.get(error.code, 0) + affected
-        last, held = self._pending.get(error.code, (-self._interval, 0))
+        key = (error.code, reason_shape(error.reason))
+        if key not in self._pending and len(self._pending) >= MAX_REASONS:
+            key = (error.code, "")
+        last, held, _ = self._pending.get(key, (-self._interval, 0, ""))
         if now - last >= self._interval:
-            self._pending[error.code] = (now, 0)
+            self._pending[key] = (now, 0, error.reason)
             return self._line(error, held + affected)
-        self._pending[error.code] = (last, held + affected)
+        self._pending[key] = (last, held + affected, error.reason)
         return None
 
     def summarise(self) -> None:
         """Write the lines that rate limiting held back; called when the client closes."""
         with self._lock:
-            held = {code: n for code, (_, n) in self._pending.items() if n}
+            held = sorted(
+                (code, n, reason) for (code, _), (_, n, reason) in self._pending.items() if n
+            )
             self._pending.clear()
         if not self._stderr:
             return
-        for code, n in sorted(held.items()):
+        for code, n, reason in held:
             noun = "message" if n == 1 else "messages"
-            warn(f"{n} more {noun} not delivered ({code}) since the last warning")
+            warn(
+                f"{n} more {noun} not delivered ({code}) since the last warning, the last: {reason}"
+            )
 
     def _line(self, error: DeliveryError, total: int) -> str:
         noun = "message" if total == 1 else "messages"
