@@ -11,21 +11,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from os import getpid
 from threading import get_ident
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from typing_extensions import Unpack
 
 from ._buffers import make_buffer
 from ._buffers.base import Buffer, Tracked
-from ._core import calls as _calls
 from ._core import capture as _capture
 from ._core.errors import (
+    BEFORE_SEND,
     CLOSED,
     INVALID_MESSAGE,
     MESSAGE_TOO_LARGE,
@@ -34,20 +35,23 @@ from ._core.errors import (
     DeliveryError,
 )
 from ._core.options import ClientOptions, Options, build_options
+from ._core.pipeline import make_build
 from ._core.process import exit_hook_ran, process_lock, sending_threads
 from ._core.report import Reporter
 from ._core.serialise import decode
 from ._delivery.future import CallFuture
 from ._delivery.sender import Sender
 from ._delivery.settle import resolve_call
-from ._transports.requests import RequestsTransport
+from ._transports.requests import http_transport
 
 __all__ = ["Analytics", "Callback"]
 
 Callback = Callable[[Exception | None, dict[str, Any]], object]
 
 # Refused before they were queued; every other code is a failure of a queued message.
-_DROP_CODES = frozenset({QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT})
+_DROP_CODES = frozenset(
+    {QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, BEFORE_SEND}
+)
 
 
 def _scrubber(write_key: str) -> Callable[[str], str]:
@@ -99,6 +103,13 @@ class Analytics:
             self._options.on_error, self._scrub, stderr=self._options.stderr_warnings
         )
         self._triggers = self._options.flush_triggers
+        # calls.build itself unless context, redact or before_send is configured: the
+        # choice is made here, once, so a client without them pays nothing per call.
+        self._build = make_build(
+            self._options.context, self._options.redact, self._options.before_send, self._scrub
+        )
+        self._filtered = 0  # messages a before_send hook dropped
+        self._filtered_lock = threading.Lock()
         # close() without reopen=True: later calls are refused (``closed``) for good.
         # A client closed by a logging handler or by the exit hook opens a new sender
         # for the next message instead, as logging.FileHandler reopens its file.
@@ -111,7 +122,7 @@ class Analytics:
         options = self._options
         transport = options.transport
         if transport is None:
-            transport = RequestsTransport(options.endpoint, options.write_key, gzip=options.gzip)
+            transport = http_transport(options)
         return Sender(
             options,
             transport,
@@ -342,7 +353,7 @@ class Analytics:
         if sender.pid != getpid():  # a forked child no fork hook has reset yet
             sender.ensure_process()
         try:
-            built = _calls.build(call_type, fields, created, strict=strict)
+            built = self._build(call_type, fields, created, strict=strict)
         except Exception as error:  # noqa: BLE001 - a value no rule foresaw: report, never raise
             built = DeliveryError(
                 INVALID_MESSAGE,
@@ -351,7 +362,10 @@ class Analytics:
                 messages=[],
             )
         if not isinstance(built, bytes):
-            self._refuse(built, future, callback)
+            if built is None:  # a before_send hook dropped it
+                self._drop_filtered(future, callback)
+            else:
+                self._refuse(built, future, callback)
             return False
         if _capture.capturing() and self._captured(built, future, callback):
             return True
@@ -451,6 +465,17 @@ class Analytics:
         resolve_call(future, callback, None, message, self._scrub)
         return True
 
+    def _drop_filtered(
+        self, future: Future[dict[str, Any]] | None, callback: Callback | None
+    ) -> None:
+        """A message a before_send hook dropped: counted, and its call told None.
+
+        Not an error: the application asked for it, so on_error and stderr stay quiet.
+        """
+        with self._filtered_lock:
+            self._filtered += 1
+        resolve_call(future, callback, None, cast("dict[str, Any]", None), self._scrub)
+
     def _refuse(
         self,
         error: DeliveryError,
@@ -519,6 +544,7 @@ class Analytics:
         numbers["dropped"] = sum(n for code, n in errors.items() if code in _DROP_CODES)
         numbers["failed"] = sum(n for code, n in errors.items() if code not in _DROP_CODES)
         numbers["errors"] = errors
+        numbers["filtered"] = self._filtered
         return numbers
 
     def __enter__(self) -> Analytics:
