@@ -28,6 +28,12 @@ def only_paid(message: dict[str, Any]) -> dict[str, Any] | None:
     return message
 
 
+def stamp(message: dict[str, Any]) -> dict[str, Any]:
+    """A second hook for dictConfig: runs after only_paid."""
+    message["properties"]["stamped"] = message["properties"]["checked"]
+    return message
+
+
 def sent(collector: Collector, client: cdp_logging.Analytics) -> list[dict[str, Any]]:
     assert client.flush(5)
     return collector.messages()
@@ -261,7 +267,10 @@ class TestFrontDoors:
                         "class": "cdp_logging.AnalyticsHandler",
                         "write_key": WRITE_KEY,
                         "host": collector.url,
-                        "before_send": "ext://tests.test_pipeline.only_paid",
+                        "before_send": [
+                            "ext://tests.test_pipeline.only_paid",
+                            "ext://tests.test_pipeline.stamp",
+                        ],
                         "redact": ["properties.card"],
                         "context": {"app": {"name": "shop"}},
                     }
@@ -277,7 +286,7 @@ class TestFrontDoors:
         )
         assert handler.client.flush(5)
         [message] = collector.messages()
-        assert ({"checked": True}, {"name": "shop"}) == (
+        assert ({"checked": True, "stamped": True}, {"name": "shop"}) == (
             message["properties"],
             message["context"]["app"],
         )

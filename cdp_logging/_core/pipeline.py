@@ -69,7 +69,9 @@ def parse_before_send(value: object) -> tuple[Hook, ...]:
         raise ValueError(
             f"before_send must be a callable or a list of callables, got {type(value).__name__}"
         )
-    parsed = tuple(hooks)
+    # By index, not by iteration: dictConfig hands a list over as a ConvertingList,
+    # which resolves "ext://module.function" only when an item is indexed.
+    parsed = tuple(hooks[i] for i in range(len(hooks))) if isinstance(hooks, list) else tuple(hooks)
     for hook in parsed:
         if not callable(hook):
             raise ValueError(

@@ -15,6 +15,7 @@ ValueError that does not quote it) and is never put in a repr, an error or stder
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -80,6 +81,7 @@ class TokenSource:
         self._key = _load_key(settings)
         self._endpoint = settings.auth_server + "/token"
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self._token: str | None = None
         self._renew_at = 0.0
 
@@ -115,6 +117,11 @@ class TokenSource:
             TransportError: no answer from the token server (retried like a batch).
             TokenRefused: an answer without a token.
         """
+        if self._pid != os.getpid():
+            # A fork while our sender thread held the lock (mid-request) copies it held
+            # into the child, where no thread would ever release it.
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
         with self._lock:
             if self._token is not None and time.monotonic() < self._renew_at:
                 return self._token
