@@ -18,13 +18,15 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from . import serialise as _json
 from .calls import (
     _ID,
+    _KINDS,
     _LIBRARY,
     _OBJECT,
+    _REQUIRED,
     _SPECS,
     _TEXT,
     PAYLOAD_KEYS,
@@ -37,7 +39,13 @@ from .calls import (
 )
 from .context import BOUND
 from .errors import BEFORE_SEND, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, DeliveryError
-from .protocol import CALL_TYPES, MAX_MESSAGE_BYTES, message_problems
+from .protocol import (
+    CALL_TYPES,
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_ID_CHARS,
+    message_problems,
+    timestamp_problem,
+)
 
 __all__ = [
     "FILTERED",
@@ -58,6 +66,8 @@ Build = Callable[..., "bytes | DeliveryError | None"]
 FILTERED: Final = None
 
 _MAX_REASON_CHARS: Final = 200
+# Wire key -> the exact type the quick check expects (the full rules accept more).
+_EXACT_TYPES: Final = {wire: dict if kind == _OBJECT else str for wire, kind in _KINDS.items()}
 
 
 def parse_before_send(value: object) -> tuple[Hook, ...]:
@@ -120,69 +130,93 @@ def parse_context(value: object) -> dict[str, Any] | None:
 # -- redact ----------------------------------------------------------------------------
 
 
+class _Node:
+    """One level of the compiled paths: the keys named exactly, the patterns, and all
+    patterns as one alternation, so a key that matches none costs one regex call."""
+
+    __slots__ = ("any_pattern", "exact", "patterns")
+
+    def __init__(self, tree: dict[str, Any]) -> None:
+        self.exact: dict[str, tuple[bool, _Node | None]] = {}
+        patterns: list[tuple[re.Pattern[str], bool, _Node | None]] = []
+        for segment, child in tree.items():
+            if segment == "":
+                continue
+            ends = "" in child
+            below = _Node(child) if len(child) > (1 if ends else 0) else None
+            if "*" in segment:
+                text = ".*".join(re.escape(part) for part in segment.split("*"))
+                patterns.append((re.compile(text, re.DOTALL), ends, below))
+            else:
+                self.exact[segment] = (ends, below)
+        self.patterns = tuple(patterns)
+        self.any_pattern = (
+            re.compile("|".join(f"(?:{p.pattern})" for p, _, _ in patterns), re.DOTALL)
+            if patterns
+            else None
+        )
+
+
 class Redactor:
     """Dotted paths compiled once into a tree; removing keys copies only what it changes.
 
     A segment is a key, or a pattern in which ``*`` stands for any run of characters
     (case-sensitive, as keys are). The caller's dicts are never changed: a dict on a
-    path that matched is copied before a key leaves it.
+    path that matched is copied before a key leaves it, and only then.
     """
 
     def __init__(self, paths: Iterable[str]) -> None:
-        self._tree: dict[str, Any] = {}
+        tree: dict[str, Any] = {}
         for path in paths:
-            node = self._tree
+            node = tree
             for segment in path.split("."):
                 node = node.setdefault(segment, {})
             node[""] = True  # the path ends here: remove the key itself
-        self._compiled = self._compile(self._tree)
-
-    def _compile(self, tree: dict[str, Any]) -> tuple[Any, ...]:
-        exact: dict[str, tuple[bool, Any]] = {}
-        patterns: list[tuple[re.Pattern[str], bool, Any]] = []
-        for segment, child in tree.items():
-            if segment == "":
-                continue
-            ends = "" in child
-            below = self._compile(child) if len(child) > (1 if ends else 0) else None
-            if "*" in segment:
-                text = ".*".join(re.escape(part) for part in segment.split("*"))
-                patterns.append((re.compile(text, re.DOTALL), ends, below))
-            else:
-                exact[segment] = (ends, below)
-        return exact, tuple(patterns)
+        self._root = _Node(tree)
 
     def apply(self, message: dict[str, Any]) -> dict[str, Any]:
         """*message* without the matching keys (a new dict when one matched)."""
-        walked: dict[str, Any] = self._walk(message, self._compiled)
-        return walked
+        # A dict in, a dict out: _walk returns its argument or a dict copy of it.
+        return cast("dict[str, Any]", _walk(message, self._root))
 
-    def _walk(self, mapping: Mapping[str, Any], compiled: tuple[Any, ...]) -> Any:
-        exact, patterns = compiled
-        result: dict[str, Any] | None = None
-        for key, value in mapping.items():
-            rules = []
-            hit = exact.get(key) if type(key) is str else None
-            if hit is not None:
-                rules.append(hit)
-            if patterns and type(key) is str:
-                for pattern, ends, below in patterns:
+
+def _walk(mapping: Mapping[Any, Any], node: _Node) -> Mapping[Any, Any]:
+    result: dict[Any, Any] | None = None
+    for key, (ends, below) in node.exact.items():
+        if key in mapping:
+            result = _apply_rule(mapping, result, key, ends, below)
+    if node.any_pattern is not None:
+        for key in list(mapping):
+            if type(key) is str and node.any_pattern.fullmatch(key):
+                for pattern, ends, below in node.patterns:
                     if pattern.fullmatch(key):
-                        rules.append((ends, below))
-            if not rules:
-                continue
-            if result is None:
-                result = dict(mapping)
-            if any(ends for ends, _ in rules):
-                del result[key]
-                continue
-            if isinstance(value, Mapping):
-                new = value
-                for _, below in rules:
-                    new = self._walk(new, below)
-                if new is not value:
-                    result[key] = new
-        return mapping if result is None else result
+                        result = _apply_rule(mapping, result, key, ends, below)
+    return mapping if result is None else result
+
+
+def _apply_rule(
+    mapping: Mapping[Any, Any],
+    result: dict[Any, Any] | None,
+    key: Any,
+    ends: bool,
+    below: _Node | None,
+) -> dict[Any, Any] | None:
+    """One rule on *key*: remove it, or walk into its mapping; copy *mapping* on change."""
+    current = mapping if result is None else result
+    if key not in current:
+        return result  # removed by an earlier rule
+    if ends:
+        result = dict(mapping) if result is None else result
+        del result[key]
+        return result
+    value = current[key]
+    if below is None or not isinstance(value, Mapping):
+        return result
+    new = _walk(value, below)
+    if new is not value:
+        result = dict(mapping) if result is None else result
+        result[key] = new
+    return result
 
 
 # -- the pipeline ----------------------------------------------------------------------
@@ -229,7 +263,7 @@ class Pipeline:
                 f"a {call_type} message made inside a before_send hook is not sent (it would "
                 "run the hooks again without end); return the message from the hook instead",
             )
-        message, unknown = _message(call_type, fields, created, strict=strict)
+        message, unknown, stamp = _message(call_type, fields, created, strict=strict)
         if self._redactor is not None:
             message = self._redactor.apply(message)
         if unknown:
@@ -253,9 +287,10 @@ class Pipeline:
             if not isinstance(result, dict):
                 return result
             message = result
-        problems = message_problems(message)
-        if problems:
-            return _invalid(f"{message.get('type')}: {'; '.join(problems)}", message)
+        if not _looks_valid(message, stamp):  # the quick check suspects; the rules decide
+            problems = message_problems(message)
+            if problems:
+                return _invalid(f"{message.get('type')}: {'; '.join(problems)}", message)
         data = _json.dumps(message)
         if len(data) > MAX_MESSAGE_BYTES:
             return DeliveryError(
@@ -321,14 +356,44 @@ class Pipeline:
         return {**fields, "context": merged}
 
 
+def _looks_valid(message: dict[str, Any], stamp: object) -> bool:
+    """The protocol's rules for the common case, cheaply: exact types, ids present, and
+    a timestamp that is still the one we wrote. False sends the message to
+    ``message_problems``, which says what (if anything) is wrong."""
+    kind = message.get("type")
+    required = _REQUIRED.get(kind) if type(kind) is str else None
+    if required is None:
+        return False
+    for key, value in message.items():
+        expected = _EXACT_TYPES.get(key)
+        if expected is not None and type(value) is not expected:
+            return False
+    message_id = message.get("messageId")
+    if not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
+        return False
+    timestamp = message.get("timestamp")
+    if timestamp is not stamp and (
+        timestamp is None or timestamp_problem(timestamp, "timestamp") is not None
+    ):
+        return False
+    for group in required:
+        for key in group:
+            if message.get(key):
+                break
+        else:
+            return False
+    return True
+
+
 def _invalid(reason: str, message: Mapping[str, Any]) -> DeliveryError:
     return DeliveryError(INVALID_MESSAGE, reason, messages=[_json.to_jsonable(dict(message))])
 
 
 def _message(
     call_type: object, fields: Mapping[str, Any], created: float, *, strict: bool
-) -> tuple[dict[str, Any], list[str]]:
-    """The whole wire message as a dict, as ``calls.build`` would send it; unknown keys.
+) -> tuple[dict[str, Any], list[str], str | None]:
+    """The whole wire message as a dict, as ``calls.build`` would send it; unknown keys;
+    the timestamp we wrote (None when the call gave its own, which must be checked).
 
     The same per-key conversions as build (ids to text, datetimes to ISO 8601); the
     object members are copied, one level, so a hook that changes ``properties`` in
@@ -374,11 +439,12 @@ def _message(
         message["context"] = {"library": dict(_LIBRARY)}
     elif isinstance(context, Mapping):
         message["context"] = {**context, "library": dict(_LIBRARY)}
+    stamp = None
     if "timestamp" not in message:
-        message["timestamp"] = iso_timestamp(created)
+        stamp = message["timestamp"] = iso_timestamp(created)
     if "messageId" not in message:
         message["messageId"] = new_message_id()
-    return message, unknown
+    return message, unknown, stamp
 
 
 def make_build(
