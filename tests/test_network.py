@@ -70,6 +70,15 @@ class TestHeaders:
         with pytest.raises(ValueError, match="headers cannot replace"):
             cdp_logging.AnalyticsHandler(WRITE_KEY, "http://127.0.0.1:9", headers={name: "x"})
 
+    @pytest.mark.parametrize(
+        "headers",
+        [{"X Tenant": "a"}, {"X-Tenant": "a\r\nX-Evil: 1"}, {"X-Tenant": 2}, ["X-Tenant"]],
+    )
+    def test_malformed_headers_fail_at_construction(self, headers: Any) -> None:
+        """Not later, at every request, as a network error retried without end."""
+        with pytest.raises(ValueError, match="headers"):
+            cdp_logging.Analytics(WRITE_KEY, "http://127.0.0.1:9", headers=headers)
+
     def test_network_options_need_the_built_in_transport(self) -> None:
         from cdp_logging._transports.base import Response
         from cdp_logging._transports.mock import MockTransport

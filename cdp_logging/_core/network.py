@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -32,6 +33,8 @@ DEFAULT_SCOPE: Final = "tracking_api:write"
 RESERVED_HEADERS: Final = frozenset(
     {"authorization", "content-type", "content-encoding", "content-length"}
 )
+# RFC 9110's token: what a header name may be (requests refuses others at every request).
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _OAUTH_KEYS: Final = ("client_id", "client_key", "key_id", "auth_server", "scope")
 
 
@@ -106,8 +109,12 @@ def parse_headers(value: object) -> dict[str, str] | None:
                 f"headers cannot replace {name!r}: the library sets it (auth and the body's "
                 "framing); use oauth= for Segment's OAuth"
             )
-        if any(c in name + text for c in "\r\n"):
-            raise ValueError(f"headers[{name!r}] holds a line break")
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"headers: {name!r} is not a valid header name")
+        if any(c in text for c in "\r\n\0") or text != text.strip():
+            raise ValueError(
+                f"headers[{name!r}] must not hold line breaks or begin or end with spaces"
+            )
         headers[name] = text
     return headers
 
