@@ -13,6 +13,7 @@ import base64
 import functools
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from os import getpid
@@ -54,9 +55,11 @@ _DROP_CODES = frozenset(
 )
 
 
-def _scrubber(write_key: str) -> Callable[[str], str]:
-    """Remove the write key (and its Basic-auth form) from any text we did not write."""
+def _scrubber(write_key: str, *others: str) -> Callable[[str], str]:
+    """Remove the write key (and its Basic-auth form) from any text we did not write,
+    and *others* (a proxy URL's password, say)."""
     secrets = [write_key, base64.b64encode(f"{write_key}:".encode()).decode("ascii")]
+    secrets += [other for other in others if len(other) >= 4]  # "x" would eat every x
     # Texts pass through here more than once (an error's reason, then its stderr line):
     # the placeholder must not itself contain the key, or a short test key such as "k"
     # would turn "<write key>" into "<write <write key>ey>".
@@ -98,7 +101,14 @@ class Analytics:
         **options: Unpack[ClientOptions],
     ) -> None:
         self._options = build_options(write_key, host, **options)
-        self._scrub = _scrubber(self._options.write_key)
+        self._scrub = _scrubber(
+            self._options.write_key,
+            *(
+                password
+                for url in (self._options.proxies or {}).values()
+                if (password := urllib.parse.urlsplit(url).password)
+            ),
+        )
         self._reporter = Reporter(
             self._options.on_error, self._scrub, stderr=self._options.stderr_warnings
         )
@@ -537,7 +547,8 @@ class Analytics:
 
         ``queued`` messages were accepted into the queue; each ends ``delivered``
         (or ``not_sent`` with send=False) or ``failed``; ``dropped`` ones never got in;
-        ``pending`` are queued or in flight now; ``errors`` counts messages by code.
+        ``pending`` are queued or in flight now; ``errors`` counts messages by code;
+        ``filtered`` were dropped on purpose by a ``before_send`` hook (not an error).
         """
         numbers: dict[str, Any] = self._sender.stats()
         errors = self._reporter.counts()

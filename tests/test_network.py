@@ -7,6 +7,7 @@ that checks the signed assertion with the public key, as Segment's does.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import http.client
 import http.server
@@ -135,6 +136,45 @@ class TestProxies:
             assert ["Paid"] == [m["event"] for m in collector.messages()]
         finally:
             proxy.shutdown()
+
+    def test_the_proxy_password_never_reaches_an_error_or_stderr(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A proxy that echoes the credentials it got (as some error pages do)."""
+
+        class Echo(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                sent = self.headers.get("Proxy-Authorization", "").split(" ")[-1]
+                data = b"refused credentials " + base64.b64decode(sent)
+                self.send_response(400)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        proxy = serve(Echo)
+        reported: list[DeliveryError] = []
+        try:
+            with (
+                cdp_logging.Analytics(
+                    WRITE_KEY,
+                    "http://127.0.0.1:9",
+                    proxies={
+                        "http": f"http://alice:pr0xy-s3cret@127.0.0.1:{proxy.server_address[1]}"
+                    },
+                    on_error=reported.append,
+                ) as client,
+                pytest.raises(DeliveryError) as raised,
+            ):
+                client.track("u1", "Paid").result(5)
+        finally:
+            proxy.shutdown()
+        assert "refused credentials alice:" in raised.value.reason
+        for text in (raised.value.reason, repr(reported), capsys.readouterr().err):
+            assert "pr0xy-s3cret" not in text
 
     def test_a_bad_proxy_url_is_refused_without_echoing_it(self) -> None:
         with pytest.raises(ValueError, match=r"proxies\['https'\]") as raised:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -69,9 +70,16 @@ def parse_proxies(value: object) -> dict[str, str] | None:
     for key, url in value.items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"proxies keys are schemes such as 'https', got {key!r}")
+        # The URL may carry a password: errors name the key, not the value.
         if not isinstance(url, str) or "://" not in url:
-            # The URL may carry a password: name the key, not the value.
             raise ValueError(f"proxies[{key!r}] must be a proxy URL such as http://HOST:PORT")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError(f"proxies[{key!r}] is not a valid URL") from None
+        if not parts.hostname:
+            raise ValueError(f"proxies[{key!r}] has no host")
         proxies[key] = url
     return proxies
 
