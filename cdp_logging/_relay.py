@@ -32,7 +32,6 @@ empty, and acknowledges what was delivered meanwhile.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import random
@@ -55,7 +54,7 @@ from ._core.report import Reporter, warn
 from ._core.retry import DEFAULT_RETRY, RetryPolicy
 from ._delivery.sender import Sender
 from ._transports.base import CONFIGURATION_STATUSES, Outcome, classify
-from ._transports.requests import http_transport
+from ._transports.requests import RequestsTransport
 
 __all__ = ["DEFAULT_GROUP", "DEFAULT_TAKEOVER", "Relay", "consumer_name"]
 
@@ -153,8 +152,7 @@ class Relay:
         self.kept = 0
         scrub = _scrubber(self.options.write_key)
         self._report = Reporter(None, scrub)  # the relay's own, rate-limited, stderr lines
-        # gzip stays off for the relay (as before); the network options apply.
-        transport = http_transport(dataclasses.replace(self.options, gzip=False))
+        transport = RequestsTransport(self.options.endpoint, self.options.write_key, gzip=False)
         self._sender = Sender(
             self.options,
             transport,

@@ -13,6 +13,8 @@ import http.client
 import http.server
 import ipaddress
 import json
+import logging
+import logging.config
 import ssl
 import threading
 import urllib.parse
@@ -222,12 +224,14 @@ class _Batches(http.server.BaseHTTPRequestHandler):
 
     bodies: ClassVar[list[dict[str, Any]]] = []
     auth: ClassVar[list[str]] = []
+    tenants: ClassVar[list[str]] = []
     answers: ClassVar[list[int]] = []  # statuses to answer first, then 200
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         cls = type(self)
         cls.auth.append(self.headers.get("Authorization", ""))
+        cls.tenants.append(self.headers.get("X-Tenant", ""))
         status = cls.answers.pop(0) if cls.answers else 200
         if status == 200:
             cls.bodies.append(body)
@@ -361,6 +365,7 @@ def oauth_servers() -> Iterator[tuple[str, str, dict[str, str]]]:
     _TokenServer.issued, _TokenServer.problems = [], []
     _TokenServer.expires_in, _TokenServer.refuse = 3600, False
     _Batches.bodies, _Batches.auth, _Batches.answers = [], [], []
+    _Batches.tenants = []
     oauth = {
         "client_id": "client-1",
         "client_key": pem,
@@ -437,6 +442,34 @@ class TestOAuth:
         secret = oauth["client_key"].splitlines()[1]
         for text in (shown, str(raised.value), repr(reported), capsys.readouterr().err):
             assert secret not in text
+
+    def test_through_dict_config(
+        self, oauth_servers: tuple[str, str, dict[str, str]], app_logger: logging.Logger
+    ) -> None:
+        """oauth, headers and verify as a YAML or INI file would hand them over."""
+        host, _, oauth = oauth_servers
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "cdp": {
+                        "class": "cdp_logging.AnalyticsHandler",
+                        "write_key": WRITE_KEY,
+                        "host": host,
+                        "oauth": oauth,
+                        "headers": {"X-Tenant": "shop-eu"},
+                        "verify": "true",
+                    }
+                },
+                "loggers": {app_logger.name: {"handlers": ["cdp"], "propagate": False}},
+            }
+        )
+        handler = app_logger.handlers[0]
+        assert isinstance(handler, cdp_logging.AnalyticsHandler)
+        app_logger.info("track", extra={"user_id": "u1", "event": "Paid"})
+        assert handler.client.flush(5)
+        assert (["Bearer token-1"], ["shop-eu"]) == (_Batches.auth, _Batches.tenants)
 
     def test_bad_settings_fail_at_construction_without_the_key(self) -> None:
         good = {"client_id": "c", "key_id": "k"}
