@@ -139,6 +139,36 @@ class TestBeforeSend:
             broken.track("u1", "Paid").result(5)
         assert errors.INVALID_MESSAGE == raised.value.code
 
+    def test_changes_in_place_however_deep_stay_in_the_message(
+        self, make_client: Make, collector: Collector
+    ) -> None:
+        """Not in the caller's dicts, the request's bound context or the option's context."""
+
+        def scribble(message: dict[str, Any]) -> dict[str, Any]:
+            if message["event"] != "A":
+                return message
+            message["context"]["app"]["name"] = "scribbled"
+            message["context"]["page"]["url"] = "scribbled"
+            message["properties"]["cart"]["items"].append("scribbled")
+            message["context"]["library"]["name"] = "scribbled"
+            return message
+
+        client = make_client(before_send=scribble, context={"app": {"name": "shop"}})
+        properties = {"cart": {"items": ["book"]}}
+        with cdp_logging.bound_context(context={"page": {"url": "https://shop.example/"}}):
+            client.track("u1", "A", properties)
+            bound = cdp_logging.get_context()
+        client.track("u1", "B", {"cart": {"items": []}}, context={"page": {"url": "/b"}})
+
+        assert {"cart": {"items": ["book"]}} == properties
+        assert "https://shop.example/" == bound["context"]["page"]["url"]
+        first, second = sorted(sent(collector, client), key=lambda m: m["event"])
+        assert ("scribbled", "shop") == (
+            first["context"]["app"]["name"],
+            second["context"]["app"]["name"],
+        )
+        assert "cdp_logging" == second["context"]["library"]["name"] == calls._LIBRARY["name"]
+
     def test_a_hook_that_logs_an_analytics_record_does_not_loop(
         self, collector: Collector, app_logger: logging.Logger
     ) -> None:
