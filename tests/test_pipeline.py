@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import logging.config
 from collections.abc import Callable
@@ -168,6 +169,23 @@ class TestBeforeSend:
             second["context"]["app"]["name"],
         )
         assert "cdp_logging" == second["context"]["library"]["name"] == calls._LIBRARY["name"]
+
+    def test_hooks_see_wire_values_exactly(self, make_client: Make, collector: Collector) -> None:
+        """JSON values, as they will be sent: a datetime as its text, a 70-bit integer
+        exact (the fast JSON reader would make it a float)."""
+        seen: list[dict[str, Any]] = []
+
+        def keep(message: dict[str, Any]) -> dict[str, Any]:
+            seen.append(message)
+            return message
+
+        client = make_client(before_send=keep)
+        when = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc)
+        client.track("u1", "Paid", {"at": when, "big": 2**70, "id": 2**63 - 1, "f": 0.1})
+        [message] = sent(collector, client)
+        expected = {"at": "2024-05-01T08:00:00+00:00", "big": 2**70, "id": 2**63 - 1, "f": 0.1}
+        assert expected == seen[0]["properties"] == message["properties"]
+        assert int is type(seen[0]["properties"]["big"])
 
     def test_a_hook_that_logs_an_analytics_record_does_not_loop(
         self, collector: Collector, app_logger: logging.Logger
