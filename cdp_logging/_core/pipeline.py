@@ -272,6 +272,16 @@ class Pipeline:
                 f"a {call_type} message made inside a before_send hook is not sent (it would "
                 "run the hooks again without end); return the message from the hook instead",
             )
+        if self._redactor is None:
+            # Hooks alone: build's text path makes the message, checked, and reading
+            # its JSON back is the hooks' copy. Only a message build refuses takes the
+            # dict route below, where a hook may still complete it.
+            built = build(call_type, fields, created, strict=strict)
+            if isinstance(built, bytes):
+                message = _wire_copy(built)
+                # Valid as built: while the hooks leave its timestamp as it was, the
+                # quick check need not parse it again.
+                return self._finish(message, message.get("timestamp"), ident)
         message, unknown, stamp = _message(call_type, fields, created, strict=strict)
         if self._redactor is not None:
             message = self._redactor.apply(message)
@@ -292,6 +302,13 @@ class Pipeline:
             # own: nothing they change in place, however deep, reaches the application's
             # dicts, the bound context of the request or the process-wide context.
             message = _wire_copy(_json.dumps(message))
+        return self._finish(message, stamp, ident)
+
+    def _finish(
+        self, message: dict[str, Any], stamp: str | None, ident: int
+    ) -> bytes | DeliveryError | None:
+        """Run the hooks on *message* (ours to change), then check and serialise it."""
+        if self._hooks:
             self._in_hook.add(ident)
             try:
                 result = self._run_hooks(message)
