@@ -187,6 +187,32 @@ class TestBeforeSend:
         assert expected == seen[0]["properties"] == message["properties"]
         assert int is type(seen[0]["properties"]["big"])
 
+    @pytest.mark.parametrize("options", [{}, {"redact": ["properties.nothing"]}])
+    def test_a_hook_that_changes_nothing_sends_what_no_hook_sends(
+        self, make_client: Make, collector: Collector, options: dict[str, Any]
+    ) -> None:
+        """Both routes (build's text with hooks alone, the dict with redact) make the
+        same message as the plain path, bound ids and context included."""
+        plain = make_client()
+        hooked = make_client(before_send=lambda message: message, **options)
+        with cdp_logging.bound_context(anonymous_id="a-1", context={"locale": "de"}):
+            for client in (plain, hooked):
+                client.page(
+                    "u1",
+                    "Cart",
+                    {"n": 1},
+                    category="Shop",
+                    context={"page": {"path": "/cart"}},
+                    integrations={"All": True},
+                    timestamp=dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc),
+                    message_id=f"m-{id(client)}",
+                )
+                assert client.flush(5)
+        first, second = collector.messages()
+        for message in (first, second):
+            message.pop("messageId")
+        assert first == second
+
     def test_a_hook_that_logs_an_analytics_record_does_not_loop(
         self, collector: Collector, app_logger: logging.Logger
     ) -> None:

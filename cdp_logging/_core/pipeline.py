@@ -272,16 +272,6 @@ class Pipeline:
                 f"a {call_type} message made inside a before_send hook is not sent (it would "
                 "run the hooks again without end); return the message from the hook instead",
             )
-        if self._redactor is None:
-            # Hooks alone: build's text path makes the message, checked, and reading
-            # its JSON back is the hooks' copy. Only a message build refuses takes the
-            # dict route below, where a hook may still complete it.
-            built = build(call_type, fields, created, strict=strict)
-            if isinstance(built, bytes):
-                message = _wire_copy(built)
-                # Valid as built: while the hooks leave its timestamp as it was, the
-                # quick check need not parse it again.
-                return self._finish(message, message.get("timestamp"), ident)
         message, unknown, stamp = _message(call_type, fields, created, strict=strict)
         if self._redactor is not None:
             message = self._redactor.apply(message)
