@@ -118,8 +118,9 @@ class Analytics:
         self._build = make_build(
             self._options.context, self._options.redact, self._options.before_send, self._scrub
         )
-        self._filtered = 0  # messages a before_send hook dropped
+        self._filtered = 0  # messages a before_send hook dropped, in this process
         self._filtered_lock = threading.Lock()
+        self._filtered_pid = getpid()
         # close() without reopen=True: later calls are refused (``closed``) for good.
         # A client closed by a logging handler or by the exit hook opens a new sender
         # for the next message instead, as logging.FileHandler reopens its file.
@@ -482,6 +483,12 @@ class Analytics:
 
         Not an error: the application asked for it, so on_error and stderr stay quiet.
         """
+        if self._filtered_pid != getpid():
+            # A forked child counts its own, as the reporter does, and must not wait
+            # on a lock a parent thread held at the fork.
+            self._filtered_lock = threading.Lock()
+            self._filtered = 0
+            self._filtered_pid = getpid()
         with self._filtered_lock:
             self._filtered += 1
         resolve_call(future, callback, None, cast("dict[str, Any]", None), self._scrub)
@@ -555,7 +562,7 @@ class Analytics:
         numbers["dropped"] = sum(n for code, n in errors.items() if code in _DROP_CODES)
         numbers["failed"] = sum(n for code, n in errors.items() if code not in _DROP_CODES)
         numbers["errors"] = errors
-        numbers["filtered"] = self._filtered
+        numbers["filtered"] = self._filtered if self._filtered_pid == getpid() else 0
         return numbers
 
     def __enter__(self) -> Analytics:
