@@ -55,6 +55,7 @@ PLAN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("caller", ("cdp", "segment", "floor")),
     # Right after the plain caller, so both see the machine in the same state (#10).
     ("caller_context", ("cdp",)),
+    ("caller_pipeline", ("cdp",)),
     ("loop", ("cdp", "segment")),
     ("exit", ("cdp", "segment", "floor")),
     ("exit_held", ("cdp", "segment", "floor")),
@@ -333,6 +334,18 @@ CONTEXT_ROWS: tuple[Row, ...] = (
     Row("(f) nothing bound, median (us)", "caller_context", "unbound_median_us"),
     Row("(f) request context bound, median (us)", "caller_context", "bound_median_us"),
     Row("(f) bound - nothing bound, median (us)", "caller_context", "bound_extra_us"),
+)
+# (g) The message options (#27), cost when configured: a handler with each against one
+# without, in alternating rounds of one process (``caller_pipeline``).
+PIPELINE_ROWS: tuple[Row, ...] = (
+    Row("(g) no option configured, median (us)", "caller_pipeline", "none_median_us"),
+    Row("(g) context configured - none, median (us)", "caller_pipeline", "context_extra_us"),
+    Row("(g) redact configured - none, median (us)", "caller_pipeline", "redact_extra_us"),
+    Row(
+        "(g) before_send configured - none, median (us)",
+        "caller_pipeline",
+        "before_send_extra_us",
+    ),
 )
 
 
@@ -792,7 +805,7 @@ def measure(
 
 def report(title: str, results: Results, repeats: int, detail: bool) -> dict[str, Any]:
     """Print one placement's table (and with *detail* the per-repeat spread); return them."""
-    table_text = table(results, ROWS + CONTEXT_ROWS)
+    table_text = table(results, ROWS + CONTEXT_ROWS + PIPELINE_ROWS)
     spread_text = spread(results, repeats)
     found = problems(results)
     print(f"\n## {title}\n")

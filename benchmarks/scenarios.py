@@ -68,6 +68,9 @@ INSTRUCTION_SCENARIOS = (
 # cdp only: the caller with and without a request's context bound (issue #10), run beside
 # ``caller`` in the same repeat.
 CONTEXT_SCENARIOS = ("caller_context",)
+# cdp only: the caller with each of issue #27's message options configured, against a
+# handler without them, in alternating rounds of one process.
+PIPELINE_SCENARIOS = ("caller_pipeline",)
 LIBRARIES = ("cdp", "segment", "floor")
 
 WRITE_KEY = "bench"
@@ -353,6 +356,64 @@ def caller_context(sink: str, quick: bool) -> dict[str, Any]:
         result[f"{name}_median_us"] = statistics.median(values) / 1000
         result[f"{name}_p99_us"] = percentile(values, 99) / 1000
     result["bound_extra_us"] = result["bound_median_us"] - result["unbound_median_us"]
+    return result
+
+
+def stamp_region(message: dict[str, Any]) -> dict[str, Any]:
+    """A typical before_send: enrich every message with one property."""
+    message.setdefault("properties", {})["region"] = "eu-1"
+    return message
+
+
+# Each of #27's options that sits on the logging call's path, as a user would set it.
+PIPELINE_VARIANTS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "context": {"context": {"app": {"name": "shop", "version": "1.4.2"}, "environment": "prod"}},
+    "redact": {"redact": ["traits.email", "properties.*token*", "context.ip"]},
+    "before_send": {"before_send": stamp_region},
+}
+
+
+def caller_pipeline(sink: str, quick: bool) -> dict[str, Any]:
+    """The caller's median through a handler with each option, and with none.
+
+    One handler per variant on loggers of their own, timed in alternating rounds (the
+    order rotating), so drift in the machine's speed falls on every variant alike; the
+    difference from ``none`` is what configuring the option costs per call.
+    """
+    import cdp_logging
+
+    made = {}
+    for name, options in PIPELINE_VARIANTS.items():
+        handler = cdp_logging.AnalyticsHandler(write_key=WRITE_KEY, host=sink, **options)
+        logger = quiet_logger(f"bench.cdp.{name}")
+        logger.addHandler(handler)
+        made[name] = (logger, handler)
+    calls = 2_000 if quick else 20_000
+    clock = time.perf_counter_ns
+    samples: dict[str, list[int]] = {name: [] for name in made}
+    names = list(made)
+    for logger, _ in made.values():
+        for _ in range(500):
+            track_by_logging(logger)
+    for round_ in range(10):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            logger = made[name][0]
+            for _ in range(calls // 10):
+                started = clock()
+                track_by_logging(logger)
+                samples[name].append(clock() - started)
+    finished = all(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP) for _, handler in made.values())
+    result: dict[str, Any] = {
+        "flushed": finished,
+        "library_stats": cdp_stats(made["before_send"][1]),
+    }
+    for name, values in samples.items():
+        values.sort()
+        result[f"{name}_median_us"] = statistics.median(values) / 1000
+        result[f"{name}_p99_us"] = percentile(values, 99) / 1000
+    for name in names[1:]:
+        result[f"{name}_extra_us"] = result[f"{name}_median_us"] - result["none_median_us"]
     return result
 
 
@@ -728,7 +789,10 @@ def instructions_stage(stage: str, calls: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=SCENARIOS + INSTRUCTION_SCENARIOS + CONTEXT_SCENARIOS)
+    parser.add_argument(
+        "scenario",
+        choices=SCENARIOS + INSTRUCTION_SCENARIOS + CONTEXT_SCENARIOS + PIPELINE_SCENARIOS,
+    )
     parser.add_argument("library", choices=LIBRARIES)
     parser.add_argument("sink", help="the sink's base URL, e.g. http://127.0.0.1:8765")
     parser.add_argument("--quick", action="store_true", help="fewer calls (smoke run)")
@@ -760,6 +824,8 @@ def main() -> None:
         result = exit_delivery(args.library, sink, args.scenario)
     elif args.scenario == "caller_context":
         result = caller_context(sink, args.quick)
+    elif args.scenario == "caller_pipeline":
+        result = caller_pipeline(sink, args.quick)
     elif args.scenario == "instructions_caller":
         result = instructions_caller(args.library, sink, args.calls)
     elif args.scenario == "instructions_caller_bound":

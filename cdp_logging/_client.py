@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from os import getpid
 from threading import get_ident
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from typing_extensions import Unpack
 
@@ -25,6 +27,7 @@ from ._buffers.base import Buffer, Tracked
 from ._core import calls as _calls
 from ._core import capture as _capture
 from ._core.errors import (
+    BEFORE_SEND,
     CLOSED,
     INVALID_MESSAGE,
     MESSAGE_TOO_LARGE,
@@ -33,6 +36,7 @@ from ._core.errors import (
     DeliveryError,
 )
 from ._core.options import ClientOptions, Options, build_options
+from ._core.pipeline import make_build
 from ._core.process import exit_hook_ran, process_lock, register_client, sending_threads
 from ._core.report import Reporter
 from ._core.secrets import Scrubber
@@ -40,19 +44,22 @@ from ._core.serialise import decode
 from ._delivery.future import CallFuture
 from ._delivery.sender import Sender
 from ._delivery.settle import resolve_call
-from ._transports.requests import RequestsTransport
+from ._transports.requests import http_transport
 
 __all__ = ["Analytics", "Callback"]
 
 Callback = Callable[[Exception | None, dict[str, Any]], object]
 
 # Refused before they were queued; every other code is a failure of a queued message.
-_DROP_CODES = frozenset({QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT})
+_DROP_CODES = frozenset(
+    {QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, BEFORE_SEND}
+)
 
 
-def _scrubber(write_key: str) -> Scrubber:
-    """Remove the write key (and its Basic-auth form) from any text we did not write."""
-    return Scrubber(write_key)
+def _scrubber(write_key: str, *others: str) -> Scrubber:
+    """Remove the write key (and its Basic-auth form) from any text we did not write,
+    and *others* (a proxy URL's password, say)."""
+    return Scrubber(write_key, *others)
 
 
 class Analytics:
@@ -79,11 +86,26 @@ class Analytics:
         **options: Unpack[ClientOptions],
     ) -> None:
         self._options = build_options(write_key, host, **options)
-        self._scrub = _scrubber(self._options.write_key)
+        self._scrub = _scrubber(
+            self._options.write_key,
+            *(
+                password
+                for url in (self._options.proxies or {}).values()
+                if (password := urllib.parse.urlsplit(url).password)
+            ),
+        )
         self._reporter = Reporter(
             self._options.on_error, self._scrub, stderr=self._options.stderr_warnings
         )
         self._triggers = self._options.flush_triggers
+        # calls.build itself unless context, redact or before_send is configured: the
+        # choice is made here, once, so a client without them pays nothing per call.
+        self._build = make_build(
+            self._options.context, self._options.redact, self._options.before_send, self._scrub
+        )
+        self._filtered = 0  # messages a before_send hook dropped, in this process
+        self._filtered_lock = threading.Lock()
+        self._filtered_pid = getpid()
         # close() without reopen=True: later calls are refused (``closed``) for good.
         # A client closed by a logging handler or by the exit hook opens a new sender
         # for the next message instead, as logging.FileHandler reopens its file.
@@ -101,7 +123,7 @@ class Analytics:
         options = self._options
         transport = options.transport
         if transport is None:
-            transport = RequestsTransport(options.endpoint, options.write_key, gzip=options.gzip)
+            transport = http_transport(options)
         return Sender(
             options,
             transport,
@@ -335,7 +357,7 @@ class Analytics:
         if sender.pid != getpid():  # a forked child no fork hook has reset yet
             sender.ensure_process()
         try:
-            built = _calls.build(call_type, fields, created, strict=strict)
+            built = self._build(call_type, fields, created, strict=strict)
         except Exception as error:  # noqa: BLE001 - a value no rule foresaw: report, never raise
             built = DeliveryError(
                 INVALID_MESSAGE,
@@ -344,10 +366,13 @@ class Analytics:
                 messages=[],
             )
         if not isinstance(built, bytes):
-            reason = self._scrub(built.reason)  # it may quote the application's values
-            if reason != built.reason:
-                built = DeliveryError(built.code, reason, messages=built.messages)
-            self._refuse(built, future, callback)
+            if built is None:  # a before_send hook dropped it
+                self._drop_filtered(future, callback)
+            else:
+                reason = self._scrub(built.reason)  # it may quote the application's values
+                if reason != built.reason:
+                    built = DeliveryError(built.code, reason, messages=built.messages)
+                self._refuse(built, future, callback)
             return False
         if _capture.capturing() and self._captured(built, future, callback):
             return True
@@ -488,6 +513,23 @@ class Analytics:
         resolve_call(future, callback, None, message, self._scrub)
         return True
 
+    def _drop_filtered(
+        self, future: Future[dict[str, Any]] | None, callback: Callback | None
+    ) -> None:
+        """A message a before_send hook dropped: counted, and its call told None.
+
+        Not an error: the application asked for it, so on_error and stderr stay quiet.
+        """
+        if self._filtered_pid != getpid():
+            # A forked child counts its own, as the reporter does, and must not wait
+            # on a lock a parent thread held at the fork.
+            self._filtered_lock = threading.Lock()
+            self._filtered = 0
+            self._filtered_pid = getpid()
+        with self._filtered_lock:
+            self._filtered += 1
+        resolve_call(future, callback, None, cast("dict[str, Any]", None), self._scrub)
+
     def _refuse(
         self,
         error: DeliveryError,
@@ -549,13 +591,15 @@ class Analytics:
 
         ``queued`` messages were accepted into the queue; each ends ``delivered``
         (or ``not_sent`` with send=False) or ``failed``; ``dropped`` ones never got in;
-        ``pending`` are queued or in flight now; ``errors`` counts messages by code.
+        ``pending`` are queued or in flight now; ``errors`` counts messages by code;
+        ``filtered`` were dropped on purpose by a ``before_send`` hook (not an error).
         """
         numbers: dict[str, Any] = self._sender.stats()
         errors = self._reporter.counts()
         numbers["dropped"] = sum(n for code, n in errors.items() if code in _DROP_CODES)
         numbers["failed"] = sum(n for code, n in errors.items() if code not in _DROP_CODES)
         numbers["errors"] = errors
+        numbers["filtered"] = self._filtered if self._filtered_pid == getpid() else 0
         return numbers
 
     def __enter__(self) -> Analytics:

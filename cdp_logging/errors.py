@@ -17,6 +17,7 @@ Branch on them by name rather than by string, so a typo is an AttributeError (or
 from __future__ import annotations
 
 from ._core.errors import (
+    BEFORE_SEND,
     CLOSED,
     CODES,
     HTTP_STATUS,
@@ -33,6 +34,7 @@ from ._core.errors import (
 )
 
 __all__ = [
+    "BEFORE_SEND",
     "CLOSED",
     "CODES",
     "HTTP_STATUS",

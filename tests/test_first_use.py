@@ -98,7 +98,7 @@ class TestNearMisses:
     def test_a_message_that_is_almost_a_call_type_is_told_once(
         self, app_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """"Track" and "track " with flat keys: not sent, one stderr line each, naming track."""
+        """ "Track" and "track " with flat keys: not sent, one stderr line each, naming track."""
         handler = cdp_logging.AnalyticsHandler(send=False)
         app_logger.addHandler(handler)
         with capture_messages() as seen:

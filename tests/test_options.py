@@ -189,18 +189,30 @@ class TestOneSource:
             "retry": cdp_logging.RetryPolicy(base=0.1, cap=0.2, max_retry_after=3.0),
             "buffer": f"sqlite:{tmp_path / 'buffer.sqlite3'}",
             "max_buffer_bytes": 1_000_000,
+            "before_send": [print],
+            "redact": ["traits.email"],
+            "context": {"app": {"name": "shop"}},
         }
-        assert set(given) == OPTION_NAMES
+        # The built-in transport's settings, which a transport= given refuses.
+        network: dict[str, Any] = {
+            "proxies": {"https": "http://127.0.0.1:9"},
+            "verify": False,
+            "headers": {"X-Tenant": "eu"},
+            "oauth": None,  # tests/test_network.py: it needs a key and a token server
+        }
+        assert set(given) | set(network) == OPTION_NAMES
+        converted = {"flush_triggers": frozenset, "before_send": tuple, "redact": tuple}
         for door in self.FRONT_DOORS:
-            made = door("k", "http://127.0.0.1:9", **given)
-            options = made.client.options if hasattr(made, "client") else made.options
-            for name, value in given.items():
-                expected = frozenset(value) if name == "flush_triggers" else value
-                if name == "retry":
-                    expected = dataclasses.replace(value, max_retries=2)
-                assert expected == getattr(options, name), (door, name)
-            assert "http://127.0.0.1:9" == options.host
-            made.close() if isinstance(made, cdp_logging.Analytics) else made.client.close()
+            for chosen in (given, network):
+                made = door("k", "http://127.0.0.1:9", **chosen)
+                options = made.client.options if hasattr(made, "client") else made.options
+                for name, value in chosen.items():
+                    expected = converted.get(name, lambda v: v)(value)
+                    if name == "retry":
+                        expected = dataclasses.replace(value, max_retries=2)
+                    assert expected == getattr(options, name), (door, name)
+                assert "http://127.0.0.1:9" == options.host
+                made.close() if isinstance(made, cdp_logging.Analytics) else made.client.close()
 
     def test_an_unknown_option_is_a_type_error_naming_it(self) -> None:
         for door in self.FRONT_DOORS:

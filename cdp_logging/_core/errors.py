@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 __all__ = [
+    "BEFORE_SEND",
     "CLOSED",
     "CODES",
     "HTTP_STATUS",
@@ -46,6 +47,9 @@ REENTRANT: Final = "reentrant"
 # Not delivered by this process, and not lost: kept in a durable buffer (an SQLite file,
 # a Redis stream) for another process to deliver, which this one will not hear about.
 KEPT: Final = "kept"
+# A before_send hook raised (or returned something that is not a message): the message
+# is not sent, since sending it unfiltered could send what the hook exists to remove.
+BEFORE_SEND: Final = "before_send"
 
 
 # Every code above, as a type: a function that branches on codes can be checked by mypy
@@ -61,6 +65,7 @@ ErrorCode: TypeAlias = Literal[
     "shutdown_timeout",
     "reentrant",
     "kept",
+    "before_send",
 ]
 CODES: Final[frozenset[str]] = frozenset(get_args(ErrorCode))
 

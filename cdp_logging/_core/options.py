@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
@@ -20,6 +20,8 @@ from typing_extensions import Unpack
 
 from .buffer_option import MEMORY, parse_buffer, sqlite_path
 from .errors import DeliveryError
+from .network import OAuthSettings, parse_headers, parse_oauth, parse_proxies, parse_verify
+from .pipeline import Hook, parse_before_send, parse_context, parse_redact
 from .protocol import CALL_TYPES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
 from .retry import DEFAULT_RETRY, RetryPolicy
 
@@ -93,6 +95,15 @@ class ClientOptions(TypedDict, total=False):
     buffer: str
     max_buffer_bytes: int
     transport: Transport | None
+    # The pipeline a user configures (_core/pipeline.py) and network settings
+    # (_core/network.py): each None or empty by default, and then free.
+    before_send: Hook | Iterable[Hook] | None
+    redact: Iterable[str] | None
+    context: Mapping[str, Any] | None
+    proxies: Mapping[str, str] | None
+    verify: bool | str | None
+    headers: Mapping[str, str] | None
+    oauth: Mapping[str, str] | None
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,14 @@ class Options:
     buffer: str = field(repr=False, default=MEMORY)
     max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    before_send: tuple[Hook, ...] = field(repr=False, default=())
+    redact: tuple[str, ...] = ()
+    context: dict[str, Any] | None = None
+    # A proxy URL may carry a password, a header a token, oauth a private key.
+    proxies: dict[str, str] | None = field(repr=False, default=None)
+    verify: bool | str | None = None
+    headers: dict[str, str] | None = field(repr=False, default=None)
+    oauth: OAuthSettings | None = field(repr=False, default=None)
 
     @property
     def endpoint(self) -> str:
@@ -270,6 +289,22 @@ def build_options(
             f"max_events_in_batch must be at most {MAX_BATCH_MESSAGES} (the protocol's limit), "
             f"got {options.get('max_events_in_batch')!r}"
         )
+    transport = _transport(given("transport"))
+    network = [
+        name
+        for name, value in (
+            ("proxies", given("proxies")),
+            ("verify", given("verify")),
+            ("headers", given("headers")),
+            ("oauth", given("oauth")),
+        )
+        if value is not None
+    ]
+    if transport is not None and network:
+        raise ValueError(
+            f"{', '.join(network)} configure the built-in HTTP transport; with transport= "
+            "given, set them on that transport instead"
+        )
     send = _flag("send", given("send", True))
     return Options(
         write_key=_write_key(write_key, send),
@@ -309,7 +344,7 @@ def build_options(
         stderr_warnings=_flag("stderr_warnings", given("stderr_warnings", True)),
         on_error=_callback("on_error", given("on_error")),
         on_flush=_callback("on_flush", given("on_flush")),
-        transport=_transport(given("transport")),
+        transport=transport,
         buffer=parse_buffer(given("buffer")),
         max_buffer_bytes=_number(
             "max_buffer_bytes",
@@ -317,4 +352,11 @@ def build_options(
             minimum=MIN_BUFFER_BYTES,
             integer=True,
         ),
+        before_send=parse_before_send(given("before_send")),
+        redact=parse_redact(given("redact")),
+        context=parse_context(given("context")),
+        proxies=parse_proxies(given("proxies")),
+        verify=parse_verify(given("verify")),
+        headers=parse_headers(given("headers")),
+        oauth=parse_oauth(given("oauth")),
     )

@@ -35,10 +35,13 @@ class Scrubber:
 
     __slots__ = ("_pattern", "_placeholder", "_secrets")
 
-    def __init__(self, write_key: str) -> None:
+    def __init__(self, write_key: str, *others: str) -> None:
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         # No key (send=False without one): nothing to hide, and no empty pattern.
-        self._secrets = (write_key, token) if write_key else ()
+        keys = (write_key, token) if write_key else ()
+        # *others*: other secrets of the configuration (a proxy URL's password). One of
+        # under 4 characters is left alone: "x" would be scrubbed out of every text.
+        self._secrets = keys + tuple(other for other in others if len(other) >= 4)
         # Texts pass through here more than once (an error's reason, then its stderr
         # line): the placeholder must not itself hold a secret, or a test key such as
         # "write" would turn "<write key>" into "<*** key>" on the second pass.

@@ -21,7 +21,8 @@ import netrc  # noqa: F401
 import os
 import platform
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 import requests
 
@@ -29,7 +30,12 @@ from .._core.secrets import Scrubber
 from .._version import __version__
 from .base import Response, TransportError
 
-__all__ = ["RequestsTransport", "parse_retry_after", "user_agent"]
+if TYPE_CHECKING:
+    from .._core.network import OAuthSettings
+    from .._core.options import Options
+    from .oauth import TokenSource
+
+__all__ = ["RequestsTransport", "http_transport", "parse_retry_after", "user_agent"]
 
 _MAX_REASON_CHARS: Final = 300
 
@@ -67,20 +73,40 @@ class RequestsTransport:
     from the parent by fork is shared with, or held by, a process we cannot see.
     """
 
-    def __init__(self, endpoint: str, write_key: str, *, gzip: bool) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        write_key: str,
+        *,
+        gzip: bool,
+        proxies: Mapping[str, str] | None = None,
+        verify: bool | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        oauth: OAuthSettings | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._gzip = gzip
+        self._proxies = dict(proxies) if proxies else None
+        self._verify = verify
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         # An answer is cut for reports; scrubbed before the cut, or the cut could split
         # an echoed key and leave its head in plain sight.
         self._scrub = Scrubber(write_key)
+        # The user's headers first, so that ours (auth, framing) are the ones that stay;
+        # options refused the reserved names already.
         self._headers = {
+            **(headers or {}),
             "Content-Type": "application/json",
             "Authorization": f"Basic {token}",
-            "User-Agent": user_agent(),
         }
+        self._headers.setdefault("User-Agent", user_agent())
         if gzip:
             self._headers["Content-Encoding"] = "gzip"
+        self._tokens: TokenSource | None = None
+        if oauth is not None:
+            from .oauth import TokenSource
+
+            self._tokens = TokenSource(oauth)
         self._session: requests.Session | None = None
         self._template: requests.PreparedRequest | None = None
         self._pid = os.getpid()
@@ -114,6 +140,11 @@ class RequestsTransport:
         session = requests.Session()
         session.trust_env = False
         session.proxies.update(requests.utils.get_environ_proxies(self._endpoint))
+        if self._proxies:
+            session.proxies.update(self._proxies)
+        if self._verify is not None:
+            session.verify = self._verify
+            return session
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         # Only TLS needs it, and a path in `verify` costs a stat() per request even over
         # plain http (requests checks whether it is a directory), on the sender thread.
@@ -124,18 +155,62 @@ class RequestsTransport:
 
     def send(self, body: bytes, timeout: float) -> Response:
         data = gzip_module.compress(body, compresslevel=6) if self._gzip else body
+        if self._tokens is not None:
+            return self._send_with_token(data, timeout)
         session, template = self._get_session()
+        return self._answer(self._post(session, template, data, timeout, None))
+
+    def _post(
+        self,
+        session: requests.Session,
+        template: requests.PreparedRequest,
+        data: bytes,
+        timeout: float,
+        bearer: str | None,
+    ) -> requests.Response:
         request = template.copy()
         request.body = data
         request.headers["Content-Length"] = str(len(data))
+        if bearer is not None:
+            request.headers["Authorization"] = f"Bearer {bearer}"
         if session.cookies:  # a load balancer's stickiness cookie, say: send it back
             request.prepare_cookies(session.cookies)
         try:
             # A redirected POST turns into a GET and loses the batch; report the new
             # location instead so the user can fix `host`.
-            answer = session.send(request, timeout=timeout, allow_redirects=False)
+            return session.send(request, timeout=timeout, allow_redirects=False)
         except requests.RequestException as error:
             raise TransportError(f"{type(error).__name__}: {error}") from None
+
+    def _send_with_token(self, data: bytes, timeout: float) -> Response:
+        """POST with OAuth's Bearer token; after a 401, once more with a new token.
+
+        A 401 can mean the token was revoked or expired early (a server's clock ahead
+        of ours); a second 401 with a fresh token means the credentials or the scope,
+        which no retry fixes, so it is reported as it came.
+        """
+        from .oauth import TokenRefused
+
+        tokens = self._tokens
+        assert tokens is not None
+        session, template = self._get_session()
+        deadline = time.monotonic() + timeout
+        answer = None
+        for _attempt in range(2):
+            left = max(0.001, deadline - time.monotonic())
+            try:
+                token = tokens.token(session, left)
+            except TokenRefused as refused:
+                return refused.response
+            left = max(0.001, deadline - time.monotonic())
+            answer = self._post(session, template, data, left, token)
+            if answer.status_code != 401:
+                break
+            tokens.invalidate(token)
+        assert answer is not None
+        return self._answer(answer)
+
+    def _answer(self, answer: requests.Response) -> Response:
         text = self._scrub.cut(answer.text, _MAX_REASON_CHARS) if answer.status_code >= 300 else ""
         if 300 <= answer.status_code < 400:
             text = f"redirected to {answer.headers.get('Location', '?')}; set host to that URL"
@@ -150,3 +225,16 @@ class RequestsTransport:
             self._session.close()
         self._session = None
         self._template = None
+
+
+def http_transport(options: Options) -> RequestsTransport:
+    """The built-in transport with every network option of *options*."""
+    return RequestsTransport(
+        options.endpoint,
+        options.write_key,
+        gzip=options.gzip,
+        proxies=options.proxies,
+        verify=options.verify,
+        headers=options.headers,
+        oauth=options.oauth,
+    )
