@@ -44,6 +44,9 @@ class MemoryBuffer:
             self._items.append(entry)
             return size + 1
 
+    def start(self) -> None:
+        pass  # nothing of its own to start: the sender's thread does the work
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

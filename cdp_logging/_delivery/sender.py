@@ -42,7 +42,7 @@ from typing import Final
 
 from .._buffers import make_buffer
 from .._buffers.base import FULL as QUEUE_FULL_SIGNAL
-from .._buffers.base import Buffer, Entry, entry_data
+from .._buffers.base import Buffer, Entry, Tracked, entry_data
 from .._core.errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
 from .._core.options import Options
 from .._core.process import (
@@ -139,14 +139,6 @@ class Sender:
         that forked without hooks wait in ``after_fork`` until all is fresh.
         """
         self._wake = threading.Event()
-        progress = Progress()
-        # A durable buffer settles numbers this process will never send itself (the
-        # file broke, another process took them over), and wakes us for rows it took
-        # over from a dead one.
-        self._queue = make_buffer(self._options, self._wake_now, progress.settle)
-        self._ledger = Ledger(
-            self._options.on_flush, self._reporter, self._scrub, self._queue, progress
-        )
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -155,6 +147,13 @@ class Sender:
         self._retry_thread_at = 0.0
         self._warned_no_thread = False
         self.closed = closed
+        # A durable buffer hands back numbers this process will never send itself (the
+        # file broke, another process took them over), and wakes us for rows it took
+        # over from a dead one.
+        self._queue = make_buffer(self._options, self._wake_now, self._buffer_gone)
+        self._ledger = Ledger(
+            self._options.on_flush, self._reporter, self._scrub, self._queue, Progress()
+        )
         self._close_deadline = math.inf
         self._close_target = 0
         self._handoff: deque[Batch] = deque()
@@ -164,6 +163,8 @@ class Sender:
         if closed:
             self._queue.close()
             self._stopping.set()
+        else:
+            self._queue.start()  # everything it may call back is in place
         self.pid = os.getpid()
 
     # -- the application's side -------------------------------------------------
@@ -213,9 +214,15 @@ class Sender:
         return self._queue
 
     def _wake_now(self) -> None:
-        """A durable buffer took over rows a dead process left: send them now."""
+        """A durable buffer took over rows a dead process left: send them now, also in
+        a process that has logged nothing (and so has no sender thread yet)."""
         self._urgent = True
+        if self._thread is None:
+            self._start()
         self._wake.set()
+
+    def _buffer_gone(self, start: int, end: int, waiters: list[Tracked], reason: str) -> None:
+        self._ledger.gone(start, end, waiters, reason)
 
     def _start(self) -> None:
         with self._lock:
