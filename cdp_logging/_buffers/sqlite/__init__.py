@@ -161,6 +161,7 @@ class SQLiteQueue:
         self._watch = Watch()
         self._writer = Writer(f"cdp_logging-buffer-{id(self):x}", self._tick)
         self._looked = threading.Event()  # the writer's first look for a backlog is done
+        self._started = False  # start() was called: the writer should run
         self._given_up = False  # our lease handed back at close: nothing renews it
         self._deletes: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int]] = []
@@ -196,25 +197,36 @@ class SQLiteQueue:
                 return FULL
             self._pending.append(entry)
             self._bound.reserve(size)
-            # What waits in memory untaken (the sender's cue), not the file's backlog.
-            waiting = self._pending_start + count + 1 - max(self._head, self._pending_start)
-        if waiting == SPOOL_COUNT:
+            untaken = self._pending_start + count + 1 - self._head
+        if count + 1 == SPOOL_COUNT:
             self._writer.wake()
-        elif self._writer.thread is None:
-            self._writer.start()
-        return waiting
+        elif self._writer.thread is None and self._started:
+            self._writer.start()  # it could not start before (out of threads): again
+        # Everything not yet taken, the file's backlog included: past half of
+        # max_queue_size the sender makes the caller hand over the interpreter lock, as
+        # with the memory buffer. Counting only memory (which the writer keeps short)
+        # let a tight loop outrun a sender that had a backlog to send.
+        return untaken
 
     def start(self) -> None:
         """The sender is ready to be woken: start the writer, which looks for a backlog."""
+        self._started = True
         self._writer.start()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._kept:
+            kept = self._kept
+            if kept:
                 # Rows kept for a later process: hand the lease back now, or this
                 # process would hold them while it lives.
                 self._releases.append((0, 0))
+        if kept and self._pid == os.getpid():
+            # Before close() returns, so a client made next finds them free (rare:
+            # only after a refused configuration or retries that ran out).
+            with self._db_lock:
+                if self._open() and time.monotonic() >= self._write_retry_at:
+                    self._spool(0)
         self._writer.wake()
 
     def __len__(self) -> int:
