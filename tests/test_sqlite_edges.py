@@ -104,8 +104,9 @@ class TestTightLoop:
         """Contract 15. The SQLite buffer wrote, read back and deleted every message on
         the threads that share the interpreter lock with the loop, and the sender did
         the writer's work in take(): in 2 s loops, 16-31 requests against the memory
-        buffer's 158-162 (0.39-0.63x its deliveries); 0 requests in 20 s on a slower
-        machine. Now a batch the server takes at once never touches the file."""
+        buffer's 158-162 for as many calls (0.39-0.63x its deliveries); 0 requests in
+        20 s on a slower machine. Now a batch the server takes at once never touches
+        the file."""
         seen = {}
         for kind in ("memory", "sqlite"):
             buffer = "memory" if kind == "memory" else f"sqlite:{tmp_path / 'b.db'}"
@@ -120,9 +121,13 @@ class TestTightLoop:
             assert 0 == done.returncode, done.stderr
             calls, delivered, requests = map(int, done.stdout.split())
             seen[kind] = (calls, delivered, requests)
-        (_, memory, memory_requests), (_, sqlite, sqlite_requests) = seen.values()
-        assert sqlite >= 0.5 * memory, seen
-        assert sqlite_requests >= 0.5 * memory_requests, seen
+        # Per call made: the loop's own speed varies with the machine's load (other
+        # test files run beside this one), the sender's share of it is the point. The
+        # rate itself, in a quiet run, is benchmarks/buffer.py's (README's figures).
+        (calls, delivered, requests) = seen["memory"]
+        (sqlite_calls, sqlite_delivered, sqlite_requests) = seen["sqlite"]
+        assert sqlite_requests / sqlite_calls >= 0.5 * requests / calls, seen
+        assert sqlite_delivered / sqlite_calls >= 0.5 * delivered / calls, seen
 
 
 # A burst past the bound with the host down. Each line: the time, then the numbers of

@@ -34,6 +34,7 @@ the sender through ``gone``, with the calls waiting on it, to be settled as ``ke
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
@@ -42,7 +43,7 @@ import time
 import weakref
 from bisect import insort
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, Final
 
@@ -169,6 +170,7 @@ class SQLiteQueue:
         self._next_adopt = 0.0
         self._orphans_possible = True
         self._kept = False  # rows kept behind the head for a later process
+        self._handbacks: list[tuple[int, int, list[Tracked], str]] = []
         self._pid = os.getpid()
         _QUEUES.add(self)
 
@@ -221,12 +223,16 @@ class SQLiteQueue:
                 # Rows kept for a later process: hand the lease back now, or this
                 # process would hold them while it lives.
                 self._releases.append((0, 0))
-        if kept and self._pid == os.getpid():
-            # Before close() returns, so a client made next finds them free (rare:
-            # only after a refused configuration or retries that ran out).
-            with self._db_lock:
+        # Before close() returns, so a client made next finds them free (rare: only
+        # after a refused configuration or retries that ran out). Not from a callback
+        # of this buffer's own (it holds the lock): the writer's next tick does it then.
+        if kept and self._pid == os.getpid() and self._db_lock.acquire(timeout=0.1):
+            try:
                 if self._open() and time.monotonic() >= self._write_retry_at:
                     self._spool(0)
+            finally:
+                self._db_lock.release()
+            self._hand_back_now()
         self._writer.wake()
 
     def __len__(self) -> int:
@@ -253,7 +259,7 @@ class SQLiteQueue:
                 entries = fit(self._pending[offset : offset + count], max_bytes)
                 self._head = head + len(entries)
                 return head, entries
-        with self._db_lock:
+        with self._file():
             if not self._open():
                 self._read_retry_at = max(self._read_retry_at, self._open_retry_at)
                 return self._head, []
@@ -338,7 +344,26 @@ class SQLiteQueue:
                     tracked = Tracked(b"{}", future, None)
                 if tracked is not None:
                     waiters.append(tracked)
-        self._gone(start, end, waiters, reason)
+        # Told once the file lock is released (``_file``): the sender settles them and
+        # runs the application's callbacks, which may call into this buffer again.
+        self._handbacks.append((start, end, waiters, reason))
+
+    @contextlib.contextmanager
+    def _file(self) -> Iterator[None]:
+        """``_db_lock``, and what was handed back meanwhile told after releasing it."""
+        try:
+            with self._db_lock:
+                yield
+        finally:
+            self._hand_back_now()
+
+    def _hand_back_now(self) -> None:
+        while True:
+            try:
+                start, end, waiters, reason = self._handbacks.pop(0)
+            except IndexError:
+                return
+            self._gone(start, end, waiters, reason)
 
     def settle(self, start: int, end: int, final: bool) -> str:
         """Forget [start, end) (*final*), or keep it for the next process; returns a note
@@ -354,7 +379,7 @@ class SQLiteQueue:
                 if start >= self._pending_start:  # never written: memory only, no file
                     self._forget(start, end)
                     return ""
-        with self._db_lock:
+        with self._file():
             if not final:
                 # Kept: into the file now, before the report of it returns (a process
                 # that ends right after must not take them along), lease and all.
@@ -405,7 +430,7 @@ class SQLiteQueue:
     def _tick(self) -> bool:
         """One round of the writer thread; True once it is done with the file."""
         try:
-            with self._db_lock:
+            with self._file():
                 if self._pid != os.getpid():
                     return True
                 self._maintain()
@@ -732,7 +757,7 @@ class SQLiteQueue:
 
     def adopt_now(self) -> bool:
         """Take over, now, what owners that are gone left; False if the file is unusable."""
-        with self._db_lock:
+        with self._file():
             if not self._open():
                 return False
             self._orphans_possible = True
