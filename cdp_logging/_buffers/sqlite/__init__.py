@@ -444,6 +444,10 @@ class SQLiteQueue:
         with self._lock:
             self._marks.append((now, self._pending_start + len(self._pending)))
         due = self._due(now)  # every tick, so the marks never pile up
+        if now >= self._read_retry_at > 0:
+            # The sender was told there was nothing to read (len 0): let it try again.
+            self._read_retry_at = 0.0
+            self._wake_sender()
         if not self._open():
             return
         if now >= self._write_retry_at:
@@ -453,9 +457,6 @@ class SQLiteQueue:
                 self._spool(due)
             if not self._closed and now >= self._next_adopt:
                 self._guarded(self._adopt)
-        if now >= self._read_retry_at > 0:
-            self._read_retry_at = 0.0
-            self._wake_sender()
 
     def _due(self, now: float) -> int:
         """Numbers below this must be written now: what is older than WRITE_AGE, or
