@@ -182,17 +182,16 @@ class SQLiteQueue(Spooling):
                 head, limit = self._head, self._pending_start
             if before is not None:
                 limit = min(limit, before)
-            entries = self._read(head, min(max_count, limit - head), limit)
+            entries = self._read(head, min(max_count, limit - head), limit, max_bytes)
             if not entries:
                 return self._head, []
-            entries = fit(entries, max_bytes)
             with self._lock:
                 first = self._head
                 self._head = first + len(entries)
             return first, entries
 
-    def _read(self, head: int, count: int, limit: int) -> list[Entry]:
-        """Our next rows from the file, from *head* on, consecutive."""
+    def _read(self, head: int, count: int, limit: int, max_bytes: int) -> list[Entry]:
+        """Our next rows from the file, from *head* on, consecutive, within *max_bytes*."""
         conn = self._conn
         assert conn is not None
         if count <= 0 or time.monotonic() < self._read_retry_at:
@@ -215,8 +214,10 @@ class SQLiteQueue(Spooling):
             head = rows[0][0]
         if rows[-1][0] != head + len(rows) - 1:  # a gap: up to it; the next take settles it
             rows = rows[: next(i for i, row in enumerate(rows) if row[0] != head + i)]
-        # Per-row work in C (itemgetter, map): this runs while the app logs.
-        entries: list[Entry] = list(map(DATA, rows))
+        # Per-row work in C (itemgetter, map): this runs while the app logs. Cut to the
+        # request's size before the waiters are attached: a waiter taken off for a row
+        # left behind would never hear how it ended.
+        entries: list[Entry] = fit(list(map(DATA, rows)), max_bytes)
         if self._tracked or self._futures:
             for seq in range(head, head + len(entries)):
                 tracked = self._tracked.pop(seq, None)
