@@ -114,15 +114,15 @@ class SQLiteQueue(Spooling):
                 return FULL
             self._pending.append(entry)
             self._bound.reserve(size)
-            untaken = self._pending_start + count + 1 - self._head
+            # What waits in memory untaken, not the file's backlog: past half of
+            # max_queue_size the sender makes the caller hand over the interpreter lock,
+            # which should mean "the sender lags", not "the host is down and the file
+            # holds a backlog" (counted so, every call of an outage paid ~80 us for it).
+            untaken = self._pending_start + count + 1 - max(self._head, self._pending_start)
         if count + 1 == SPOOL_COUNT:
             self._writer.wake()
         elif self._writer.thread is None and self._started:
             self._writer.start()  # it could not start before (out of threads): again
-        # Everything not yet taken, the file's backlog included: past half of
-        # max_queue_size the sender makes the caller hand over the interpreter lock, as
-        # with the memory buffer. Counting only memory (which the writer keeps short)
-        # let a tight loop outrun a sender that had a backlog to send.
         return untaken
 
     def start(self) -> None:
