@@ -542,9 +542,13 @@ class TestBadStates:
                     queue._conn.execute(f"PRAGMA max_page_count={pages}")
             before = len(collector.messages())
             blob = {"blob": "y" * 2000}
+            # Slow answers: what the server has not taken within 0.2 s is written (a
+            # batch it takes at once never touches the file).
+            collector.faults.latency(0.4)
             for i in range(300):  # 600 KB: more than the disk holds
                 client.track(f"big{i}", "E", blob)
             assert client.flush(20)
+            collector.faults.clear()
             assert before + 300 == len(collector.messages())
             self.one_line(capsys, path, "is full")
             self.deliver(client, collector)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._core.buffer_option import redis_buffer
-from .base import Buffer
+from .base import Buffer, Gone
 from .memory import MemoryBuffer
 
 if TYPE_CHECKING:
@@ -23,15 +23,14 @@ __all__ = ["BufferFactory", "make_buffer"]
 
 # What the sender is given: called once per process (at construction and in a forked
 # child, which must not share the parent's buffer), with the two callbacks below.
-BufferFactory = Callable[[Callable[[], object], Callable[[int, int], object]], Buffer]
+BufferFactory = Callable[[Callable[[], object], Gone], Buffer]
 
 
-def make_buffer(
-    options: Options, wake: Callable[[], object], gone: Callable[[int, int], object]
-) -> Buffer:
+def make_buffer(options: Options, wake: Callable[[], object], gone: Gone) -> Buffer:
     """The buffer *options* ask for. *wake* asks the sender to send now (rows were
-    taken over from a dead process); *gone* settles numbers this process will never
-    send itself (the file broke, or another process took them over)."""
+    taken over from a dead process); *gone* hands back numbers this process will never
+    send itself (the file broke, or another process took them over), with their
+    waiters, for the delivery layer to settle: a buffer settles no call itself."""
     path = options.buffer_path
     if path is not None:
         from .sqlite import SQLiteQueue  # sqlite3 is imported only by those who use it

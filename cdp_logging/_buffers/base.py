@@ -3,8 +3,10 @@
 The sender only needs three things from a buffer: add one serialised message without
 ever blocking, take a batch bounded by count and bytes, and know how many messages
 were ever accepted (so ``flush`` can wait for "everything enqueued before me"), plus
-one hook for the durable buffer (``_durable.SQLiteQueue``): ``settle``, called where
-the sender settles a range, so a row leaves the file only once its batch is settled.
+two hooks for the durable buffer (``sqlite.SQLiteQueue``): ``start``, called once the
+sender can be woken (the buffer may find a backlog before anything is logged), and
+``settle``, called where the sender settles a range, so a row leaves the file only
+once its batch is settled.
 
 Entries are the message's JSON bytes, or a ``Tracked`` wrapper when the caller wants
 to hear about that one message (a Future or a callback). Logging calls never ask, so the
@@ -25,6 +27,7 @@ __all__ = [
     "FULL",
     "Buffer",
     "Entry",
+    "Gone",
     "Local",
     "Post",
     "Refusal",
@@ -70,6 +73,11 @@ Entry: TypeAlias = "bytes | Tracked"
 # The direct delivery a forwarding buffer falls back on: messages, timeout -> the answer.
 Post: TypeAlias = Callable[[list[bytes], float], Response]
 
+# What a durable buffer hands back to the delivery layer, which settles it (code kept):
+# numbers [start, end) this process will never send itself, the calls waiting on some
+# of them, and why. A buffer resolves no Future and runs no callback itself.
+Gone: TypeAlias = Callable[[int, int, "list[Tracked]", str], object]
+
 
 def entry_data(entry: Entry) -> bytes:
     return entry if type(entry) is bytes else entry.data  # type: ignore[union-attr]
@@ -96,6 +104,9 @@ class Buffer(Protocol):
 
     def put(self, entry: Entry) -> int:
         """Add *entry*; return the new length, or a ``Refusal`` (nothing added then)."""
+
+    def start(self) -> None:
+        """The sender is ready to be woken (and told of numbers settled elsewhere)."""
 
     def close(self) -> None:
         """Refuse every later put; what is queued can still be taken."""

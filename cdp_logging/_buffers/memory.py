@@ -92,6 +92,9 @@ class MemoryBuffer(Local):
                 self._bytes += len(entry)
             self._busy = False
 
+    def start(self) -> None:
+        pass  # nothing of its own to start: the sender's thread does the work
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

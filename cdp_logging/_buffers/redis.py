@@ -147,6 +147,9 @@ class RedisStreamBuffer:
         """Refuse later puts; the Redis connection goes with ``release``, once drained."""
         self._memory.close()
 
+    def start(self) -> None:
+        pass  # nothing runs until the sender takes a batch
+
     def release(self) -> None:
         client, self._client = self._client, None
         if client is not None and self._pid == os.getpid():

@@ -45,7 +45,7 @@ from typing import Final
 
 from .._buffers import BufferFactory
 from .._buffers.base import FULL as QUEUE_FULL_SIGNAL
-from .._buffers.base import Buffer, Entry, entry_data
+from .._buffers.base import Buffer, Entry, Tracked, entry_data
 from .._compat import holding_logging_lock
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
@@ -134,11 +134,19 @@ class Sender:
         that forked without hooks wait in ``after_fork`` until all is fresh.
         """
         self._wake = Wake()  # rung by logging calls, maybe from a signal handler
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        # After a failed thread start, when to try again (monotonic); until then
+        # flush()/close() send from the calling thread.
+        self._retry_thread_at = 0.0
+        self._warned_no_thread = False
+        self.closed = closed
         progress = Progress(self._clock)
-        # A durable buffer settles numbers this process will never send itself (the
+        # A durable buffer hands back numbers this process will never send itself (the
         # file broke, another process took them over), and wakes us for rows it took
         # over from a dead one.
-        self._queue = self._make_buffer(self._wake_now, progress.settle)
+        self._queue = self._make_buffer(self._wake_now, self._buffer_gone)
         # A buffer that forwards what is taken from it (the Redis stream's) gets each
         # batch's messages instead of the transport getting its body.
         self._forward = self._queue.forward if self._queue.forwards else None
@@ -150,14 +158,6 @@ class Sender:
         self._ages = Ages(self._clock)
         self._idle_from = 0
         self._ages.mark(0, self._clock.monotonic(), 0)
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        # After a failed thread start, when to try again (monotonic); until then
-        # flush()/close() send from the calling thread.
-        self._retry_thread_at = 0.0
-        self._warned_no_thread = False
-        self.closed = closed
         self._close_deadline = math.inf
         # The timeout close() was given: reports name it, not shutdown_timeout's default.
         self._close_timeout: float = self._options.shutdown_timeout
@@ -169,6 +169,8 @@ class Sender:
         if closed:
             self._queue.close()
             self._stopping.set()
+        else:
+            self._queue.start()  # everything it may call back is in place
         self.pid = os.getpid()
 
     # -- the application's side -------------------------------------------------
@@ -226,9 +228,15 @@ class Sender:
         return self._queue
 
     def _wake_now(self) -> None:
-        """A durable buffer took over rows a dead process left: send them now."""
+        """A durable buffer took over rows a dead process left: send them now, also in
+        a process that has logged nothing (and so has no sender thread yet)."""
         self._urgent = True
+        if self._thread is None:
+            self._start()
         self._wake.set()
+
+    def _buffer_gone(self, start: int, end: int, waiters: list[Tracked], reason: str) -> None:
+        self._ledger.gone(start, end, waiters, reason)
 
     def _start(self) -> None:
         # Never wait for this lock here: a logging call in a signal handler may have

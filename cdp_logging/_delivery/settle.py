@@ -18,11 +18,11 @@ from typing import Any
 
 from .._buffers.base import Buffer, Tracked, entry_data
 from .._core.clock import Clock
-from .._core.errors import INTERNAL_ERROR, SHUTDOWN_TIMEOUT, DeliveryError
+from .._core.errors import INTERNAL_ERROR, KEPT, NETWORK, SHUTDOWN_TIMEOUT, DeliveryError
 from .._core.options import FlushCallback
 from .._core.report import Reporter, warn
 from .._core.serialise import decode
-from .._transports.base import CONFIGURATION_STATUSES
+from .._transports.base import CONFIGURATION_STATUSES, Outcome, classify
 from .batch import Batch
 from .future import CallFuture
 
@@ -173,10 +173,17 @@ class Ledger:
         count = len(batch.entries)
         with self._lock:
             self._in_flight -= count
-        # A durable buffer deletes the rows of a batch that failed for good. It keeps
-        # them for a later process when only close()'s deadline stopped us, or when the
-        # server refused our configuration (a wrong key or host), not the messages.
-        final = code != SHUTDOWN_TIMEOUT and status not in CONFIGURATION_STATUSES
+        # A durable buffer deletes the rows of a batch the server refused for good. It
+        # keeps them for a later process when only close()'s deadline stopped us, when
+        # the server refused our configuration (a wrong key or host), not the messages,
+        # or when retries ran out on a failure worth retrying (the host down, 5xx, 429):
+        # an outage of any length then costs no message the buffer holds, as with the
+        # fleet's relay, which leaves such a message in its stream.
+        final = not (
+            code in (SHUTDOWN_TIMEOUT, NETWORK)
+            or status in CONFIGURATION_STATUSES
+            or (status is not None and classify(status) is Outcome.RETRY)
+        )
         if not final:
             reason += self._queue.kept_note()
         tracked = batch.tracked()
@@ -191,6 +198,17 @@ class Ledger:
         # Only now, once the failure is reported: a row is never gone unreported.
         self._queue.settle(batch.start, batch.end, final)
         self.progress.settle(batch.start, batch.end)
+
+    def gone(self, start: int, end: int, waiters: list[Tracked], reason: str) -> None:
+        """The buffer will never send [start, end) from this process (another process
+        took it over, or the file broke and keeps it): end the calls waiting on it as
+        ``kept``, so a ``result()`` with no timeout does not wait for this process
+        forever, and let ``flush`` stop waiting for those numbers."""
+        if waiters:
+            error = DeliveryError(KEPT, self._scrub(reason))
+            for item in waiters:
+                resolve_call(item.future, item.callback, error, decode(item.data), self._scrub)
+        self.progress.settle(start, end)
 
     def failed_internally(self, batch: Batch, error: BaseException) -> None:
         """Our own bug stopped a batch: settle it, so no flush waits for it forever."""
