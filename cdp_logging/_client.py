@@ -69,7 +69,7 @@ class Analytics:
         write_key: The source's write key; defaults to ``$CDP_WRITE_KEY``.
         host: Where to POST ``/v1/batch``; defaults to ``$CDP_HOST``, else
             ``https://cdp.customer.io``.
-        **options: The options README's "Options" table lists (``ClientOptions``),
+        **options: The options of the documentation's Options page (``ClientOptions``),
             the same for ``AnalyticsHandler`` and ``AnalyticsProcessor``.
 
     Raises:

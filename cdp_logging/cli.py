@@ -78,11 +78,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "collect",
         help="run the local collector and live viewer",
         description=(
-            "Run a local POST /v1/batch server that validates what it receives as strictly "
-            "as the protocol allows, keeps it (in SQLite unless --memory), prints one line "
-            "per accepted message and one per rejected request, and serves a live viewer "
-            "at its root URL. The first line gives the URL. Stop it with Ctrl-C or SIGTERM "
-            "(exit status 0); exit status 1 if the port or database cannot be used."
+            "Run a local CDP: it takes every request Segment and Customer.io take "
+            "(/v1/batch, /v1/track..., analytics.js's /v1/t...) and, by default, answers as "
+            "they do, marking each message with what they would drop or flag (--strict "
+            "refuses those with 400 instead). It keeps what it accepts (in SQLite unless "
+            "--memory), prints one line per accepted message and one per refused request, "
+            "and serves a live viewer at its root URL. The first line gives the URL. Stop "
+            "it with Ctrl-C or SIGTERM (exit status 0); exit status 1 if the port or "
+            "database cannot be used."
         ),
     )
     collect_command.add_arguments(collect)

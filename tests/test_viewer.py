@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import http.server
 import json
 import os
@@ -344,6 +345,12 @@ def page(browser: Browser) -> Iterator[Page]:
         context.close()
 
 
+def utc(timestamp: str) -> str:
+    """An ISO 8601 time as the viewer's column shows it: UTC, milliseconds, "Z"."""
+    moment = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 def table(page: Page) -> list[list[str]]:
     """The text of every visible row's cells, top to bottom."""
     rows: list[list[str]] = page.locator("#rows tr:visible").evaluate_all(
@@ -385,13 +392,15 @@ class TestViewerPage:
         expect(rows).to_have_count(5, timeout=WAIT_MS)
         received = {event.message["messageId"]: event.received_at for event in collector.events()}
         why = "HTTP 400: batch[1]: track needs an event name"
+        # One form in the column: the collector's times and the messages' timestamps.
         assert [
-            ["track", "dave", "", received["bad-1"], "track needs an event name"],
-            ["identify", "carol", "traits: plan", received["i-1"], why],
-            ["track", "eve", "<img src=x onerror=window.pwned=1>", hostile["timestamp"], ""],
-            ["page", "bob", "Docs (Help)", paged["timestamp"], ""],
-            ["track", "ann", "Purchased", tracked["timestamp"], ""],
+            ["track", "dave", "", utc(received["bad-1"]), "track needs an event name"],
+            ["identify", "carol", "traits: plan", utc(received["i-1"]), why],
+            ["track", "eve", "<img src=x onerror=window.pwned=1>", utc(hostile["timestamp"]), ""],
+            ["page", "bob", "Docs (Help)", utc(paged["timestamp"]), ""],
+            ["track", "ann", "Purchased", utc(tracked["timestamp"]), ""],
         ] == table(page)
+        assert all(row[3].endswith("Z") and len(row[3]) == 24 for row in table(page))
         assert page.evaluate("window.pwned === undefined")
         expect(page.locator("#empty")).to_be_hidden()
         expect(rows.filter(has_text="dave")).to_have_class("rejected")

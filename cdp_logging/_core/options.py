@@ -73,7 +73,7 @@ FlushCallback = Callable[[list[dict[str, Any]]], object]
 class ClientOptions(TypedDict, total=False):
     """The options every front door takes as keywords, after ``write_key`` and ``host``.
 
-    README's "Options" table documents each; a test keeps the two, these annotations,
+    docs/options.md's table documents each; a test keeps the two, these annotations,
     ``Options`` and the three signatures in step. dictConfig may hand numbers and flags
     over as strings ("20", "true"): they are accepted and converted.
     """

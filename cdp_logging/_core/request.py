@@ -2,7 +2,7 @@
 
 Headers come from the client, so everything here is untrusted: nothing raises, and
 every value is cut to a documented length so the bound context stays far inside the
-protocol's 32,000 bytes per message (the rule is in README, "Who and where").
+protocol's 32,000 bytes per message (the rule is in the docs, "Who and where: request context").
 """
 
 from __future__ import annotations

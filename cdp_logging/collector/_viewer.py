@@ -152,16 +152,25 @@ function text(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
+// One form for the column, whoever wrote the time: a message's timestamp may carry any
+// offset ("+00:00", "+02:00", "Z"), the collector's own times end in "Z". Shown in UTC
+// with milliseconds; a timestamp that is not a date is shown as it came.
+function instant(value) {
+  const raw = text(value);
+  const parsed = raw === "" ? NaN : Date.parse(raw);
+  return Number.isNaN(parsed) ? raw : new Date(parsed).toISOString();
+}
+
 function summary(event) {
   const m = event.message;
   if (m === null) {
     // A request with no message to show: refused for its path, method, key or body.
     const answer = event.status === 0 ? "no answer" : `HTTP ${event.status}`;
     return { type: "request", user: "", what: `${event.method} ${event.path} \u2192 ${answer}`,
-      when: event.received_at };
+      when: instant(event.received_at) };
   }
   if (typeof m !== "object" || Array.isArray(m)) {
-    return { type: "-", user: "", what: text(m), when: event.received_at };
+    return { type: "-", user: "", what: text(m), when: instant(event.received_at) };
   }
   const type = text(m.type) || "?";
   let what = "";
@@ -174,7 +183,7 @@ function summary(event) {
     what = "traits: " + Object.keys(m.traits).join(", ");
   }
   const user = text(m.userId ?? m.anonymousId);
-  return { type, user, what, when: text(m.timestamp) || event.received_at };
+  return { type, user, what, when: instant(m.timestamp) || instant(event.received_at) };
 }
 
 function visible(row) {
@@ -469,7 +478,9 @@ _BODY: Final = """
 <main>
   <section id="list">
     <table>
-      <thead><tr><th>Type</th><th>User</th><th>Event / name</th><th>Timestamp</th>
+      <thead><tr><th>Type</th><th>User</th><th>Event / name</th><th
+        title="the message's timestamp; for a request with no message, when it arrived"
+        >Timestamp (UTC)</th>
         <th>Problems</th></tr></thead>
       <tbody id="rows"></tbody>
     </table>
