@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -15,7 +16,7 @@ from .conftest import ROOT
 FORBIDDEN = ("tests/", "benchmarks/", "examples/", "conftest.py")
 
 
-def run(*command: str | Path, cwd: Path = ROOT) -> None:
+def run(*command: str | Path, cwd: Path = ROOT) -> str:
     done = subprocess.run(
         [str(part) for part in command],
         capture_output=True,
@@ -25,12 +26,15 @@ def run(*command: str | Path, cwd: Path = ROOT) -> None:
         check=False,
     )
     assert 0 == done.returncode, done.stdout + done.stderr
+    return done.stdout + done.stderr
 
 
 def test_sdist_and_wheel(tmp_path: Path) -> None:
     """Both artifacts build, pass twine check, carry no tests, and the wheel installs."""
     dist = tmp_path / "dist"
-    run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", dist, ROOT)
+    built = run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", dist, ROOT)
+    # No deprecation on the way (the TOML-table license stops working in 2027).
+    assert "Deprecat" not in built, built
     [wheel] = dist.glob("*.whl")
     [sdist] = dist.glob("*.tar.gz")
     run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist)
@@ -44,6 +48,22 @@ def test_sdist_and_wheel(tmp_path: Path) -> None:
         assert not name.endswith("conftest.py"), name
     assert any(name.endswith("LICENSE") for name in wheel_names)
     assert "cdp_logging/py.typed" in wheel_names
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata_name] = [name for name in wheel_names if name.endswith(".dist-info/METADATA")]
+        metadata = archive.read(metadata_name).decode()
+    assert "License-Expression: MIT" in metadata
+    # Extras are for users: the tools for developing are requirement files.
+    extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, flags=re.MULTILINE))
+    assert {"fast", "redis", "loguru", "prometheus", "celery", "oauth"} <= extras
+    assert not extras & {"dev", "bench", "test", "docs"}, extras
+    # The long description is shown on the package index, where relative links break.
+    description = metadata.split("\n\n", 1)[1]
+    relative = [
+        link
+        for link in re.findall(r"\]\(([^)]+)\)", description)
+        if not link.startswith(("https://", "http://", "#"))
+    ]
+    assert [] == relative
 
     clean = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(clean)
