@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -25,6 +26,7 @@ from ._errors import (
     CLOSED,
     INVALID_MESSAGE,
     MESSAGE_TOO_LARGE,
+    PLAN_VIOLATION,
     QUEUE_FULL,
     REENTRANT,
     DeliveryError,
@@ -33,8 +35,9 @@ from ._fleet import fleet_transport
 from ._future import CallFuture
 from ._lifecycle import exit_hook_ran, process_lock, sending_threads
 from ._options import ClientOptions, Options, build_options
+from ._plan import describe
 from ._queue import MessageQueue, Tracked, decode
-from ._report import Reporter
+from ._report import Reporter, warn
 from ._sender import Sender
 from ._settle import resolve_call
 from ._transport import RequestsTransport
@@ -44,7 +47,12 @@ __all__ = ["Analytics", "Callback"]
 Callback = Callable[[Exception | None, dict[str, Any]], object]
 
 # Refused before they were queued; every other code is a failure of a queued message.
-_DROP_CODES = frozenset({QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT})
+_DROP_CODES = frozenset(
+    {QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, PLAN_VIOLATION}
+)
+# plan_mode="warn" tells each distinct problem once; past this many, a process logging a
+# fresh event name per call would grow the set without end, so it stops telling.
+_MAX_PLAN_PROBLEMS_TOLD = 1000
 
 
 def _scrubber(write_key: str) -> Callable[[str], str]:
@@ -103,6 +111,11 @@ class Analytics:
         # Calls after the exit hook share one deadline: shutdown_timeout from the first.
         self._after_exit_deadline: float | None = None
         self._sender = self._new_sender()
+        # The tracking plan: None costs the logging call one check, and nothing else.
+        self._plan = self._options.tracking_plan
+        self._plan_lock = threading.Lock()
+        self._plan_violations = 0
+        self._plan_told: set[tuple[str, ...]] = set()
 
     def _new_sender(self, carried: dict[str, int] | None = None) -> Sender:
         options = self._options
@@ -346,6 +359,13 @@ class Analytics:
         if not isinstance(built, bytes):
             self._refuse(built, future, callback)
             return False
+        plan = self._plan
+        if (
+            plan is not None
+            and not plan.quick_ok(call_type, fields)
+            and self._breaks_plan(built, future, callback)
+        ):
+            return False
         if _capture.capturing() and self._captured(built, future, callback):
             return True
         entry: bytes | Tracked = built
@@ -379,6 +399,39 @@ class Analytics:
         wants = future is not None or callback is not None or self._reporter.wants_errors
         messages = [decode(built)] if wants else []
         self._refuse(DeliveryError(refused, reason, messages=messages), future, callback)
+        return False
+
+    def _breaks_plan(
+        self, built: bytes, future: Future[dict[str, Any]] | None, callback: Callback | None
+    ) -> bool:
+        """Check *built* against the plan, exactly (on its JSON); True when it is refused.
+
+        Only for messages the shortcut could not clear, so the cost of decoding is paid
+        by messages that (nearly always) break the plan, not by every call.
+        """
+        plan = self._plan
+        assert plan is not None  # only called with a plan
+        message = decode(built)
+        problems = plan.check(message)
+        if not problems:
+            return False
+        reason = self._scrub(describe(problems))
+        with self._plan_lock:
+            self._plan_violations += 1
+            fresh = []
+            for problem in problems:
+                if problem.key not in self._plan_told:
+                    if len(self._plan_told) < _MAX_PLAN_PROBLEMS_TOLD:
+                        self._plan_told.add(problem.key)
+                        fresh.append(problem)
+        if self._options.plan_mode == "drop":
+            self._refuse(DeliveryError(PLAN_VIOLATION, reason, messages=[message]), future, callback)
+            return True
+        if fresh and self._options.stderr_warnings:
+            warn(
+                f"delivered, but {self._scrub(describe(fresh))} (plan_mode='warn'; "
+                "each distinct problem is told once)"
+            )
         return False
 
     def _resubmit(self, entry: bytes | Tracked, urgent: bool) -> str | None:
@@ -512,6 +565,7 @@ class Analytics:
         numbers["dropped"] = sum(n for code, n in errors.items() if code in _DROP_CODES)
         numbers["failed"] = sum(n for code, n in errors.items() if code not in _DROP_CODES)
         numbers["errors"] = errors
+        numbers["plan_violations"] = self._plan_violations
         return numbers
 
     def __enter__(self) -> Analytics:

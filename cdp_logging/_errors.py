@@ -17,6 +17,7 @@ __all__ = [
     "KEPT",
     "MESSAGE_TOO_LARGE",
     "NETWORK",
+    "PLAN_VIOLATION",
     "QUEUE_FULL",
     "REENTRANT",
     "SHUTDOWN_TIMEOUT",
@@ -44,6 +45,9 @@ REENTRANT: Final = "reentrant"
 # Not delivered by this process, and not lost: kept in a durable buffer (an SQLite file,
 # a Redis stream) for another process to deliver, which this one will not hear about.
 KEPT: Final = "kept"
+# The message breaks the tracking plan and plan_mode="drop" refused it at the call
+# (with plan_mode="warn" it is delivered, and only counted and told).
+PLAN_VIOLATION: Final = "plan_violation"
 
 
 class DeliveryError(Exception):

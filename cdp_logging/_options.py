@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
@@ -20,6 +20,7 @@ from typing_extensions import Unpack
 
 from ._buffer import MEMORY, parse_buffer, sqlite_path
 from ._errors import DeliveryError
+from ._plan import TrackingPlan, load_plan
 from ._protocol import CALL_TYPES, MAX_BATCH_MESSAGES
 from ._retry import DEFAULT_RETRY, RetryPolicy
 
@@ -34,10 +35,12 @@ __all__ = [
     "DEFAULT_MAX_EVENTS_IN_BATCH",
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_PLAN_MODE",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "ENV_HOST",
     "ENV_WRITE_KEY",
+    "PLAN_MODES",
     "ClientOptions",
     "Options",
     "build_options",
@@ -56,6 +59,9 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
 # Durable buffer: where queued messages live, and the bound on its file.
 DEFAULT_BUFFER: Final = MEMORY
 DEFAULT_MAX_BUFFER_BYTES: Final = 64 * 1024 * 1024
+# A tracking plan's violations: delivered and told (warn), or refused at the call (drop).
+PLAN_MODES: Final = ("warn", "drop")
+DEFAULT_PLAN_MODE: Final = "warn"
 # The smallest durable buffer: a quarter goes to the WAL, and a file this size still
 # holds a few hundred messages.
 MIN_BUFFER_BYTES: Final = 256 * 1024
@@ -88,6 +94,8 @@ class ClientOptions(TypedDict, total=False):
     buffer: str
     max_buffer_bytes: int
     transport: Transport | None
+    tracking_plan: str | os.PathLike[str] | Mapping[str, Any] | TrackingPlan | None
+    plan_mode: str
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,10 @@ class Options:
     # A redis:// URL may carry a password: never in a repr.
     buffer: str = field(repr=False, default=MEMORY)
     max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
+    # Loaded and checked at construction: a bad plan is a ValueError then, not a
+    # warning at every call.
+    tracking_plan: TrackingPlan | None = field(repr=False, default=None)
+    plan_mode: str = DEFAULT_PLAN_MODE
 
     @property
     def endpoint(self) -> str:
@@ -231,6 +243,25 @@ def _transport(value: object) -> Any:
     return value
 
 
+def _tracking_plan(value: object) -> TrackingPlan | None:
+    if value is None or value == "":
+        return None  # dictConfig from INI or an unset variable: no plan
+    if not isinstance(value, (str, os.PathLike, Mapping, TrackingPlan)):
+        raise ValueError(
+            f"tracking_plan must be a plan file's path or a mapping, got {type(value).__name__}"
+        )
+    try:
+        return load_plan(value)
+    except (ImportError, ValueError) as error:
+        raise ValueError(f"tracking_plan: {error}") from None
+
+
+def _plan_mode(value: object) -> str:
+    if value not in PLAN_MODES:
+        raise ValueError(f"plan_mode must be one of {', '.join(PLAN_MODES)}, got {value!r}")
+    return str(value)
+
+
 OPTION_NAMES: Final = frozenset(ClientOptions.__optional_keys__)
 
 
@@ -298,4 +329,6 @@ def build_options(
             minimum=MIN_BUFFER_BYTES,
             integer=True,
         ),
+        tracking_plan=_tracking_plan(given("tracking_plan")),
+        plan_mode=_plan_mode(given("plan_mode", DEFAULT_PLAN_MODE)),
     )
