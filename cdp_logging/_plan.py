@@ -165,7 +165,11 @@ class TrackingPlan:
                 try:
                     validator = library.Draft202012Validator(schema, retriever=_refuse_remote)
                 except (library.ValidationError, ValueError) as error:
-                    problems.append(f"{pointer}: not a valid JSON Schema: {_first_line(error)}")
+                    inner = list(getattr(error, "instance_path", None) or [])
+                    problems.append(
+                        f"{pointer}{_pointer(inner)}: not a valid JSON Schema: "
+                        f"{_first_line(error)}"
+                    )
                     continue
             compiled[name] = _Part(name.lstrip("\0"), member, validator)
         if problems:
