@@ -420,12 +420,14 @@ class Analytics:
             self._plan_violations += 1
             fresh = []
             for problem in problems:
-                if problem.key not in self._plan_told:
-                    if len(self._plan_told) < _MAX_PLAN_PROBLEMS_TOLD:
-                        self._plan_told.add(problem.key)
-                        fresh.append(problem)
+                told = self._plan_told
+                if problem.key not in told and len(told) < _MAX_PLAN_PROBLEMS_TOLD:
+                    told.add(problem.key)
+                    fresh.append(problem)
         if self._options.plan_mode == "drop":
-            self._refuse(DeliveryError(PLAN_VIOLATION, reason, messages=[message]), future, callback)
+            self._refuse(
+                DeliveryError(PLAN_VIOLATION, reason, messages=[message]), future, callback
+            )
             return True
         if fresh and self._options.stderr_warnings:
             warn(

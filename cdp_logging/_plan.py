@@ -116,8 +116,7 @@ def _jsonschema_rs() -> Any:
         import jsonschema_rs
     except ImportError:
         raise ImportError(
-            "a tracking plan needs its JSON Schema validator, an optional extra: "
-            f"{PLAN_EXTRA_HINT}"
+            f"a tracking plan needs its JSON Schema validator, an optional extra: {PLAN_EXTRA_HINT}"
         ) from None
     return jsonschema_rs
 
@@ -167,8 +166,7 @@ class TrackingPlan:
                 except (library.ValidationError, ValueError) as error:
                     inner = list(getattr(error, "instance_path", None) or [])
                     problems.append(
-                        f"{pointer}{_pointer(inner)}: not a valid JSON Schema: "
-                        f"{_first_line(error)}"
+                        f"{pointer}{_pointer(inner)}: not a valid JSON Schema: {_first_line(error)}"
                     )
                     continue
             compiled[name] = _Part(name.lstrip("\0"), member, validator)
@@ -202,7 +200,7 @@ class TrackingPlan:
             if event is None:
                 event = fields.get("event_name")
             part = self._tracks.get(event) if type(event) is str else None
-            if part is None or "event_name" in fields and "event" in fields:
+            if part is None or ("event_name" in fields and "event" in fields):
                 return False
             bag = fields.get("properties")
         elif call_type == "identify" or call_type == "group":
@@ -272,12 +270,12 @@ class TrackingPlan:
         problems: list[Problem] = []
         try:
             errors = list(part.validator.iter_errors(bag))
-        except Exception as error:  # noqa: BLE001 - not JSON at all: say so, never raise
+        except Exception as unreadable:  # noqa: BLE001 - not JSON at all: say so, never raise
             return [
                 Problem(
                     part.name,
                     _pointer(base),
-                    _short(f"cannot be read as JSON ({type(error).__name__}: {error})"),
+                    _short(f"cannot be read as JSON ({type(unreadable).__name__}: {unreadable})"),
                     (part.name, _pointer(base), "unreadable"),
                 )
             ]
@@ -393,7 +391,8 @@ def _schema_value(where: str, schema: object) -> list[str]:
 
 
 def _kind(value: object) -> str:
-    return {dict: "an object", list: "an array", str: "text"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "an array", str: "text"}
+    return names.get(type(value), type(value).__name__)
 
 
 def load_plan(source: str | os.PathLike[str] | Mapping[str, Any] | TrackingPlan) -> TrackingPlan:

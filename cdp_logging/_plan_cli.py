@@ -155,9 +155,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if broken > _SHOWN:
             print(f"... and {broken - _SHOWN} more", file=sys.stderr)
         if broken:
-            print(
-                f"FAILED: {broken} of {len(messages)} message(s) break the plan", file=sys.stderr
-            )
+            print(f"FAILED: {broken} of {len(messages)} message(s) break the plan", file=sys.stderr)
             status = 1
         else:
             print(f"OK: all {len(messages)} message(s) keep the plan")

@@ -169,7 +169,8 @@ def _event_function(event: str, entry: Mapping[str, Any], name: str) -> list[str
         "    Returns the ``extra=`` mapping of a logging call; it sends nothing itself.",
         '    """',
         *body,
-        f"    return _extra({_text(event)}, {properties}, user_id, anonymous_id, context, timestamp)",
+        f"    return _extra({_text(event)}, {properties}, "
+        "user_id, anonymous_id, context, timestamp)",
     ]
     return lines
 

@@ -123,9 +123,7 @@ def infer_plan(messages: Iterable[Mapping[str, Any]], source: str = "") -> dict[
             counts[name] = counts.get(name, 0) + 1
         elif call_type in ("identify", "group"):
             bag = message.get("traits")
-            traits.setdefault(str(call_type), _Shape()).add(
-                bag if isinstance(bag, Mapping) else {}
-            )
+            traits.setdefault(str(call_type), _Shape()).add(bag if isinstance(bag, Mapping) else {})
     origin = f" in {source}" if source else ""
     plan: dict[str, Any] = {}
     plan["events"] = {
