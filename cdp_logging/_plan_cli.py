@@ -102,7 +102,7 @@ def _infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"{args.source}: {error.strerror or error}")
     except ValueError as error:
         parser.error(str(error))
-    plan = infer_plan(messages, os.path.basename(args.source))
+    plan = infer_plan((m for _, m in messages), os.path.basename(args.source))
     _write(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", args.output)
     traits = [call for call in ("identify", "group") if call in plan]
     also = f", {' and '.join(traits)} traits" if traits else ""
@@ -146,7 +146,7 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except ValueError as error:
             parser.error(str(error))
         broken = 0
-        for number, message in enumerate(messages, 1):
+        for number, message in messages:
             problems = plan.check(message)
             if problems:
                 broken += 1

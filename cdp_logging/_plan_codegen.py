@@ -42,7 +42,8 @@ _SIMPLE: Final = {
 
 def python_name(name: str) -> str:
     """*name* (an event or property name as people write it) as a snake_case identifier."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    # camelCase and HTTPServer split into words; "3D" stays one.
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
     text = re.sub(r"[^0-9a-zA-Z]+", "_", spaced).strip("_").lower()
     if not text:
         text = "unnamed"

@@ -20,13 +20,13 @@ __all__ = ["infer_plan", "read_jsonl"]
 _TYPE_ORDER: Final = ("string", "integer", "number", "boolean", "object", "array", "null")
 
 
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-    """The wire messages of a JSONL file, one object per line; blank lines are skipped.
+def read_jsonl(path: str) -> list[tuple[int, dict[str, Any]]]:
+    """The wire messages of a JSONL file with their line numbers; blank lines are skipped.
 
     Raises:
         ValueError: a line that is not a JSON object, naming its line number.
     """
-    messages: list[dict[str, Any]] = []
+    messages: list[tuple[int, dict[str, Any]]] = []
     with open(path, encoding="utf-8") as file:
         for number, line in enumerate(file, 1):
             if not line.strip():
@@ -37,7 +37,7 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}:{number}: not JSON ({error})") from None
             if not isinstance(message, dict):
                 raise ValueError(f"{path}:{number}: a wire message is a JSON object")
-            messages.append(message)
+            messages.append((number, message))
     return messages
 
 

@@ -186,6 +186,8 @@ class TestOneSource:
             "retry": cdp_logging.RetryPolicy(base=0.1, cap=0.2, max_retry_after=3.0),
             "buffer": f"sqlite:{tmp_path / 'buffer.sqlite3'}",
             "max_buffer_bytes": 1_000_000,
+            "tracking_plan": {"events": {"E": {}}},
+            "plan_mode": "drop",
         }
         assert set(given) == OPTION_NAMES
         for door in self.FRONT_DOORS:
@@ -195,7 +197,10 @@ class TestOneSource:
                 expected = frozenset(value) if name == "flush_triggers" else value
                 if name == "retry":
                     expected = dataclasses.replace(value, max_retries=2)
-                assert expected == getattr(options, name), (door, name)
+                actual = getattr(options, name)
+                if name == "tracking_plan":  # loaded at construction
+                    actual = actual.data
+                assert expected == actual, (door, name)
             assert "http://127.0.0.1:9" == options.host
             made.close() if isinstance(made, cdp_logging.Analytics) else made.client.close()
 
