@@ -60,6 +60,7 @@ STAGES = ("found", "rules", "built", "queued")
 INSTRUCTION_SCENARIOS = (
     "instructions_caller",
     "instructions_caller_bound",
+    "instructions_caller_plan",
     "instructions_delivery",
     "instructions_caller_direct",
     "instructions_delivery_direct",
@@ -540,7 +541,7 @@ def memory(library: str, quick: bool) -> dict[str, Any]:
 # -- (e) instructions, counted by run.py under callgrind ------------------------------------
 
 
-def instructions_caller(library: str, host: str, calls: int) -> dict[str, Any]:
+def instructions_caller(library: str, host: str, calls: int, **options: Any) -> dict[str, Any]:
     """*calls* of the ``caller`` scenario's call, untimed, each library in "don't send" mode.
 
     run.py counts this whole process's instructions under callgrind for N and 2N calls;
@@ -557,10 +558,12 @@ def instructions_caller(library: str, host: str, calls: int) -> dict[str, Any]:
       just before ``queue.put``: nothing is queued and its consumer thread is never
       started. So it can never refuse a call, and the loop does not check the result.
     * floor: the ``NullHandler`` logger, as in ``caller``.
+
+    *options* go to cdp's handler (``instructions_caller_plan``'s tracking plan).
     """
     extra: dict[str, Any] = {}
     if library == "cdp":
-        log, handler = make_cdp(host, send=False)
+        log, handler = make_cdp(host, send=False, **options)
         for _ in range(calls):
             track_by_logging(log)
         flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
@@ -600,6 +603,43 @@ def instructions_caller_bound(library: str, host: str, calls: int) -> dict[str, 
     with cdp_logging.bound_context(**REQUEST_CONTEXT):
         result = instructions_caller(library, host, calls)
     return {**result, "bound": True}
+
+
+def plan_of_20_events() -> dict[str, Any]:
+    """A tracking plan of 20 events, the measured call's among them, each with a typical
+    schema: typed properties, two required, no others allowed."""
+    events: dict[str, Any] = {}
+    for number in range(20):
+        name = "Purchased an Item" if number == 7 else f"Planned Event {number}"
+        events[name] = {
+            "description": "Tracked when the thing happens.",
+            "properties": {
+                "type": "object",
+                "properties": {
+                    "revenue": {"type": "number", "minimum": 0},
+                    "sku": {"type": "string", "maxLength": 64},
+                    "currency": {"enum": ["EUR", "USD", "GBP"]},
+                    "quantity": {"type": "integer", "minimum": 1},
+                    "coupon": {"type": ["string", "null"]},
+                },
+                "required": ["revenue", "sku"],
+                "additionalProperties": False,
+            },
+        }
+    return {"events": events}
+
+
+def instructions_caller_plan(library: str, host: str, calls: int) -> dict[str, Any]:
+    """``instructions_caller`` for cdp with ``tracking_plan`` of 20 events (the call keeps it).
+
+    The difference from ``instructions_caller`` per call is what checking the plan
+    adds to each call; a violation would be counted in ``plan_violations``.
+    """
+    if library != "cdp":
+        raise SystemExit(f"scenario instructions_caller_plan does not apply to {library!r}")
+    result = instructions_caller(library, host, calls, tracking_plan=plan_of_20_events())
+    violations = result.get("library_stats", {}).get("plan_violations")
+    return {**result, "plan_events": 20, "plan_violations": violations}
 
 
 def instructions_delivery(library: str, sink: str, calls: int) -> dict[str, Any]:
@@ -763,6 +803,8 @@ def main() -> None:
         result = instructions_caller(args.library, sink, args.calls)
     elif args.scenario == "instructions_caller_bound":
         result = instructions_caller_bound(args.library, sink, args.calls)
+    elif args.scenario == "instructions_caller_plan":
+        result = instructions_caller_plan(args.library, sink, args.calls)
     elif args.scenario == "instructions_delivery":
         result = instructions_delivery(args.library, sink, args.calls)
     elif args.scenario == "instructions_caller_direct":
