@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -113,7 +112,6 @@ class Analytics:
         self._sender = self._new_sender()
         # The tracking plan: None costs the logging call one check, and nothing else.
         self._plan = self._options.tracking_plan
-        self._plan_lock = threading.Lock()
         self._plan_violations = 0
         self._plan_told: set[tuple[str, ...]] = set()
 
@@ -362,7 +360,7 @@ class Analytics:
         plan = self._plan
         if (
             plan is not None
-            and not plan.quick_ok(call_type, fields)
+            and not plan.quick_ok(call_type, fields, built)
             and self._breaks_plan(built, future, callback)
         ):
             return False
@@ -416,7 +414,7 @@ class Analytics:
         if not problems:
             return False
         reason = self._scrub(describe(problems))
-        with self._plan_lock:
+        with process_lock("plan"):  # per pid: a fork cannot leave it held
             self._plan_violations += 1
             fresh = []
             for problem in problems:

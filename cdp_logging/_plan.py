@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "MAX_DEPTH",
     "PLAN_EXTRA_HINT",
     "PlanError",
     "Problem",
@@ -38,6 +39,7 @@ __all__ = [
     "describe",
     "load_plan",
     "plan_digest",
+    "too_deep",
 ]
 
 PLAN_EXTRA_HINT: Final = "pip install 'cdp_logging[plan]'"
@@ -46,6 +48,18 @@ _MAX_TEXT: Final = 300
 _TOP_KEYS: Final = frozenset({"$schema", "description", "events", "identify", "group"})
 _EVENT_KEYS: Final = frozenset({"description", "properties"})
 _TRAITS_KEYS: Final = frozenset({"description", "traits"})
+# The deepest properties / traits the validator is given. Its walk is recursive in
+# native code: with a recursive schema ($ref), a value nested tens of thousands deep
+# overflows the thread's stack and kills the process, where it should raise. Deeper
+# values are a violation ("too deep to check"); no analytics property is 256 deep.
+MAX_DEPTH: Final = 256
+# What the JSON rule (_json) writes in place of a value it cannot write as it is: a
+# container inside itself ("[Circular]"), nesting past 64 levels ("[Too deep]"), an
+# int of thousands of digits ("<int of N bits>"). In the JSON text of a message, a
+# string starting so is rare; where one is, the raw values the application passed
+# are not what is sent (and may be cyclic or arbitrarily deep), so the shortcut
+# leaves the message to ``check`` on its JSON, which is neither.
+_REPLACED: Final = (b'"[', b'"<int of ')
 # The parts of a message a plan speaks about, by call type: (plan key, message member).
 _TRAIT_CALLS: Final = {"identify": "traits", "group": "traits"}
 
@@ -83,7 +97,10 @@ class Problem:
     key: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.pointer or '/'}: {self.text}"
+        pointer = self.pointer or "/"
+        if len(pointer) > _MAX_TEXT:  # a value 64 levels deep: its start says where
+            pointer = pointer[: _MAX_TEXT - 3] + "..."
+        return f"{pointer}: {self.text}"
 
 
 def describe(problems: list[Problem]) -> str:
@@ -185,8 +202,8 @@ class TrackingPlan:
 
     # -- the logging call's shortcut ---------------------------------------------------
 
-    def quick_ok(self, call_type: object, fields: Mapping[str, Any]) -> bool:
-        """Whether the message built from *fields* certainly keeps the plan.
+    def quick_ok(self, call_type: object, fields: Mapping[str, Any], built: bytes) -> bool:
+        """Whether the message built from *fields* (its JSON: *built*) keeps the plan.
 
         On the raw values the application passed, before they are turned into JSON:
         True only when they already validate (then their JSON does too). False means
@@ -213,6 +230,8 @@ class TrackingPlan:
         validator = part.validator
         if validator is None:
             return True
+        if _REPLACED[0] in built or _REPLACED[1] in built:
+            return False
         try:
             return bool(validator.is_valid({} if bag is None else bag))
         except Exception:  # noqa: BLE001 - a value it cannot read: let check() decide
@@ -248,6 +267,8 @@ class TrackingPlan:
         bag = message.get(part.member)
         if bag is None:
             bag = {}
+        if _too_deep(bag):
+            return [too_deep(part.name, "/" + part.member)]
         return self._problems(part, bag)
 
     def _unplanned(self, event: str) -> Problem:
@@ -313,6 +334,32 @@ class TrackingPlan:
                     )
                 )
         return problems
+
+
+def too_deep(event: str, pointer: str) -> Problem:
+    """The problem of a value nested deeper than the plan is checked (``MAX_DEPTH``)."""
+    return Problem(
+        event,
+        pointer,
+        f"is nested deeper than {MAX_DEPTH} levels, too deep to check against the plan",
+        (event, pointer, "depth"),
+    )
+
+
+def _too_deep(value: object) -> bool:
+    """Whether *value* nests containers more than MAX_DEPTH deep (walked without recursion)."""
+    if type(value) is not dict and not isinstance(value, (Mapping, list, tuple)):
+        return False
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = item.values() if isinstance(item, Mapping) else item
+        for child in children:  # type: ignore[attr-defined]
+            if isinstance(child, (Mapping, list, tuple)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def _first_line(error: BaseException) -> str:

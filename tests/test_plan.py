@@ -20,7 +20,7 @@ import structlog
 
 import cdp_logging
 from cdp_logging import AnalyticsHandler, AnalyticsProcessor, DeliveryError
-from cdp_logging._plan import PlanError, Problem, describe, load_plan
+from cdp_logging._plan import MAX_DEPTH, PlanError, Problem, describe, load_plan
 from cdp_logging._plan_codegen import python_name
 from cdp_logging.cli import main
 from cdp_logging.testing import CapturedMessages, capture_messages
@@ -194,8 +194,33 @@ class TestThePlan:
                 client = cdp_logging.Analytics(WRITE_KEY, "http://127.0.0.1:9", send=False)
                 client.submit(call_type, {"user_id": "u", **given}, 0.0, strict=True)
                 client.close(0)
-            if plan.quick_ok(call_type, given):
+            built = json.dumps(sent[0]).encode()
+            if plan.quick_ok(call_type, given, built):
                 assert [] == plan.check(sent[0]), given
+
+    def test_values_deeper_than_max_depth_are_not_handed_to_the_validator(self) -> None:
+        plan = load_plan(RECURSIVE)
+        deep: list[Any] = []
+        inner = deep
+        for _ in range(MAX_DEPTH + 5):
+            inner.append([])
+            inner = inner[0]
+        [problem] = plan.check(track("E", {"x": deep}))
+        assert ("/properties", "depth") == (problem.pointer, problem.key[-1])
+
+
+# Arrays of arrays, all the way down: the validator follows the data as deep as it goes.
+RECURSIVE: dict[str, Any] = {
+    "events": {
+        "E": {
+            "properties": {
+                "type": "object",
+                "properties": {"x": {"$ref": "#/$defs/n"}, "n": {"type": "integer"}},
+                "$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}},
+            }
+        }
+    }
+}
 
 
 @pytest.fixture
@@ -263,6 +288,40 @@ class TestInTheClient:
         assert client.flush(5)
         assert 0 == client.stats()["plan_violations"]
         assert 39.95 == collector.messages()[0]["properties"]["revenue"]
+
+    def test_cyclic_deep_and_huge_values_are_checked_as_sent(self) -> None:
+        """What the JSON rule replaces is checked as replaced, and a value nested far
+        past the validator's stack (with a recursive schema) never reaches it raw."""
+        errors: list[DeliveryError] = []
+        client = cdp_logging.Analytics(
+            WRITE_KEY,
+            "http://127.0.0.1:9",
+            send=False,
+            tracking_plan=RECURSIVE,
+            plan_mode="drop",
+            on_error=errors.append,
+        )
+        deep: list[Any] = []
+        inner = deep
+        for _ in range(100_000):
+            inner.append([])
+            inner = inner[0]
+        cyclic: list[Any] = []
+        cyclic.append(cyclic)
+        try:
+            with capture_messages() as sent:
+                client.track("u", "E", {"x": [[[]]], "n": 1})
+                client.track("u", "E", {"x": deep})
+                client.track("u", "E", {"x": cyclic})
+                client.track("u", "E", {"n": 10**5000})
+        finally:
+            client.close(0)
+        assert 1 == len(sent)
+        assert 3 == client.stats()["plan_violations"]
+        reasons = [e.reason for e in errors]
+        assert '"[Too deep]" is not of type "array"' in reasons[0]
+        assert "/properties/x/0: " + '"[Circular]" is not of type "array"' in reasons[1]
+        assert "/properties/n: " + '"<int of 16610 bits>" is not of type "integer"' in reasons[2]
 
     def test_handler_from_dictconfig(self, collector: Collector, plan_path: Path) -> None:
         errors: list[DeliveryError] = []
