@@ -13,6 +13,7 @@ back, so ``plan check --module`` can say when the module is older than the plan.
 
 from __future__ import annotations
 
+import builtins
 import json
 import keyword
 import re
@@ -55,6 +56,10 @@ def python_name(name: str) -> str:
     if keyword.iskeyword(text) or keyword.issoftkeyword(text) or text in _MODULE_NAMES:
         text += "_"
     return text
+
+
+def _global_name(name: str) -> str:
+    return name + "_" if hasattr(builtins, name) else name
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -132,8 +137,15 @@ def _docstring(text: str) -> str:
 
 def _event_function(event: str, entry: Mapping[str, Any], name: str) -> list[str]:
     schema = entry.get("properties")
-    listed = schema.get("properties") if isinstance(schema, Mapping) else None
-    required = set(schema.get("required") or []) if isinstance(schema, Mapping) else set()
+    listed: Mapping[str, Any] | None = None
+    required: set[str] = set()
+    if isinstance(schema, Mapping):
+        required = {str(name) for name in schema.get("required") or []}
+        named = schema.get("properties")
+        if isinstance(named, Mapping) or required or schema.get("additionalProperties") is False:
+            # Names the plan requires without describing them are arguments too (of
+            # any type); with additionalProperties false and no names, there are none.
+            listed = {**{name: True for name in required}, **(named or {})}
     lines = [f"def {name}(", "    *,"]
     body: list[str] = []
     taken = set(_CALL_PARAMETERS)
@@ -189,7 +201,9 @@ def generate_module(plan: TrackingPlan, source: str) -> str:
     """The text of the typed module for *plan* (read from *source*, which it names)."""
     events: Mapping[str, Any] = plan.data.get("events") or {}
     taken: set[str] = set()
-    names = {event: _unique(python_name(event), taken) for event in sorted(events)}
+    # A function is a module global: it must not hide a builtin (open, print, id) from
+    # code that star-imports the module. An argument may: it is local to its function.
+    names = {event: _unique(_global_name(python_name(event)), taken) for event in sorted(events)}
     functions: list[str] = []
     for event in sorted(events):
         functions += ["", "", *_event_function(event, events[event], names[event])]

@@ -513,6 +513,7 @@ class TestCodegen:
         plan = {
             "events": {
                 **PLAN["events"],
+                "Open": {"properties": {"type": "object", "additionalProperties": False}},
                 "Coupon Applied": {
                     "properties": {
                         "properties": {
@@ -552,13 +553,14 @@ class TestCodegen:
         (tmp_path / "bad_use.py").write_text(
             textwrap.dedent(
                 """
-                from tracking import coupon_applied, order_completed
+                from tracking import coupon_applied, open_, order_completed
 
                 a = order_completed(user_id="u1", revenue="39.95", sku="B")
                 b = order_completed(user_id="u1", revenue=1, skuu="B")
                 c = order_completed(user_id="u1", revenue=1, sku="B", currency="GBP")
                 d = coupon_applied(code="X")
                 e = coupon_applied(code="X", percent=1, class_="silver")
+                f = open_(user_id="u", anything=1)
                 """
             )
         )
@@ -583,7 +585,7 @@ class TestCodegen:
         )
         lines = [line for line in result.stdout.splitlines() if ": error:" in line]
         assert all(line.startswith("bad_use.py:") for line in lines), result.stdout
-        assert {4, 5, 6, 7, 8} == {int(line.split(":")[1]) for line in lines}, result.stdout
+        assert {4, 5, 6, 7, 8, 9} == {int(line.split(":")[1]) for line in lines}, result.stdout
         assert 'Unexpected keyword argument "skuu"' in result.stdout
         assert 'Missing named argument "percent"' in result.stdout
 
