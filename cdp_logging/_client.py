@@ -558,7 +558,9 @@ class Analytics:
 
         ``queued`` messages were accepted into the queue; each ends ``delivered``
         (or ``not_sent`` with send=False) or ``failed``; ``dropped`` ones never got in;
-        ``pending`` are queued or in flight now; ``errors`` counts messages by code.
+        ``pending`` are queued or in flight now; ``errors`` counts messages by code;
+        ``plan_violations`` counts messages that broke the tracking plan, delivered
+        (``plan_mode="warn"``) or refused (``"drop"``).
         """
         numbers: dict[str, Any] = self._sender.stats()
         errors = self._reporter.counts()
