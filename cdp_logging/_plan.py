@@ -170,9 +170,12 @@ class TrackingPlan:
         problems = _shape_problems(data)
         if problems:
             raise PlanError(source, problems)
+        try:  # a mapping given in Python must be JSON too: it is the same document
+            self.data: dict[str, Any] = json.loads(json.dumps(data, allow_nan=False))
+        except (TypeError, ValueError) as error:
+            raise PlanError(source, [f"/: not JSON ({error})"]) from None
         library = _jsonschema_rs()
         self.source = source
-        self.data: dict[str, Any] = json.loads(json.dumps(data))
         self.digest = plan_digest(self.data)
         compiled: dict[str, _Part] = {}
         for pointer, name, member, schema in _schemas(self.data):

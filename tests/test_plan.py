@@ -158,6 +158,8 @@ class TestThePlan:
                 "/events/E/properties/type: not a valid JSON Schema",
             ),
             ({"identify": {"trait": {}}}, "/identify/trait: not a identify key"),
+            ({"events": {"E": {"properties": {"enum": [{1, 2}]}}}}, "/: not JSON"),
+            ({"events": {"E": {"properties": {"maximum": float("nan")}}}}, "/: not JSON"),
             (
                 {"events": {"E": {"properties": {"$ref": "https://example.com/s.json"}}}},
                 "cannot $ref a remote schema",
