@@ -55,11 +55,16 @@ _TRAITS_KEYS: Final = frozenset({"description", "traits"})
 MAX_DEPTH: Final = 256
 # What the JSON rule (_json) writes in place of a value it cannot write as it is: a
 # container inside itself ("[Circular]"), nesting past 64 levels ("[Too deep]"), an
-# int of thousands of digits ("<int of N bits>"). In the JSON text of a message, a
-# string starting so is rare; where one is, the raw values the application passed
-# are not what is sent (and may be cyclic or arbitrarily deep), so the shortcut
-# leaves the message to ``check`` on its JSON, which is neither.
+# int of thousands of digits ("<int of N bits>"). Where one is, the raw values the
+# application passed are not what is sent, and may be cyclic or arbitrarily deep: a
+# schema that follows a $ref would follow them until the stack overflows. For such a
+# schema the shortcut looks for these in the JSON text (a string starting so is rare)
+# and leaves the message to ``check`` on its JSON, which is neither. A schema without
+# $ref looks only as deep as it is written, so the search (most of the shortcut's
+# cost) is skipped; the raw values then decide, except in a schema that reaches into
+# a cycle or a 4,000-digit int, where the JSON holds the marker text instead.
 _REPLACED: Final = (b'"[', b'"<int of ')
+_REFERENCES: Final = ('"$ref"', '"$dynamicRef"', '"$recursiveRef"')
 # The parts of a message a plan speaks about, by call type: (plan key, message member).
 _TRAIT_CALLS: Final = {"identify": "traits", "group": "traits"}
 
@@ -151,6 +156,7 @@ class _Part:
     name: str  # the event name, or identify / group
     member: str  # properties or traits
     validator: Any  # a jsonschema_rs validator, or None when anything goes
+    follows_refs: bool = False  # it may recurse as deep as the value goes
 
 
 class TrackingPlan:
@@ -189,7 +195,9 @@ class TrackingPlan:
                         f"{pointer}{_pointer(inner)}: not a valid JSON Schema: {_first_line(error)}"
                     )
                     continue
-            compiled[name] = _Part(name.lstrip("\0"), member, validator)
+            text = json.dumps(schema)
+            follows = any(word in text for word in _REFERENCES)
+            compiled[name] = _Part(name.lstrip("\0"), member, validator, follows)
         if problems:
             raise PlanError(source, problems)
         events = self.data.get("events")
@@ -233,7 +241,7 @@ class TrackingPlan:
         validator = part.validator
         if validator is None:
             return True
-        if _REPLACED[0] in built or _REPLACED[1] in built:
+        if part.follows_refs and (_REPLACED[0] in built or _REPLACED[1] in built):
             return False
         try:
             return bool(validator.is_valid({} if bag is None else bag))
