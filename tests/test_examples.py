@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cdp_logging._plan import load_plan
+from cdp_logging._plan_codegen import generate_module
 from cdp_logging.collector import Collector
 
 from .conftest import ROOT, WRITE_KEY
@@ -106,6 +108,10 @@ class TestTrackingPlanExample:
             check=False,
         )
         assert 0 == done.returncode, done.stdout + done.stderr
+        # And it is what the generator writes now, not only from the same plan.
+        plan = load_plan(examples / "tracking-plan.json")
+        expected = generate_module(plan, "tracking-plan.json")
+        assert expected == (examples / "shop_tracking.py").read_text()
 
     def test_the_suite_keeps_the_plan_and_reports_coverage(self, collector: Collector) -> None:
         done = run_python_against(
