@@ -69,11 +69,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a tracking plan (JSON): fail tests that track messages breaking it, and "
         "report which planned events the suite fired",
     )
-    parser.addini("cdp_plan", "the tracking plan file for --cdp-plan", default="")
+    # "paths": relative to the ini file, wherever pytest is started from.
+    parser.addini("cdp_plan", "the tracking plan file for --cdp-plan", type="paths", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    path = config.getoption("--cdp-plan") or config.getini("cdp_plan")
+    given = config.getoption("--cdp-plan")
+    in_ini = config.getini("cdp_plan")
+    path = given if given else (in_ini[0] if in_ini else None)
     if not path:
         return
     try:

@@ -700,7 +700,7 @@ class TestPytestPlugin:
         plan = json.loads(plan_path.read_text())
         plan["events"]["Never Fired"] = {}
         plan_path.write_text(json.dumps(plan))
-        (tmp_path / "pytest.ini").write_text(f"[pytest]\ncdp_plan = {plan_path}\n")
+        (tmp_path / "pytest.ini").write_text(f"[pytest]\ncdp_plan = {plan_path.name}\n")
         result = self.run_suite(tmp_path, "-n", "2")
         out = result.stdout
         assert "1 failed, 2 passed" in out, out
