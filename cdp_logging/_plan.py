@@ -45,6 +45,8 @@ __all__ = [
 PLAN_EXTRA_HINT: Final = "pip install 'cdp_logging[plan]'"
 # A value quoted in a reason is cut here: a 30 kB string must not become a 30 kB line.
 _MAX_TEXT: Final = 300
+# Problems named in one reason: a message with 500 unplanned properties is one line.
+_MAX_SHOWN: Final = 10
 _TOP_KEYS: Final = frozenset({"$schema", "description", "events", "identify", "group"})
 _EVENT_KEYS: Final = frozenset({"description", "properties"})
 _TRAITS_KEYS: Final = frozenset({"description", "traits"})
@@ -115,7 +117,10 @@ def describe(problems: list[Problem]) -> str:
     event = problems[0].event
     what = "identify" if event == "identify" else "group" if event == "group" else f"{event!r}"
     subject = what if event in _TRAIT_CALLS else f"track {what}"
-    return f"{subject} breaks the tracking plan: " + "; ".join(str(p) for p in problems)
+    shown = "; ".join(str(p) for p in problems[:_MAX_SHOWN])
+    if len(problems) > _MAX_SHOWN:
+        shown += f"; and {len(problems) - _MAX_SHOWN} more"
+    return f"{subject} breaks the tracking plan: {shown}"
 
 
 def plan_digest(data: Mapping[str, Any]) -> str:

@@ -128,6 +128,15 @@ class TestThePlan:
         assert [p.key for p in first] == [p.key for p in second]
         assert first[0].text != second[0].text
 
+    def test_a_reason_names_ten_problems_and_counts_the_rest(self) -> None:
+        plan = load_plan(PLAN)
+        extra = {f"unplanned_{n:02d}": n for n in range(30)}
+        problems = plan.check(track("Order Completed", {**GOOD, **extra}))
+        assert 30 == len(problems)
+        reason = describe(problems)
+        assert reason.endswith("; and 20 more")
+        assert 10 == reason.count("is not in the plan")
+
     def test_json_pointer_escapes_slash_and_tilde(self) -> None:
         plan = load_plan(
             {"events": {"E": {"properties": {"properties": {"a/b~c": {"type": "integer"}}}}}}
