@@ -7,6 +7,7 @@ exit hook deliver what it still holds. Key and host from CDP_WRITE_KEY / CDP_HOS
 Its events follow ``tracking-plan.json`` (README, "Tracking plan"): the handler checks
 each one at the logging call, and ``shop_tracking`` (``cdp-logging plan codegen
 tracking-plan.json -o shop_tracking.py``) makes a wrong property a mypy error here.
+The plan needs the validator: ``pip install 'cdp_logging[plan]'``.
 """
 
 from __future__ import annotations
