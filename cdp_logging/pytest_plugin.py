@@ -13,7 +13,7 @@ the controller adds up what they fired.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, Final
 
 import pytest
@@ -27,6 +27,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_configure",
     "pytest_runtest_call",
+    "pytest_runtest_makereport",
     "pytest_sessionfinish",
     "pytest_terminal_summary",
     "pytest_testnodedown",
@@ -51,6 +52,9 @@ class _PlanWatch:
         self.plan = plan
         self.fired: set[str] = set()
         self.violations: list[list[Problem]] = []
+        # One bound method, kept: each ``self.see`` is a new object, and unwatch()
+        # removes the very object watch() was given.
+        self.watcher = self.see
 
     def see(self, message: dict[str, Any]) -> None:
         if message.get("type") == "track" and isinstance(message.get("event"), str):
@@ -86,29 +90,44 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_PLAN_KEY] = _PlanWatch(plan)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Watch what the test tracks; fail it (in its own call phase) for a violation."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Watch what the test tracks, from the start of its call phase."""
     watch = item.config.stash.get(_PLAN_KEY, None)
-    if watch is None:
-        return (yield)
+    if watch is not None:
+        watch.violations = []
+        _capture.watch(watch.watcher)
+
+
+# An old-style wrapper, which every pytest and pluggy knows: the plugin loads in every
+# suite of every project that installs the package, not only in those with a plan.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Fail the call phase of a test that tracked a message breaking the plan."""
+    outcome = yield
+    watch = item.config.stash.get(_PLAN_KEY, None)
+    if watch is None or call.when != "call":
+        return
+    _capture.unwatch(watch.watcher)
+    if not watch.violations:
+        return
+    lines = [describe(problems) for problems in watch.violations[:20]]
+    more = len(watch.violations) - len(lines)
+    if more:
+        lines.append(f"... and {more} more")
+    text = (
+        f"tracked {len(watch.violations)} message(s) breaking the tracking plan "
+        f"{watch.plan.source}:\n" + "\n".join(lines)
+    )
     watch.violations = []
-    _capture.watch(watch.see)
-    try:
-        result = yield
-    finally:
-        _capture.unwatch(watch.see)
-    if watch.violations:
-        lines = [describe(problems) for problems in watch.violations[:20]]
-        more = len(watch.violations) - len(lines)
-        if more:
-            lines.append(f"... and {more} more")
-        pytest.fail(
-            f"tracked {len(watch.violations)} message(s) breaking the tracking plan "
-            f"{watch.plan.source}:\n" + "\n".join(lines),
-            pytrace=False,
-        )
-    return result
+    report = outcome.get_result()
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = text
+    else:  # failed anyway: the plan's word goes beside the test's own
+        report.sections.append(("tracking plan", text))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

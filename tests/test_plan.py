@@ -677,6 +677,11 @@ def test_breaks_the_plan():
 
 def test_tracks_nothing():
     pass
+
+
+def test_fails_and_breaks_the_plan():
+    log.info("track", extra={"user_id": "u", "event": "Signed Upp"})
+    assert 1 == 2
 """
 
 
@@ -698,9 +703,16 @@ class TestPytestPlugin:
         result = self.run_suite(tmp_path, "--cdp-plan", str(plan_path))
         out = result.stdout
         assert 1 == result.returncode, out
-        assert "1 failed, 2 passed" in out
+        assert "2 failed, 2 passed" in out
         assert "FAILED test_suite.py::test_breaks_the_plan" in out
         assert "/properties/revenue" in out
+        # A test failing anyway has the plan's word beside its own.
+        assert "FAILED test_suite.py::test_fails_and_breaks_the_plan - assert 1 == 2" in out
+        assert "- tracking plan -" in out
+        assert '"Signed Upp" is not a planned event' in out
+        # Each message is seen once, whichever test of the run tracked it.
+        assert "tracked 1 message(s) breaking the tracking plan" in out
+        assert "tracked 2 message(s)" not in out
         assert (
             "tracking plan coverage: 2 of 2 planned events fired" in out
         )  # a violating event still fired
@@ -712,14 +724,14 @@ class TestPytestPlugin:
         (tmp_path / "pytest.ini").write_text(f"[pytest]\ncdp_plan = {plan_path.name}\n")
         result = self.run_suite(tmp_path, "-n", "2")
         out = result.stdout
-        assert "1 failed, 2 passed" in out, out
+        assert "2 failed, 2 passed" in out, out
         assert (
             "tracking plan coverage: 2 of 3 planned events fired; never fired: Never Fired" in out
         )
 
     def test_without_a_plan_nothing_changes(self, tmp_path: Path) -> None:
         result = self.run_suite(tmp_path)
-        assert 0 == result.returncode, result.stdout
+        assert "1 failed, 3 passed" in result.stdout  # only the test that fails anyway
         assert "tracking plan coverage" not in result.stdout
 
     def test_a_bad_plan_is_a_usage_error(self, tmp_path: Path) -> None:
