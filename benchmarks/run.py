@@ -395,6 +395,8 @@ INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("delivery_direct", ("cdp",)),
     # scenarios.py's STAGES: the handler's path cut short, for the breakdown table.
     *((f"stage_{stage}", ("cdp",)) for stage in ("found", "rules", "built", "queued")),
+    # queued again, with a tracking plan of 20 events: what the plan adds to a call.
+    ("stage_queued_plan", ("cdp",)),
 )
 # The measures that send to a sink (each run gets one of its own); the rest send nothing.
 DELIVERY_MEASURES = ("delivery", "delivery_direct")
@@ -415,6 +417,11 @@ INSTRUCTION_ROWS: tuple[Row, ...] = (
     Row("(e) caller instructions per call", INSTRUCTIONS, "caller_per_call"),
     Row("(e) same, a request's context bound", INSTRUCTIONS, "caller_bound_per_call"),
     Row("(e) bound minus nothing bound, per call", INSTRUCTIONS, "bound_extra_per_call"),
+    Row(
+        "(e) a tracking plan of 20 events adds, per call (queued stage)",
+        INSTRUCTIONS,
+        "plan_extra_per_call",
+    ),
     Row("(e) instructions per delivered event, whole process", INSTRUCTIONS, "delivery_per_event"),
     Row(
         "(e) caller, direct track() (segment: its track())", INSTRUCTIONS, "caller_direct_per_call"
@@ -534,6 +541,12 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
         bound, unbound = metrics.get("caller_bound_per_call"), metrics.get("caller_per_call")
         if isinstance(bound, float) and isinstance(unbound, float):
             metrics["bound_extra_per_call"] = bound - unbound
+        planned = metrics.get("stage_queued_plan_per_call")
+        queued = metrics.get("stage_queued_per_call")
+        if isinstance(planned, float) and isinstance(queued, float):
+            metrics["plan_extra_per_call"] = planned - queued
+            if isinstance(unbound, float):
+                metrics["plan_extra_share"] = (planned - queued) / unbound
         if library == "segment":
             # segment has one front door, its direct track(): the same figures stand in
             # the direct rows, so cdp's direct call shows its ratio to them.
@@ -602,6 +615,9 @@ def _instruction_problems(runs: dict[tuple[str, str, int], dict[str, Any]]) -> l
                     f"{where}: the 2N run made no more requests than the N run, so the "
                     "per-event figure counts no HTTP (a shorter --switch-interval helps)"
                 )
+        violations = result.get("library_stats", {}).get("plan_violations", 0)
+        if violations:
+            found.append(f"{where}: {violations} calls broke the tracking plan")
         if result.get("consumer_threads_alive"):
             found.append(f"{where}: segment's consumer thread runs with send=False")
     return found
@@ -667,6 +683,12 @@ def measure_instructions(
     found = _instruction_problems(runs)
     print()
     print(table_text)
+    share = value(results, INSTRUCTIONS, "cdp", "plan_extra_share")
+    if share is not None:
+        print(
+            f"\n(a tracking plan of 20 events: {share:+.1%} of the caller's instructions "
+            "per logged call)"
+        )
     print()
     print(parts_text)
     print(f"\n{len(plan)} valgrind processes in {elapsed:.0f} s, {jobs} at a time")

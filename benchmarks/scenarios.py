@@ -64,6 +64,7 @@ INSTRUCTION_SCENARIOS = (
     "instructions_caller_direct",
     "instructions_delivery_direct",
     *(f"instructions_stage_{stage}" for stage in STAGES),
+    "instructions_stage_queued_plan",
 )
 # cdp only: the caller with and without a request's context bound (issue #10), run beside
 # ``caller`` in the same repeat.
@@ -663,6 +664,30 @@ def instructions_caller_bound(library: str, host: str, calls: int) -> dict[str, 
     return {**result, "bound": True}
 
 
+def plan_of_20_events() -> dict[str, Any]:
+    """A tracking plan of 20 events, the measured call's among them, each with a typical
+    schema: typed properties, two required, no others allowed."""
+    events: dict[str, Any] = {}
+    for number in range(20):
+        name = "Purchased an Item" if number == 7 else f"Planned Event {number}"
+        events[name] = {
+            "description": "Tracked when the thing happens.",
+            "properties": {
+                "type": "object",
+                "properties": {
+                    "revenue": {"type": "number", "minimum": 0},
+                    "sku": {"type": "string", "maxLength": 64},
+                    "currency": {"enum": ["EUR", "USD", "GBP"]},
+                    "quantity": {"type": "integer", "minimum": 1},
+                    "coupon": {"type": ["string", "null"]},
+                },
+                "required": ["revenue", "sku"],
+                "additionalProperties": False,
+            },
+        }
+    return {"events": events}
+
+
 def instructions_delivery(library: str, sink: str, calls: int) -> dict[str, Any]:
     """*calls* events at default settings against the sink, then wait until delivered.
 
@@ -740,17 +765,23 @@ def instructions_stage(stage: str, calls: int) -> dict[str, Any]:
     * built: ``submit`` only runs ``build``, encoder and all.
     * queued: the whole ``submit`` with ``send=False``, the sender taking full batches
       (2,500) and settling them unsent: everything but the HTTP request.
+    * queued_plan: queued, with a tracking plan of 20 events that every call keeps. Not
+      a step of the breakdown: queued_plan minus queued is what the plan adds to a call,
+      measured where the sender thread's share is smallest and steadiest (the caller
+      measure's sender settles small batches, whose number moves with the machine).
 
     The ``delivery`` measure is the next stage: everything, sent to the sink.
     """
     from cdp_logging._core import calls as _calls
     from cdp_logging._core import serialise as _json
 
-    if stage not in STAGES:
+    if stage not in (*STAGES, "queued_plan"):
         raise SystemExit(f"unknown stage {stage!r}")
     options: dict[str, Any] = {"send": False, "max_queue_size": 4 * calls}
-    if stage == "queued":
+    if stage in ("queued", "queued_plan"):
         options.update(max_events_in_batch=2_500, flush_interval=3_600)
+    if stage == "queued_plan":
+        options.update(tracking_plan=plan_of_20_events())
     log, handler = make_cdp(UNUSED_STAGE_HOST, **options)
     client = handler.client
     if stage == "rules":
@@ -776,7 +807,7 @@ def instructions_stage(stage: str, calls: int) -> dict[str, Any]:
         track_by_logging(log)
     flushed = bool(client.flush(timeout=FLUSH_TIMEOUT_CDP))
     stats = client.stats()
-    if stage == "queued":
+    if stage in ("queued", "queued_plan"):
         reached[0] = int(stats["queued"])
     return {
         "calls": calls,

@@ -31,14 +31,16 @@ from ._core.errors import (
     CLOSED,
     INVALID_MESSAGE,
     MESSAGE_TOO_LARGE,
+    PLAN_VIOLATION,
     QUEUE_FULL,
     REENTRANT,
     DeliveryError,
 )
 from ._core.options import ClientOptions, Options, build_options
 from ._core.pipeline import make_build
+from ._core.plan import describe
 from ._core.process import exit_hook_ran, process_lock, register_client, sending_threads
-from ._core.report import Reporter
+from ._core.report import Reporter, warn
 from ._core.secrets import Scrubber
 from ._core.serialise import decode
 from ._delivery.future import CallFuture
@@ -52,8 +54,11 @@ Callback = Callable[[Exception | None, dict[str, Any]], object]
 
 # Refused before they were queued; every other code is a failure of a queued message.
 _DROP_CODES = frozenset(
-    {QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, BEFORE_SEND}
+    {QUEUE_FULL, CLOSED, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, BEFORE_SEND, PLAN_VIOLATION}
 )
+# plan_mode="warn" tells each distinct problem once; past this many, a process logging a
+# fresh event name per call would grow the set without end, so it stops telling.
+_MAX_PLAN_PROBLEMS_TOLD = 1000
 
 
 def _scrubber(write_key: str, *others: str) -> Scrubber:
@@ -118,6 +123,10 @@ class Analytics:
         self._delivering_after_exit: int | None = None
         self._sender = self._new_sender()
         register_client(self)
+        # The tracking plan: None costs the logging call one check, and nothing else.
+        self._plan = self._options.tracking_plan
+        self._plan_violations = 0
+        self._plan_told: set[tuple[str, ...]] = set()
 
     def _new_sender(self, carried: dict[str, int] | None = None) -> Sender:
         options = self._options
@@ -374,6 +383,13 @@ class Analytics:
                     built = DeliveryError(built.code, reason, messages=built.messages)
                 self._refuse(built, future, callback)
             return False
+        plan = self._plan
+        if (
+            plan is not None
+            and not plan.quick_ok(call_type, fields, built)
+            and self._breaks_plan(built, future, callback)
+        ):
+            return False
         if _capture.capturing() and self._captured(built, future, callback):
             return True
         entry: bytes | Tracked = built
@@ -408,6 +424,41 @@ class Analytics:
         wants = future is not None or callback is not None or self._reporter.wants_errors
         messages = [decode(built)] if wants else []
         self._refuse(DeliveryError(refused, reason, messages=messages), future, callback)
+        return False
+
+    def _breaks_plan(
+        self, built: bytes, future: Future[dict[str, Any]] | None, callback: Callback | None
+    ) -> bool:
+        """Check *built* against the plan, exactly (on its JSON); True when it is refused.
+
+        Only for messages the shortcut could not clear, so the cost of decoding is paid
+        by messages that (nearly always) break the plan, not by every call.
+        """
+        plan = self._plan
+        assert plan is not None  # only called with a plan
+        message = decode(built)
+        problems = plan.check(message)
+        if not problems:
+            return False
+        reason = self._scrub(describe(problems))
+        with process_lock("plan"):  # per pid: a fork cannot leave it held
+            self._plan_violations += 1
+            fresh = []
+            for problem in problems:
+                told = self._plan_told
+                if problem.key not in told and len(told) < _MAX_PLAN_PROBLEMS_TOLD:
+                    told.add(problem.key)
+                    fresh.append(problem)
+        if self._options.plan_mode == "drop":
+            self._refuse(
+                DeliveryError(PLAN_VIOLATION, reason, messages=[message]), future, callback
+            )
+            return True
+        if fresh and self._options.stderr_warnings:
+            warn(
+                f"delivered, but {self._scrub(describe(fresh))} (plan_mode='warn'; "
+                "each distinct problem is told once)"
+            )
         return False
 
     def _resubmit(self, entry: bytes | Tracked, urgent: bool) -> str | None:
@@ -593,6 +644,8 @@ class Analytics:
         (or ``not_sent`` with send=False) or ``failed``; ``dropped`` ones never got in;
         ``pending`` are queued or in flight now; ``errors`` counts messages by code;
         ``filtered`` were dropped on purpose by a ``before_send`` hook (not an error).
+        ``plan_violations`` counts messages that broke the tracking plan, delivered
+        (``plan_mode="warn"``) or refused (``"drop"``).
         """
         numbers: dict[str, Any] = self._sender.stats()
         errors = self._reporter.counts()
@@ -600,6 +653,7 @@ class Analytics:
         numbers["failed"] = sum(n for code, n in errors.items() if code not in _DROP_CODES)
         numbers["errors"] = errors
         numbers["filtered"] = self._filtered if self._filtered_pid == getpid() else 0
+        numbers["plan_violations"] = self._plan_violations
         return numbers
 
     def __enter__(self) -> Analytics:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Final
 
-from . import __version__
+from . import __version__, _plan_cli
 from ._client import Analytics
 from ._core.buffer_option import REDIS_SCHEMES, parse_redis_url
 from ._core.errors import HTTP_STATUS, NETWORK, DeliveryError
@@ -65,6 +65,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
             "  CDP_WRITE_KEY=... cdp-logging send --host https://cdp-eu.customer.io\n"
             "  CDP_WRITE_KEY=... cdp-logging relay --buffer redis://redis.internal:6379/0\n"
             "  CDP_WRITE_KEY=... cdp-logging drain /var/lib/app/cdp-buffer.db\n"
+            "  cdp-logging plan check tracking-plan.json events.jsonl\n"
             "\n"
             "exit status: 0 success, 1 failure (event not delivered, port taken, bad database),"
             " 2 usage error"
@@ -181,7 +182,24 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="SECONDS",
         help="give up (keeping the rest in the file) after this long (%(default)s)",
     )
-    return parser, {"collect": collect, "send": send, "relay": relay, "drain": drain}
+    plan = commands.add_parser(
+        "plan",
+        help="a tracking plan: infer one from traffic, check it, generate typed code",
+        description=(
+            "Tracking plans (the tracking_plan option): 'infer' writes one from observed "
+            "messages, 'check' validates it and messages against it (exit 0 / 1 / 2), "
+            "'codegen' writes a typed module. Checking needs the plan extra: "
+            "pip install 'cdp_logging[plan]'."
+        ),
+    )
+    _plan_cli.add_arguments(plan)
+    return parser, {
+        "collect": collect,
+        "send": send,
+        "relay": relay,
+        "drain": drain,
+        "plan": plan,
+    }
 
 
 def _credentials(parser: argparse.ArgumentParser) -> None:
@@ -394,5 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _relay(args, commands["relay"])
     if args.command == "drain":
         return _drain(args, commands["drain"])
+    if args.command == "plan":
+        return _plan_cli.run(args, commands["plan"])
     parser.print_help(sys.stderr)
     return 2

@@ -41,6 +41,7 @@ def test_every_example_of_the_page_runs(page: Path, tmp_path: Path) -> None:
         "import os, sys\n"
         "CDP_HOST = os.environ['CDP_HOST']\n"
         "CDP_WRITE_KEY = os.environ['CDP_WRITE_KEY']\n"
+        f"PLAN_PATH = {str(ROOT / 'examples' / 'tracking-plan.json')!r}\n"
         f"os.chdir({str(tmp_path)!r})\n"
         f"sys.path.insert(0, {str(ROOT / 'examples')!r})\n"
     )

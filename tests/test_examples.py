@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from cdp_logging._core.plan import load_plan
+from cdp_logging._plan_codegen import generate_module
 from cdp_logging.collector import Collector
 
 from .conftest import ROOT, WRITE_KEY
@@ -80,3 +84,72 @@ def test_user_style_example_test_passes(collector: Collector) -> None:
 
     assert 0 == done.returncode, done.stdout + done.stderr
     assert [] == collector.messages()
+
+
+class TestTrackingPlanExample:
+    """README's worked example: the Flask app's plan, its generated module, its tests."""
+
+    def test_the_generated_module_matches_the_plan(self) -> None:
+        examples = ROOT / "examples"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cdp_logging",
+                "plan",
+                "check",
+                str(examples / "tracking-plan.json"),
+                "--module",
+                str(examples / "shop_tracking.py"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert 0 == done.returncode, done.stdout + done.stderr
+        # And it is what the generator writes now, not only from the same plan.
+        plan = load_plan(examples / "tracking-plan.json")
+        expected = generate_module(plan, "tracking-plan.json")
+        assert expected == (examples / "shop_tracking.py").read_text()
+
+    def test_the_suite_keeps_the_plan_and_reports_coverage(self, collector: Collector) -> None:
+        done = run_python_against(
+            collector,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "examples/test_flask_app.py",
+            "--cdp-plan",
+            "examples/tracking-plan.json",
+        )
+        assert 0 == done.returncode, done.stdout + done.stderr
+        assert (
+            "tracking plan coverage: 1 of 2 planned events fired; never fired: Checkout Started"
+            in done.stdout
+        )
+
+    def test_an_edited_plan_fails_the_test_that_breaks_it(
+        self, collector: Collector, tmp_path: Path
+    ) -> None:
+        plan = json.loads((ROOT / "examples" / "tracking-plan.json").read_text())
+        plan["events"]["Order Completed"]["properties"]["properties"]["total"]["minimum"] = 50
+        edited = tmp_path / "plan.json"
+        edited.write_text(json.dumps(plan))
+        done = run_python_against(
+            collector,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "examples/test_flask_app.py",
+            "--cdp-plan",
+            str(edited),
+        )
+        assert 1 == done.returncode, done.stdout + done.stderr
+        assert "FAILED examples/test_flask_app.py::test_checkout_is_tracked" in done.stdout
+        assert "/properties/total: 39.95 is less than the minimum of 50" in done.stdout
+        assert [] == collector.messages()

@@ -192,6 +192,8 @@ class TestOneSource:
             "before_send": [print],
             "redact": ["traits.email"],
             "context": {"app": {"name": "shop"}},
+            "tracking_plan": {"events": {"E": {}}},
+            "plan_mode": "drop",
         }
         # The built-in transport's settings, which a transport= given refuses.
         network: dict[str, Any] = {
@@ -210,7 +212,10 @@ class TestOneSource:
                     expected = converted.get(name, lambda v: v)(value)
                     if name == "retry":
                         expected = dataclasses.replace(value, max_retries=2)
-                    assert expected == getattr(options, name), (door, name)
+                    actual = getattr(options, name)
+                    if name == "tracking_plan":  # loaded at construction
+                        actual = actual.data
+                    assert expected == actual, (door, name)
                 assert "http://127.0.0.1:9" == options.host
                 made.close() if isinstance(made, cdp_logging.Analytics) else made.client.close()
 

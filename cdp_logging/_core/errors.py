@@ -19,6 +19,7 @@ __all__ = [
     "KEPT",
     "MESSAGE_TOO_LARGE",
     "NETWORK",
+    "PLAN_VIOLATION",
     "QUEUE_FULL",
     "REENTRANT",
     "SHUTDOWN_TIMEOUT",
@@ -47,6 +48,11 @@ REENTRANT: Final = "reentrant"
 # Not delivered by this process, and not lost: kept in a durable buffer (an SQLite file,
 # a Redis stream) for another process to deliver, which this one will not hear about.
 KEPT: Final = "kept"
+# The message breaks the tracking plan and plan_mode="drop" refused it at the call
+# (with plan_mode="warn" it is delivered, and only counted and told).
+PLAN_VIOLATION: Final = "plan_violation"
+
+
 # A before_send hook raised (or returned something that is not a message): the message
 # is not sent, since sending it unfiltered could send what the hook exists to remove.
 BEFORE_SEND: Final = "before_send"
@@ -66,6 +72,7 @@ ErrorCode: TypeAlias = Literal[
     "reentrant",
     "kept",
     "before_send",
+    "plan_violation",
 ]
 CODES: Final[frozenset[str]] = frozenset(get_args(ErrorCode))
 

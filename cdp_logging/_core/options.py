@@ -22,6 +22,7 @@ from .buffer_option import MEMORY, parse_buffer, sqlite_path
 from .errors import DeliveryError
 from .network import OAuthSettings, parse_headers, parse_oauth, parse_proxies, parse_verify
 from .pipeline import Hook, parse_before_send, parse_context, parse_redact
+from .plan import TrackingPlan, load_plan
 from .protocol import CALL_TYPES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
 from .retry import DEFAULT_RETRY, RetryPolicy
 
@@ -37,10 +38,12 @@ __all__ = [
     "DEFAULT_MAX_QUEUE_BYTES",
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_PLAN_MODE",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "ENV_HOST",
     "ENV_WRITE_KEY",
+    "PLAN_MODES",
     "ClientOptions",
     "Options",
     "build_options",
@@ -62,6 +65,9 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
 # Durable buffer: where queued messages live, and the bound on its file.
 DEFAULT_BUFFER: Final = MEMORY
 DEFAULT_MAX_BUFFER_BYTES: Final = 64 * 1024 * 1024
+# A tracking plan's violations: delivered and told (warn), or refused at the call (drop).
+PLAN_MODES: Final = ("warn", "drop")
+DEFAULT_PLAN_MODE: Final = "warn"
 # The smallest durable buffer: a quarter goes to the WAL, and a file this size still
 # holds a few hundred messages.
 MIN_BUFFER_BYTES: Final = 256 * 1024
@@ -104,6 +110,8 @@ class ClientOptions(TypedDict, total=False):
     verify: bool | str | None
     headers: Mapping[str, str] | None
     oauth: Mapping[str, str] | None
+    tracking_plan: str | os.PathLike[str] | Mapping[str, Any] | TrackingPlan | None
+    plan_mode: str
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,10 @@ class Options:
     verify: bool | str | None = None
     headers: dict[str, str] | None = field(repr=False, default=None)
     oauth: OAuthSettings | None = field(repr=False, default=None)
+    # Loaded and checked at construction: a bad plan is a ValueError then, not a
+    # warning at every call.
+    tracking_plan: TrackingPlan | None = field(repr=False, default=None)
+    plan_mode: str = DEFAULT_PLAN_MODE
 
     @property
     def endpoint(self) -> str:
@@ -260,6 +272,25 @@ def _transport(value: object) -> Any:
     return value
 
 
+def _tracking_plan(value: object) -> TrackingPlan | None:
+    if value is None or value == "":
+        return None  # dictConfig from INI or an unset variable: no plan
+    if not isinstance(value, (str, os.PathLike, Mapping, TrackingPlan)):
+        raise ValueError(
+            f"tracking_plan must be a plan file's path or a mapping, got {type(value).__name__}"
+        )
+    try:
+        return load_plan(value)
+    except (ImportError, ValueError) as error:
+        raise ValueError(f"tracking_plan: {error}") from None
+
+
+def _plan_mode(value: object) -> str:
+    if value not in PLAN_MODES:
+        raise ValueError(f"plan_mode must be one of {', '.join(PLAN_MODES)}, got {value!r}")
+    return str(value)
+
+
 OPTION_NAMES: Final = frozenset(ClientOptions.__optional_keys__)
 
 
@@ -359,4 +390,6 @@ def build_options(
         verify=parse_verify(given("verify")),
         headers=parse_headers(given("headers")),
         oauth=parse_oauth(given("oauth")),
+        tracking_plan=_tracking_plan(given("tracking_plan")),
+        plan_mode=_plan_mode(given("plan_mode", DEFAULT_PLAN_MODE)),
     )

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from .report import warn
@@ -37,8 +38,11 @@ __all__ = [
     "MESSAGE_IDS",
     "Member",
     "MessageIds",
+    "Watcher",
+    "capture_active",
     "capture_lock",
     "capture_sinks",
+    "capture_watchers",
     "clients",
     "close_all",
     "deliver_at_multiprocessing_exit",
@@ -79,6 +83,12 @@ MESSAGE_IDS: Final = MessageIds()
 # Every active capture's list (``testing.capture_messages``), outermost first: nested
 # captures all see a message. Read without the lock on the hot path (``bool``).
 capture_sinks: list[list[dict[str, Any]]] = []
+# Functions that see every accepted message and take none (the pytest plugin's plan
+# check): the message is still queued, or captured, as it would have been.
+Watcher = Callable[[dict[str, Any]], object]
+capture_watchers: list[Watcher] = []
+# Sinks and watchers together: what the hot path's one check reads.
+capture_active: list[object] = []
 capture_lock = threading.Lock()
 
 # What warn_once has told this process, so a mistake repeated in a loop is one line.
@@ -264,6 +274,8 @@ def reset_for_tests() -> None:
     _PROCESS_LOCKS.clear()
     sending_threads.clear()
     capture_sinks.clear()
+    capture_watchers.clear()
+    capture_active.clear()
     _told.clear()
     MESSAGE_IDS.reseed()
     _process_pid = os.getpid()
