@@ -298,6 +298,11 @@ class Sender:
             with self._lock:
                 if self._thread is threading.current_thread():
                     self._thread = None  # a later call starts a new one, unless closed
+            if self.closed and self._ledger.progress.wait(self._close_target, 0.0):
+                # A close() made under logging's lock (dictConfig replacing this handler)
+                # leaves the last batches to this thread: now they are settled, nobody
+                # else would give the connection back (contract 18).
+                self._release()
 
     def _next_batch(self) -> Batch | None:
         """Wait until a flush is due, then take one request's worth."""
@@ -614,12 +619,22 @@ class Sender:
             progress.wait(self._close_target, self._close_deadline)
             self._abandon_leftovers()
             if progress.wait(self._close_target, self._clock.monotonic()):
-                self._queue.release()
-                if self._owns_transport:
-                    self._transport.close()
+                self._release()
         # Under the lock (dictConfig), batches handed to the sender thread stay its
         # own: it retries them until the close deadline, then reports what is left.
         self._reporter.summarise()
+
+    def _release(self) -> None:
+        """Give back the buffer's and the transport's resources, once everything is settled.
+
+        Called by close() when it saw everything settled, or by the sender thread when it
+        ends after a close() that could not wait (under logging's lock): whichever is
+        last. Idempotent: the buffer's ``release`` and a transport's ``close`` may run
+        twice when both see it settled at once, and both are safe to repeat.
+        """
+        self._queue.release()
+        if self._owns_transport:
+            self._transport.close()
 
     def _timeout_words(self) -> str:
         """The close deadline as a report names it: the timeout close() was given."""
