@@ -105,12 +105,16 @@ class DeclaredPlan:
         if kind == "track" and planned is not None:
             event = message.get("event")
             name = event if isinstance(event, str) else repr(event)
-            if name in planned:
-                self._seen[("track", name)] += 1
-            elif name in self._unplanned or len(self._unplanned) < MAX_SCHEMAS:
-                self._unplanned[name] += 1
-            else:
-                self._left_out += 1
+            if name not in planned:
+                # Its one problem is its name: counted here, not among the pointers, so
+                # that the pointers stay bounded by the plan's own size.
+                self._checked += 1
+                if name in self._unplanned or len(self._unplanned) < MAX_SCHEMAS:
+                    self._unplanned[name] += 1
+                else:
+                    self._left_out += 1
+                return
+            self._seen[("track", name)] += 1
         elif kind in _TRAIT_CALLS and self._checker.data.get(str(kind)) is not None:
             self._seen[(str(kind), str(kind))] += 1
         else:
@@ -120,15 +124,8 @@ class DeclaredPlan:
         if not problems:
             return
         event = problems[0].event
-        broken = (str(kind), event)
-        if broken in self._broken or len(self._broken) < MAX_SCHEMAS:
-            self._broken[broken] += 1
-        pointers = self._pointers.get(event)
-        if pointers is None:
-            if len(self._pointers) >= MAX_SCHEMAS:
-                self._left_out += 1
-                return
-            pointers = self._pointers[event] = Counter()
+        self._broken[(str(kind), event)] += 1
+        pointers = self._pointers.setdefault(event, Counter())
         # Each pointer once per message: "/properties/items" counts messages, not items.
         for pointer, text in dict(_where(p) for p in problems).items():
             if pointer not in pointers and len(pointers) >= MAX_KEYS:
@@ -143,9 +140,11 @@ class DeclaredPlan:
         ``planned``: each planned event (and identify / group, when the plan has their
         traits) with the messages ``seen`` and those that broke it (``violations``).
         ``never_seen``: the planned ones no message was seen for. ``unplanned``: the
-        track names seen that the plan does not list, with their counts. ``violations``:
-        per event and JSON pointer, how many messages broke the plan there and the
-        latest reason's text. ``checked``: messages the plan speaks about.
+        track names seen that the plan does not list, with their counts (each such
+        message is a violation, of its name). ``violations``: per planned event and JSON
+        pointer, how many messages broke the plan there and the latest reason's text.
+        ``checked``: messages the plan speaks about. ``left_out``: names and pointers
+        not kept past the limits.
         """
         data = self._checker.data
         planned: list[dict[str, Any]] = []
