@@ -119,6 +119,7 @@ nav button[aria-pressed="true"] { background: #1f2933; color: #fff; border-color
 #schema tr.conflict td.flag { color: var(--bad); font-weight: 600; }
 #declared { margin: 0 0 18px; max-width: 960px; }
 #declared h2 { font-size: 14px; margin: 0 0 6px; }
+#declared h2.arrived { margin-top: 22px; }
 #declared-summary.bad { color: var(--bad); font-weight: 600; }
 #declared tr.never td.state { color: var(--muted); font-style: italic; }
 #declared tr.unplanned { background: var(--flag-bg); }
@@ -585,7 +586,7 @@ _BODY: Final = """
         <th></th></tr></thead>
       <tbody id="declared-rows"></tbody>
     </table>
-    <h2>Seen</h2>
+    <h2 class="arrived">What arrived</h2>
   </div>
   <p id="schema-summary">No accepted events yet.</p>
   <table>
