@@ -184,7 +184,9 @@ class TestStrict:
     def test_a_refused_violation_is_counted_in_the_comparison(self, strict: Collector) -> None:
         post(strict, order(total="x"))
         post(strict, order(total=1, n=1))  # refused for its properties, so counted too
-        post(strict, {**order(total="x"), "userId": 5})  # refused for the protocol, not counted for the protocol, not the plan
+        post(
+            strict, {**order(total="x"), "userId": 5}
+        )  # refused for the protocol, not counted for the protocol, not the plan
         comparison = declared(strict)
         assert (2, 2) == (comparison["planned"][1]["seen"], comparison["planned"][1]["violations"])
 

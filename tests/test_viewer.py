@@ -613,7 +613,6 @@ class TestTrackingPlanPage:
             expect(page.locator("#rows")).to_be_visible()
         assert [] == errors
 
-
     def test_schema_view_shows_the_declared_plan(self, page: Page) -> None:
         """With ``plan=``: each planned event seen or not, the unplanned flagged, and the
         violations per key under their event."""
@@ -662,9 +661,7 @@ class TestTrackingPlanPage:
             identify = page.locator('#declared-rows tr[data-event="identify"]')
             expect(identify.locator("td.state")).to_have_text("\u2713 seen, keeps the plan")
             # What was seen is still shown below, as without a plan.
-            expect(page.locator("#schema-rows tr.conflict td.key")).to_have_text(
-                "properties.total"
-            )
+            expect(page.locator("#schema-rows tr.conflict td.key")).to_have_text("properties.total")
             page.screenshot(path=str(DECLARED_SCREENSHOT))
         assert [] == errors
 

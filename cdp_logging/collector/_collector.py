@@ -127,7 +127,7 @@ class Collector:
             file the collector did not write.
         sqlite3.Error: *database* cannot be opened, or is not an SQLite file.
         OSError: *jsonl* cannot be opened for appending.
-        ValueError: (a ``PlanError``) *plan* cannot be read or is not a
+        ValueError: *plan* cannot be read or is not a
             valid plan, each problem named by its JSON pointer in the plan.
         ImportError: *plan* is given without the ``plan`` extra installed.
 
