@@ -273,6 +273,32 @@ class TestComparison:
             (v["event"], v["pointer"], v["count"]) for v in comparison["violations"]
         ]
 
+    def test_a_track_named_identify_is_not_the_identify_call(self) -> None:
+        plan = {
+            "events": {"identify": {"properties": {"properties": {"n": {"type": "number"}}}}},
+            "identify": {"traits": {"properties": {"n": {"type": "string"}}}},
+        }
+        with Collector(plan=plan) as collector:
+            post(
+                collector,
+                message(event="identify", properties={"n": "x"}),
+                message("identify", traits={"n": 1}),
+                message("identify", traits={"n": 2}),
+            )
+            comparison = declared(collector)
+        assert [("track", 1, 1), ("identify", 2, 2)] == [
+            (p["type"], p["seen"], p["violations"]) for p in comparison["planned"]
+        ]
+        assert [("identify", "/traits/n", 2), ("track", "/properties/n", 1)] == [
+            (v["type"], v["pointer"], v["count"]) for v in comparison["violations"]
+        ]
+
+    def test_items_that_are_not_messages_are_kept_unchecked(self, collector: Collector) -> None:
+        """The lenient mode keeps a batch item that is not an object; the plan has no say."""
+        assert post(collector, 7, "text", order(total=1)).ok
+        assert 3 == len(collector.events())
+        assert 1 == declared(collector)["checked"]
+
     def test_without_a_plan_there_is_no_comparison(self) -> None:
         with Collector() as plain:
             assert "declared" not in plain.plan()

@@ -367,8 +367,8 @@ class Collector:
         With a declared plan (``plan=``), ``declared`` compares what arrived with it:
         ``planned`` (each planned event with the messages ``seen`` and ``violations``),
         ``never_seen`` (the planned names), ``unplanned`` (track names seen that the
-        plan does not list, with counts), ``violations`` (``{"event", "pointer",
-        "count", "text"}`` per event and JSON pointer), ``checked`` and ``left_out``,
+        plan does not list, with counts), ``violations`` (``{"type", "event",
+        "pointer", "count", "text"}`` per event and JSON pointer), ``checked`` and ``left_out``,
         under the same limits. It counts accepted messages, and in the strict mode
         those refused for breaking the plan.
         """

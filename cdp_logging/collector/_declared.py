@@ -67,8 +67,8 @@ class DeclaredPlan:
         self._seen: Counter[tuple[str, str]] = Counter()
         self._broken: Counter[tuple[str, str]] = Counter()  # messages that broke the plan
         self._unplanned: Counter[str] = Counter()
-        self._pointers: dict[str, Counter[str]] = {}
-        self._examples: dict[tuple[str, str], str] = {}
+        self._pointers: dict[tuple[str, str], Counter[str]] = {}  # same keys as _seen
+        self._examples: dict[tuple[str, str, str], str] = {}
         self._checked = 0
         self._left_out = 0
 
@@ -123,8 +123,8 @@ class DeclaredPlan:
         problems = self._checker.check(message)
         if not problems:
             return
-        event = problems[0].event
-        self._broken[(str(kind), event)] += 1
+        event = (str(kind), problems[0].event)
+        self._broken[event] += 1
         pointers = self._pointers.setdefault(event, Counter())
         # Each pointer once per message: "/properties/items" counts messages, not items.
         for pointer, text in dict(_where(p) for p in problems).items():
@@ -132,7 +132,7 @@ class DeclaredPlan:
                 self._left_out += 1
                 continue
             pointers[pointer] += 1
-            self._examples[(event, pointer)] = text
+            self._examples[(*event, pointer)] = text
 
     def comparison(self) -> dict[str, Any]:
         """What ``GET /api/plan`` answers as ``declared``.
@@ -141,8 +141,8 @@ class DeclaredPlan:
         traits) with the messages ``seen`` and those that broke it (``violations``).
         ``never_seen``: the planned ones no message was seen for. ``unplanned``: the
         track names seen that the plan does not list, with their counts (each such
-        message is a violation, of its name). ``violations``: per planned event and JSON
-        pointer, how many messages broke the plan there and the latest reason's text.
+        message is a violation, of its name). ``violations``: per planned event (its
+        ``type`` and name) and JSON pointer, how many messages broke the plan there and the latest reason's text.
         ``checked``: messages the plan speaks about. ``left_out``: names and pointers
         not kept past the limits.
         """
@@ -157,12 +157,13 @@ class DeclaredPlan:
                 planned.append(self._planned(call, call, entry.get("description")))
         violations = [
             {
+                "type": kind,
                 "event": event,
                 "pointer": pointer,
                 "count": count,
-                "text": self._examples.get((event, pointer), ""),
+                "text": self._examples.get((kind, event, pointer), ""),
             }
-            for event, pointers in sorted(self._pointers.items())
+            for (kind, event), pointers in sorted(self._pointers.items())
             for pointer, count in sorted(pointers.items())
         ]
         return {

@@ -419,7 +419,10 @@ function drawDeclared(declared) {
   document.getElementById("declared-source").textContent = declared.source;
   const made = [];
   const pointers = {};
-  for (const v of declared.violations) (pointers[v.event] = pointers[v.event] || []).push(v);
+  for (const v of declared.violations) {
+    const at = JSON.stringify([v.type, v.event]);
+    (pointers[at] = pointers[at] || []).push(v);
+  }
   function head(text) {
     const tr = document.createElement("tr");
     tr.className = "event";
@@ -429,8 +432,8 @@ function drawDeclared(declared) {
     tr.append(th);
     made.push(tr);
   }
-  function violations(name) {
-    for (const v of pointers[name] || []) {
+  function violations(kind, name) {
+    for (const v of pointers[JSON.stringify([kind, name])] || []) {
       const row = document.createElement("tr");
       row.className = "violation";
       row.dataset.event = name;
@@ -459,7 +462,7 @@ function drawDeclared(declared) {
     cell(row, "seen", String(event.seen));
     cell(row, "state", state);
     made.push(row);
-    violations(event.name);
+    violations(event.type, event.name);
   }
   if (declared.unplanned.length) head("Seen, but not in the plan");
   for (const event of declared.unplanned) {
