@@ -368,8 +368,8 @@ class Collector:
         ``planned`` (each planned event with the messages ``seen`` and ``violations``),
         ``never_seen`` (the planned names), ``unplanned`` (track names seen that the
         plan does not list, with counts), ``violations`` (``{"type", "event",
-        "pointer", "count", "text"}`` per event and JSON pointer), ``checked`` and ``left_out``,
-        under the same limits. It counts accepted messages, and in the strict mode
+        "pointer", "count", "text"}`` per event and JSON pointer), ``checked`` and
+        ``left_out``, under the same limits. It counts accepted messages, and in the strict mode
         those refused for breaking the plan.
         """
         return {**self._store.plan(), "strict": self.strict}

@@ -132,7 +132,7 @@ class DeclaredPlan:
                 self._left_out += 1
                 continue
             pointers[pointer] += 1
-            self._examples[(*event, pointer)] = text
+            self._examples[(event[0], event[1], pointer)] = text
 
     def comparison(self) -> dict[str, Any]:
         """What ``GET /api/plan`` answers as ``declared``.
@@ -142,9 +142,9 @@ class DeclaredPlan:
         ``never_seen``: the planned ones no message was seen for. ``unplanned``: the
         track names seen that the plan does not list, with their counts (each such
         message is a violation, of its name). ``violations``: per planned event (its
-        ``type`` and name) and JSON pointer, how many messages broke the plan there and the latest reason's text.
-        ``checked``: messages the plan speaks about. ``left_out``: names and pointers
-        not kept past the limits.
+        ``type`` and name) and JSON pointer, how many messages broke the plan there,
+        and the latest reason's text. ``checked``: messages the plan speaks about.
+        ``left_out``: names and pointers not kept past the limits.
         """
         data = self._checker.data
         planned: list[dict[str, Any]] = []
