@@ -150,8 +150,12 @@ class TestLayers:
         for rank, (name, _) in enumerate(LAYERS):
             assert any(layer_of(module) == rank for module in graph), name
 
-    def test_the_collector_imports_only_the_protocol_and_the_version(self) -> None:
-        """The collector stands alone: it must answer any client, whatever our sender does."""
+    def test_the_collector_imports_only_the_protocol_the_plan_and_the_version(self) -> None:
+        """The collector stands alone: it must answer any client, whatever our sender does.
+
+        The tracking plan's checker is a leaf of the core, shared so that the collector
+        and the client give a violation the same words (loaded only with a plan).
+        """
         graph = import_graph(PACKAGE)
         outside = {
             target
@@ -160,7 +164,11 @@ class TestLayers:
             for target in targets
             if not target.startswith("cdp_logging.collector")
         }
-        assert set() == outside - {"cdp_logging._core.protocol", "cdp_logging._version"}
+        assert set() == outside - {
+            "cdp_logging._core.protocol",
+            "cdp_logging._core.plan",
+            "cdp_logging._version",
+        }
 
 
 class TestTheChecker:

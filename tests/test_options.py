@@ -296,3 +296,20 @@ class TestImportLayers:
             "cdp_logging._version",
         }
         assert not {m for m in ours if not m.startswith("cdp_logging.collector")} - allowed
+
+    def test_a_collector_with_a_plan_adds_only_the_plan_and_its_validator(self) -> None:
+        loaded = self.modules_after(
+            "from cdp_logging.collector import Collector; Collector(plan={'events': {}})"
+        )
+        ours = {m for m in loaded if m.split(".")[0] == "cdp_logging"}
+        others = {m.split(".")[0] for m in loaded} - {"cdp_logging"}
+        assert {"jsonschema_rs"} == others - set(sys.stdlib_module_names)
+        allowed = {
+            "cdp_logging",
+            "cdp_logging._core",
+            "cdp_logging._core.protocol",
+            "cdp_logging._core.plan",
+            "cdp_logging._version",
+        }
+        assert "cdp_logging._core.plan" in ours
+        assert not {m for m in ours if not m.startswith("cdp_logging.collector")} - allowed

@@ -613,7 +613,69 @@ class TestTrackingPlanPage:
             expect(page.locator("#rows")).to_be_visible()
         assert [] == errors
 
+    def test_schema_view_shows_the_declared_plan(self, page: Page) -> None:
+        """With ``plan=``: each planned event seen or not, the unplanned flagged, and the
+        violations per key under their event."""
+        errors: list[str] = []
+        page.on("console", lambda entry: errors.append(entry.text) if _is_error(entry) else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        plan = Path(__file__).parent.parent / "examples" / "tracking-plan.json"
+        with Collector(write_keys=(KEY,), plan=plan) as lenient:
+            page.goto(f"{lenient.url}/")
+            expect(page.locator("#status")).to_contain_text("live", timeout=WAIT_MS)
+            sent = [
+                message(event="Order Completed", properties={"total": 39.95, "currency": "EUR"}),
+                message(event="Order Completed", properties={"total": "39.95"}),
+                message(event="Order Completed", properties={"total": -1, "currency": "GBP"}),
+                message(event="Order Complete", properties={"total": 1}),
+                message("identify", traits={"email": "u1@example.com", "plan": "pro"}),
+            ]
+            assert 200 == post(lenient, {"batch": sent}).status_code
+            expect(page.locator("#rows tr.flagged")).to_have_count(3)
 
+            page.click("nav button[data-view=schema]")
+            declared = page.locator("#declared")
+            expect(declared).to_be_visible()
+            expect(page.locator("#declared-source")).to_have_text(str(plan))
+            expect(page.locator("#declared-summary")).to_have_text(
+                "2 of 3 planned seen (never seen: Checkout Started); 1 unplanned event seen;"
+                " 2 messages broke the plan."
+            )
+            never = page.locator("#declared-rows tr.never")
+            expect(never).to_have_count(1)
+            expect(never.locator("td.key")).to_have_text("Checkout Started")
+            expect(never.locator("td.state")).to_have_text("never seen")
+            violated = page.locator("#declared-rows tr.violated")
+            expect(violated.locator("td.key")).to_have_text("Order Completed")
+            expect(violated.locator("td.seen")).to_have_text("3")
+            expect(violated.locator("td.state")).to_have_text("\u26a0 2 broke the plan")
+            keys = page.locator("#declared-rows tr.violation")
+            expect(keys.locator("td.key")).to_have_text(
+                ["\u2003/properties/currency", "\u2003/properties/total"]
+            )
+            expect(keys.locator("td.seen")).to_have_text(["\u00d71", "\u00d72"])
+            expect(keys.nth(1).locator("td.text")).to_have_text("-1 is less than the minimum of 0")
+            unplanned = page.locator("#declared-rows tr.unplanned")
+            expect(unplanned.locator("td.key")).to_have_text("Order Complete")
+            expect(unplanned.locator("td.state")).to_have_text("\u26a0 unplanned")
+            identify = page.locator('#declared-rows tr[data-event="identify"]')
+            expect(identify.locator("td.state")).to_have_text("\u2713 seen, keeps the plan")
+            # What was seen is still shown below, as without a plan.
+            expect(page.locator("#schema-rows tr.conflict td.key")).to_have_text("properties.total")
+            page.screenshot(path=str(DECLARED_SCREENSHOT))
+        assert [] == errors
+
+    def test_without_a_plan_the_schema_view_has_no_plan_section(self, page: Page) -> None:
+        with Collector(write_keys=(KEY,)) as plain:
+            page.goto(f"{plain.url}/")
+            expect(page.locator("#status")).to_contain_text("live", timeout=WAIT_MS)
+            assert 200 == post(plain, {"batch": [message()]}).status_code
+            page.click("nav button[data-view=schema]")
+            expect(page.locator("#schema-rows tr")).not_to_have_count(0)
+            expect(page.locator("#declared")).to_be_hidden()
+
+
+DECLARED_SCREENSHOT = Path("/tmp/viewer-declared-plan.png")
 REFUSED_SCREENSHOT = Path("/tmp/viewer-refused.png")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._collector import Collector
+from ._declared import DeclaredPlan, load_declared
 from ._store import RequestRecord
 from ._validate import lenient_marks
 
@@ -136,6 +137,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, memory_by_default: bool = 
         metavar="PATH",
         help="append each accepted message to this file as one JSON line, as it arrives",
     )
+    parser.add_argument(
+        "--plan",
+        metavar="PATH",
+        help=(
+            "a tracking plan (JSON) to check each message against: a message that breaks "
+            "it is marked, or with --strict its batch refused (400); needs the plan extra"
+        ),
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -151,6 +160,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
 
+    declared: DeclaredPlan | None = None
+    if args.plan is not None:
+        try:
+            declared = load_declared(args.plan)
+        except ImportError as error:
+            parser.error(str(error))
+        except ValueError as error:  # PlanError: each problem by its pointer in the plan
+            parser.error(f"--plan: {error}")
+
     def show(messages: list[dict[str, Any]]) -> None:
         lines = []
         for message in messages:
@@ -158,6 +176,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             # line, where the person watching the terminal looks.
             marks = [] if args.strict else lenient_marks(message)
             flagged = f"  [the real service would flag: {'; '.join(marks)}]" if marks else ""
+            broken = None if declared is None else declared.reason(message)
+            if broken is not None:
+                flagged += f"  [{broken}]"
             lines.append(describe(message) + flagged + "\n")
         say("".join(lines))
 
@@ -182,6 +203,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             database=database,
             strict=args.strict,
             jsonl=args.jsonl,
+            plan=declared,
         )
     except ValueError as error:
         parser.error(str(error))
@@ -206,6 +228,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
             return 1
         mode = "strict" if args.strict else "lenient"
+        if declared is not None:
+            mode += f", tracking plan {declared.source}"
         say(f"collector listening on {collector.url} (viewer: {collector.url}/, {mode})\n")
         if not args.write_keys and not _is_loopback(args.host):
             # Anyone who can reach the port can then post events and read them all back.

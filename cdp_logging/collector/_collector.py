@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from ._declared import DeclaredPlan, PlanSource, load_declared
 from ._faults import FaultPlan
 from ._ingest import INGEST_PATHS, jsonl
 from ._server import (
@@ -113,6 +114,11 @@ class Collector:
             closed. With the per-connection body limit, this bounds the memory.
         jsonl: A file each accepted message is appended to, one JSON line each, as
             it arrives (``cdp-logging collect --jsonl``); created when missing.
+        plan: A tracking plan (a JSON file's path, or the same mapping) each message
+            is checked against, with the client's checker and in its words: a
+            message that breaks it is marked (lenient) or its batch refused with 400
+            naming the message (strict). :meth:`plan` then compares what arrived
+            with it. Needs the ``plan`` extra (``pip install 'cdp_logging[plan]'``).
 
     Raises:
         ValueError: *write_keys* is a single string, empty, or holds an empty key;
@@ -121,6 +127,9 @@ class Collector:
             file the collector did not write.
         sqlite3.Error: *database* cannot be opened, or is not an SQLite file.
         OSError: *jsonl* cannot be opened for appending.
+        ValueError: *plan* cannot be read or is not a
+            valid plan, each problem named by its JSON pointer in the plan.
+        ImportError: *plan* is given without the ``plan`` extra installed.
 
     The write keys appear in no repr, record or answer.
     """
@@ -140,6 +149,7 @@ class Collector:
         idle_timeout: float = IDLE_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
         jsonl: str | os.PathLike[str] | None = None,
+        plan: PlanSource | DeclaredPlan | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be from 0 to 65535, got {port!r}")
@@ -159,12 +169,15 @@ class Collector:
             raise ValueError(
                 f"max_connections must be a whole number from 1, got {max_connections!r}"
             )
+        declared = None if plan is None else load_declared(plan)
         if jsonl is not None:
             on_batch = _JsonlWriter(jsonl, on_batch)
         self.faults = FaultPlan()
         # Opened last, once every other option is known to be good, so a ValueError
         # never leaves a database file open behind it.
-        self._store: Store = MemoryStore() if database is None else SQLiteStore(database)
+        self._store: Store = (
+            MemoryStore(declared) if database is None else SQLiteStore(database, declared)
+        )
         self._backend = Backend(
             self._store,
             self.faults,
@@ -176,6 +189,7 @@ class Collector:
             idle_seconds=float(idle_timeout),
             request_seconds=float(request_timeout),
             max_connections=max_connections,
+            declared=declared,
         )
         self._host = host
         self._port: int | None = port or None
@@ -349,6 +363,14 @@ class Collector:
         key seen with two types other than null marked ``conflict``; ``left_out`` counts
         what was not learnt past the limits (500 names, 200 keys each). ``strict``:
         the mode, which the viewer shows.
+
+        With a declared plan (``plan=``), ``declared`` compares what arrived with it:
+        ``planned`` (each planned event with the messages ``seen`` and ``violations``),
+        ``never_seen`` (the planned names), ``unplanned`` (track names seen that the
+        plan does not list, with counts), ``violations`` (``{"type", "event",
+        "pointer", "count", "text"}`` per event and JSON pointer), ``checked`` and
+        ``left_out``, under the same limits. It counts accepted messages, and in the strict mode
+        those refused for breaking the plan.
         """
         return {**self._store.plan(), "strict": self.strict}
 

@@ -20,12 +20,12 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["RATE_SECONDS", "TrackingPlan", "json_type"]
+__all__ = ["MAX_KEYS", "MAX_SCHEMAS", "RATE_SECONDS", "TrackingPlan", "json_type"]
 
 # The chart's window: long enough to see a burst and the quiet after it.
 RATE_SECONDS: Final = 300
-_MAX_SCHEMAS: Final = 500
-_MAX_KEYS: Final = 200
+MAX_SCHEMAS: Final = 500
+MAX_KEYS: Final = 200
 
 # Where each call type keeps the keys the plan is about, and what names its schema.
 _BAGS: Final = {
@@ -121,7 +121,7 @@ class TrackingPlan:
             return
         keys = self._keys.get(name)
         if keys is None:
-            if len(self._keys) >= _MAX_SCHEMAS:
+            if len(self._keys) >= MAX_SCHEMAS:
                 self._left_out += 1
                 return
             keys = self._keys[name] = {}
@@ -132,7 +132,7 @@ class TrackingPlan:
         for key, value in bag.items():
             types = keys.get(str(key))
             if types is None:
-                if len(keys) >= _MAX_KEYS:
+                if len(keys) >= MAX_KEYS:
                     self._left_out += 1
                     continue
                 types = keys[str(key)] = Counter()

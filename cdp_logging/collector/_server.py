@@ -28,6 +28,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from .._core.protocol import MAX_BATCH_BYTES
+from ._declared import DeclaredPlan
 from ._faults import Fault, FaultPlan
 from ._ingest import (
     CALL_PATHS,
@@ -42,6 +43,7 @@ from ._ingest import (
 )
 from ._store import RequestRecord, Row, Store, StoredEvent
 from ._validate import (
+    MAX_LISTED_PROBLEMS,
     Rejected,
     batch_messages,
     body_size_problem,
@@ -137,6 +139,8 @@ class Backend:
     idle_seconds: float = IDLE_SECONDS
     request_seconds: float = REQUEST_SECONDS
     max_connections: int = MAX_CONNECTIONS
+    # The tracking plan the user declared: its violations are marked (lenient) or 400s.
+    declared: DeclaredPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ class _Outcome:
     retry_after: str | None = None
     # Rejected for what its messages hold, so each message is shown with its own problems.
     by_messages: bool = False
+    # Rejected for breaking the declared plan: its messages count in the plan's view.
+    by_plan: bool = False
     # Accepted by the lenient mode, with what the real service would flag in the request
     # as a whole (each message gets these besides its own).
     marks: tuple[str, ...] = ()
@@ -619,7 +625,8 @@ class _Handler(BaseHTTPRequestHandler):
         if outcome.accepted:
             backend.store.add_accepted(record, rows or [])
         else:
-            backend.store.add_rejected(record, _rejected_rows(outcome, batch))
+            rows = _rejected_rows(outcome, batch, backend.declared)
+            backend.store.add_rejected(record, rows, observe=outcome.by_plan)
             _announce_rejected(backend, backend.on_rejected, record)
         _announce_rejected(backend, backend.on_request, record)
         return record
@@ -768,7 +775,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if backend.strict
                 else (
                     without_non_finite(item),
-                    (*outcome.marks, *route_marks, *lenient_marks(item)),
+                    (
+                        *outcome.marks,
+                        *route_marks,
+                        *lenient_marks(item),
+                        *_plan_marks(backend, item),
+                    ),
                 )
                 for item in batch
             ]
@@ -827,6 +839,9 @@ class _Handler(BaseHTTPRequestHandler):
                 problem = payload_problem(payload, batch)
             if problem is not None:
                 return _Outcome(400, problem, by_messages=True)
+            problem = _plan_problem(backend.declared, batch, single=single)
+            if problem is not None:
+                return _Outcome(400, problem, by_messages=True, by_plan=True)
         elif not single:
             problem = lenient_payload_problem(payload)
             if problem is not None:
@@ -864,7 +879,37 @@ def _announce_rejected(
         traceback.print_exc()
 
 
-def _rejected_rows(outcome: _Outcome, batch: list[Any]) -> list[Row]:
+def _plan_marks(backend: Backend, item: object) -> tuple[str, ...]:
+    """The lenient mode's mark for breaking the declared plan: the client's own words."""
+    if backend.declared is None:
+        return ()
+    reason = backend.declared.reason(without_non_finite(item))
+    return () if reason is None else (reason,)
+
+
+def _plan_problem(declared: DeclaredPlan | None, batch: list[Any], *, single: bool) -> str | None:
+    """Why the strict mode refuses this batch for the declared plan, or None.
+
+    Each reason is the client's, after ``batch[N]: `` as the protocol's are; a message
+    posted alone (``/v1/track``) has no index.
+    """
+    if declared is None:
+        return None
+    problems = []
+    for index, item in enumerate(batch):
+        reason = declared.reason(without_non_finite(item))
+        if reason is not None:
+            problems.append(reason if single else f"batch[{index}]: {reason}")
+    if not problems:
+        return None
+    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    hidden = len(problems) - MAX_LISTED_PROBLEMS
+    return f"{listed}; and {hidden} more" if hidden > 0 else listed
+
+
+def _rejected_rows(
+    outcome: _Outcome, batch: list[Any], declared: DeclaredPlan | None = None
+) -> list[Row]:
     """Each item of a rejected batch with what the viewer shows as its problems.
 
     A batch rejected for its messages shows each message's own problems, and the
@@ -878,13 +923,16 @@ def _rejected_rows(outcome: _Outcome, batch: list[Any]) -> list[Row]:
         line = f"HTTP {outcome.status}: {outcome.reason or 'not stored (injected fault)'}"
     if not batch:
         return [(None, (line,))]
-    return [
-        (
-            without_non_finite(item),
-            tuple(item_problems(item) if outcome.by_messages else ()) or (line,),
-        )
-        for item in batch
-    ]
+    rows: list[Row] = []
+    for item in batch:
+        problems: list[str] = []
+        if outcome.by_messages:
+            problems = item_problems(item)
+            if outcome.by_plan and declared is not None:
+                reason = declared.reason(without_non_finite(item))
+                problems += [] if reason is None else [reason]
+        rows.append((without_non_finite(item), tuple(problems) or (line,)))
+    return rows
 
 
 def _status_fault(fault: Fault) -> _Outcome:

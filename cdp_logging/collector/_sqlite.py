@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from ._declared import DeclaredPlan
 from ._store import RequestRecord, Row, Store, StoredEvent
 
 __all__ = ["SQLiteStore"]
@@ -151,21 +152,25 @@ class SQLiteStore(Store):
 
     Args:
         path: The database file, created (with its tables) when missing.
+        declared: The plan to compare what arrives with (the accepted messages the
+            file holds are compared again).
 
     Raises:
         ValueError: *path* is an SQLite database the collector did not write.
         sqlite3.Error: *path* cannot be opened or is not a database.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__()
+    def __init__(self, path: str | os.PathLike[str], declared: DeclaredPlan | None = None) -> None:
+        super().__init__(declared)
         self.path = os.fspath(path)
         self._connection: sqlite3.Connection | None = _open(self.path)
         # The tracking plan lives in memory: relearn it from what the file holds.
         query = f"SELECT received_at, message FROM events WHERE {_ACCEPTED_MESSAGE} ORDER BY id"  # noqa: S608
         for received_at, message in self._connection.execute(query):
             at = dt.datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp()
-            self._plan.add(at, [json.loads(message)])
+            loaded = json.loads(message)
+            self._plan.add(at, [loaded])
+            self._observe([(loaded, ())])
 
     @property
     def _db(self) -> sqlite3.Connection:

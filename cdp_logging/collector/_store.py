@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._declared import DeclaredPlan
 from ._plan import TrackingPlan
 
 __all__ = [
@@ -178,9 +179,10 @@ class Store(abc.ABC):
     implements, so a backend never locks and every write wakes the waiters.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, declared: DeclaredPlan | None = None) -> None:
         self._changed = threading.Condition()
         self._plan = TrackingPlan()
+        self._declared = declared
 
     # -- what the server calls ------------------------------------------------------
 
@@ -200,14 +202,29 @@ class Store(abc.ABC):
         with self._changed:
             self._insert(record, True, received_at, rows)
             self._plan.add(at, [message for message, _ in rows])
+            self._observe(rows)
             self._changed.notify_all()
 
-    def add_rejected(self, record: RequestRecord, rows: Sequence[Row] = ()) -> None:
-        """Remember a rejected request and each of its messages with its problems."""
+    def add_rejected(
+        self, record: RequestRecord, rows: Sequence[Row] = (), *, observe: bool = False
+    ) -> None:
+        """Remember a rejected request and each of its messages with its problems.
+
+        *observe*: count its messages against the declared plan all the same (the
+        strict mode refused them for breaking it, and that is what the plan's view is
+        for).
+        """
         received_at = now_iso()
         with self._changed:
             self._insert(record, False, received_at, rows)
+            if observe:
+                self._observe(rows)
             self._changed.notify_all()
+
+    def _observe(self, rows: Sequence[Row]) -> None:
+        if self._declared is not None:
+            for message, _ in rows:
+                self._declared.observe(message)
 
     # -- what the collector's readers call ------------------------------------------
 
@@ -250,16 +267,20 @@ class Store(abc.ABC):
         return chosen[::-1] if newest else chosen
 
     def plan(self, now: float | None = None) -> dict[str, Any]:
-        """The tracking plan of the accepted messages: ``rate`` and ``schema``.
+        """The tracking plan of the accepted messages: ``rate`` and ``schema``, and with
+        a declared plan, ``declared``: how the messages compare with it.
 
-        See :class:`TrackingPlan`; *now* (default: the current time) ends the rate's
-        window.
+        See :class:`TrackingPlan` and :meth:`DeclaredPlan.comparison`; *now* (default:
+        the current time) ends the rate's window.
         """
         with self._changed:
-            return {
+            answer = {
                 "rate": self._plan.rate(time.time() if now is None else now),
                 "schema": self._plan.schema(),
             }
+            if self._declared is not None:
+                answer["declared"] = self._declared.comparison()
+            return answer
 
     def wait_for_messages(self, count: int, timeout: float) -> bool:
         with self._changed:
@@ -273,6 +294,8 @@ class Store(abc.ABC):
         with self._changed:
             self._clear()
             self._plan.clear()
+            if self._declared is not None:
+                self._declared.clear()
             self._changed.notify_all()
 
     def close(self) -> None:
@@ -322,8 +345,8 @@ class Store(abc.ABC):
 class MemoryStore(Store):
     """The default store: lists in memory, gone with the process, and fast."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, declared: DeclaredPlan | None = None) -> None:
+        super().__init__(declared)
         self._events_kept: list[StoredEvent] = []
         # The id of _events_kept[0] once there is one; ids are consecutive from there.
         self._first_id = 1

@@ -26,6 +26,7 @@ from .._core.protocol import (
 from ._ingest import non_finite_paths
 
 __all__ = [
+    "MAX_LISTED_PROBLEMS",
     "Rejected",
     "auth_problem",
     "batch_messages",
@@ -44,7 +45,7 @@ __all__ = [
 
 # A reason naming every problem of a 2,500-message batch would be a megabyte of text;
 # the first few are enough to find the bug.
-_MAX_LISTED_PROBLEMS: Final = 20
+MAX_LISTED_PROBLEMS: Final = 20
 # Values echoed back in a reason are cut, so a reason stays one readable line.
 _MAX_ECHO_CHARS: Final = 60
 # A gzip bomb is counted only this far: far enough to say "too big", cheap to reach.
@@ -352,8 +353,8 @@ def payload_problem(payload: Mapping[str, Any], messages: list[Any] | None = Non
     ]
     if not problems:
         return None
-    listed = "; ".join(problems[:_MAX_LISTED_PROBLEMS])
-    hidden = len(problems) - _MAX_LISTED_PROBLEMS
+    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    hidden = len(problems) - MAX_LISTED_PROBLEMS
     return f"{listed}; and {hidden} more" if hidden > 0 else listed
 
 

@@ -117,6 +117,17 @@ nav button[aria-pressed="true"] { background: #1f2933; color: #fff; border-color
 #rate line { stroke: var(--line); stroke-width: 1; vector-effect: non-scaling-stroke; }
 #schema tr.conflict { background: var(--bad-bg); }
 #schema tr.conflict td.flag { color: var(--bad); font-weight: 600; }
+#declared { margin: 0 0 18px; max-width: 960px; }
+#declared h2 { font-size: 14px; margin: 0 0 6px; }
+#declared h2.arrived { margin-top: 22px; }
+#declared-summary.bad { color: var(--bad); font-weight: 600; }
+#declared tr.never td.state { color: var(--muted); font-style: italic; }
+#declared tr.unplanned { background: var(--flag-bg); }
+#declared tr.unplanned td.state { color: var(--flag); font-weight: 600; }
+#declared tr.violated { background: var(--bad-bg); }
+#declared tr.violated td.state, #declared tr.violation td.seen { color: var(--bad); }
+#declared td.key { font-family: ui-monospace, monospace; font-size: 13px; }
+#declared td.text { color: var(--muted); overflow-wrap: anywhere; }
 """
 
 _SCRIPT: Final = """
@@ -401,6 +412,81 @@ function drawSchema(schema) {
     + (schema.left_out ? ` (${schema.left_out} left out past the limits.)` : "");
 }
 
+function drawDeclared(declared) {
+  const section = document.getElementById("declared");
+  section.hidden = !declared;
+  if (!declared) return;
+  document.getElementById("declared-source").textContent = declared.source;
+  const made = [];
+  const pointers = {};
+  for (const v of declared.violations) {
+    const at = JSON.stringify([v.type, v.event]);
+    (pointers[at] = pointers[at] || []).push(v);
+  }
+  function head(text) {
+    const tr = document.createElement("tr");
+    tr.className = "event";
+    const th = document.createElement("th");
+    th.colSpan = 4;
+    th.textContent = text;
+    tr.append(th);
+    made.push(tr);
+  }
+  function violations(kind, name) {
+    for (const v of pointers[JSON.stringify([kind, name])] || []) {
+      const row = document.createElement("tr");
+      row.className = "violation";
+      row.dataset.event = name;
+      row.dataset.pointer = v.pointer;
+      cell(row, "key", `\u2003${v.pointer}`);
+      cell(row, "text", v.text);
+      cell(row, "seen", `\u00d7${v.count}`);
+      cell(row, "state", "");
+      made.push(row);
+    }
+  }
+  let broken = 0;
+  for (const event of declared.planned) {
+    const row = document.createElement("tr");
+    row.dataset.event = event.name;
+    const label = event.type === "track" ? event.name : `${event.type} traits`;
+    let state = "never seen";
+    if (event.seen === 0) row.className = "never";
+    else if (event.violations > 0) {
+      row.className = "violated";
+      state = `\u26a0 ${event.violations} broke the plan`;
+      broken += event.violations;
+    } else state = "\u2713 seen, keeps the plan";
+    cell(row, "key", label);
+    cell(row, "text", event.description || "");
+    cell(row, "seen", String(event.seen));
+    cell(row, "state", state);
+    made.push(row);
+    violations(event.type, event.name);
+  }
+  if (declared.unplanned.length) head("Seen, but not in the plan");
+  for (const event of declared.unplanned) {
+    const row = document.createElement("tr");
+    row.className = "unplanned";
+    row.dataset.event = event.name;
+    cell(row, "key", event.name);
+    cell(row, "text", "");
+    cell(row, "seen", String(event.seen));
+    cell(row, "state", "\u26a0 unplanned");
+    made.push(row);
+  }
+  document.getElementById("declared-rows").replaceChildren(...made);
+  const never = declared.never_seen.length;
+  const summary = document.getElementById("declared-summary");
+  const bad = broken > 0 || declared.unplanned.length > 0;
+  summary.classList.toggle("bad", bad);
+  summary.textContent = `${declared.planned.length - never} of ${declared.planned.length} `
+    + `planned seen` + (never ? ` (never seen: ${declared.never_seen.join(", ")})` : "")
+    + `; ${declared.unplanned.length} unplanned event${declared.unplanned.length === 1 ? "" : "s"}`
+    + ` seen; ${broken} message${broken === 1 ? "" : "s"} broke the plan.`
+    + (declared.left_out ? ` (${declared.left_out} left out past the limits.)` : "");
+}
+
 async function pollPlan() {
   try {
     const answer = await fetch("%PLAN_PATH%", { cache: "no-store" });
@@ -413,6 +499,7 @@ async function pollPlan() {
         : "Accepts what Segment and Customer.io accept; marks what they would drop or flag";
       drawRate(plan.rate);
       drawSchema(plan.schema);
+      drawDeclared(plan.declared);
     }
   } catch (error) {
     // poll() already says the collector is unreachable.
@@ -494,6 +581,16 @@ _BODY: Final = """
 </main>
 </div>
 <section id="schema" hidden>
+  <div id="declared" hidden>
+    <h2>Tracking plan <code id="declared-source"></code></h2>
+    <p id="declared-summary"></p>
+    <table>
+      <thead><tr><th>Planned event</th><th>Description / problem</th><th class="seen">Seen</th>
+        <th></th></tr></thead>
+      <tbody id="declared-rows"></tbody>
+    </table>
+    <h2 class="arrived">What arrived</h2>
+  </div>
   <p id="schema-summary">No accepted events yet.</p>
   <table>
     <thead><tr><th>Key</th><th>JSON types seen</th><th class="seen">Seen</th><th></th></tr>
