@@ -386,7 +386,9 @@ class Analytics:
         plan = self._plan
         if (
             plan is not None
-            and not plan.quick_ok(call_type, fields, built)
+            # With redact or before_send the message sent is not the fields given: only
+            # the full check, on what is sent, can say whether it keeps the plan.
+            and (self._build is not _calls.build or not plan.quick_ok(call_type, fields, built))
             and self._breaks_plan(built, future, callback)
         ):
             return False

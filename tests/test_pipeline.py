@@ -15,6 +15,7 @@ import cdp_logging
 from cdp_logging import DeliveryError, errors
 from cdp_logging._core import calls
 from cdp_logging.collector import Collector
+from cdp_logging.testing import capture_messages
 
 from .conftest import WRITE_KEY
 
@@ -416,3 +417,87 @@ class TestOptions:
             WRITE_KEY, "http://127.0.0.1:9", send=False, redact=["traits.email"]
         ) as client:
             assert client._build is not calls.build
+
+
+class TestTheOptionsChangeNoRefusal:
+    """Found by review: with a before_send hook, values the rules refuse were turned into
+    text by the hooks' JSON copy and delivered; the plan was checked on the fields given,
+    not on what the hooks and redact made of them."""
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"user_id": b"u-1", "event": "E"},
+            {"user_id": "u", "event": b"Signed Up"},
+            {"user_id": "u", "event": "E", "message_id": object()},
+        ],
+        ids=["bytes-user", "bytes-event", "object-id"],
+    )
+    def test_a_hook_that_changes_nothing_refuses_what_no_hook_refuses(
+        self, fields: dict[str, Any]
+    ) -> None:
+        outcomes = []
+        identity: list[dict[str, Any]] = [{}, {"before_send": [lambda message: message]}]
+        for options in identity:
+            errors: list[cdp_logging.DeliveryError] = []
+            client = cdp_logging.Analytics(send=False, on_error=errors.append, **options)
+            try:
+                with capture_messages() as sent:
+                    client.submit("track", fields, 1.0, strict=True)
+            finally:
+                client.close()
+            outcomes.append(([e.code for e in errors], len(sent)))
+        assert outcomes[0] == outcomes[1] == (["invalid_message"], 0)
+
+    def test_the_unknown_call_type_reason_is_the_same_with_options(self) -> None:
+        reasons = []
+        variants: list[dict[str, Any]] = [
+            {},
+            {"redact": ["traits.email"]},
+            {"before_send": [lambda m: m]},
+        ]
+        for options in variants:
+            errors: list[cdp_logging.DeliveryError] = []
+            client = cdp_logging.Analytics(send=False, on_error=errors.append, **options)
+            try:
+                client.submit("Track", {"user_id": "u", "event": "E"}, 1.0, strict=True)
+                client.submit(10**5000, {"user_id": "u", "event": "E"}, 1.0, strict=True)
+            finally:
+                client.close()
+            reasons.append([e.reason for e in errors])
+        assert reasons[0] == reasons[1] == reasons[2]
+        assert "(did you mean 'track'?)" in reasons[0][0]
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"before_send": [lambda m: {**m, "properties": {**m["properties"], "region": "eu"}}]},
+            {"before_send": [lambda m: {**m, "event": "Renamed"}]},
+            {"redact": ["properties.total"]},
+        ],
+        ids=["hook-adds-a-property", "hook-renames", "redact-removes-a-required-one"],
+    )
+    def test_the_plan_checks_what_is_sent(self, options: dict[str, Any]) -> None:
+        plan = {
+            "events": {
+                "Paid": {
+                    "properties": {
+                        "type": "object",
+                        "properties": {"total": {"type": "number"}},
+                        "required": ["total"],
+                        "additionalProperties": False,
+                    }
+                }
+            }
+        }
+        errors: list[cdp_logging.DeliveryError] = []
+        client = cdp_logging.Analytics(
+            send=False, tracking_plan=plan, plan_mode="drop", on_error=errors.append, **options
+        )
+        try:
+            with capture_messages() as sent:
+                client.track("u", "Paid", {"total": 3})
+        finally:
+            client.close()
+        assert ["plan_violation"] == [error.code for error in errors]
+        assert [] == sent

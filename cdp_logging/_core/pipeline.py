@@ -39,8 +39,11 @@ from .calls import (
     _text,
     _timestamp,
     build,
+    describe,
     iso_timestamp,
+    name_of,
     new_message_id,
+    resembled_call_type,
 )
 from .context import BOUND
 from .errors import BEFORE_SEND, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, DeliveryError
@@ -50,6 +53,7 @@ from .protocol import (
     MAX_MESSAGE_ID_CHARS,
     message_problems,
     timestamp_problem,
+    value_problems,
 )
 
 __all__ = [
@@ -269,25 +273,35 @@ class Pipeline:
         if ident in self._in_hook:
             return DeliveryError(
                 REENTRANT,
-                f"a {call_type} message made inside a before_send hook is not sent (it would "
-                "run the hooks again without end); return the message from the hook instead",
+                f"a {name_of(call_type)} message made inside a before_send hook is not sent "
+                "(it would run the hooks again without end); return the message from the hook "
+                "instead",
             )
         message, unknown, stamp = _message(call_type, fields, created, strict=strict)
         if self._redactor is not None:
             message = self._redactor.apply(message)
+        # The same refusals, in the same order and words, as ``calls.build``: the
+        # options a client is configured with must not change what is refused, or why.
+        if type(call_type) is not str or call_type not in CALL_TYPES:
+            resembled = resembled_call_type(call_type) if type(call_type) is str else None
+            hint = f" (did you mean {resembled!r}?)" if resembled is not None else ""
+            return _invalid(
+                f"unknown call type {describe(call_type)}{hint}: give one of "
+                f"{', '.join(CALL_TYPES)} as the log message or as cdp['type']",
+                message,
+            )
         if unknown:
             return _invalid(
                 f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
                 f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
                 message,
             )
-        if call_type not in CALL_TYPES:
-            return _invalid(
-                f"unknown call type {call_type!r}: give one of {', '.join(CALL_TYPES)} "
-                "as the log message or as cdp['type']",
-                message,
-            )
         if self._hooks:
+            # Values first, while they are still what the caller gave: the JSON copy the
+            # hooks get turns bytes, objects and huge ints into text the checks would pass.
+            problems = value_problems(message)
+            if problems:
+                return _invalid(f"{call_type}: {'; '.join(problems)}", message)
             # The hooks get the message as it would go on the wire, a JSON copy of its
             # own: nothing they change in place, however deep, reaches the application's
             # dicts, the bound context of the request or the process-wide context.

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_MESSAGE_ID_CHARS",
     "message_problems",
     "timestamp_problem",
+    "value_problems",
 ]
 
 CALL_TYPES: Final = ("identify", "track", "page", "screen", "group", "alias")
@@ -108,27 +109,13 @@ def message_problems(message: Mapping[str, Any]) -> list[str]:
     one rule for a valid message: the client applies it before a message leaves, and the
     collector (strictly, or as marks) when one arrives.
     """
-    problems: list[str] = []
     kind = message.get("type")
     if kind not in CALL_TYPES:
-        problems.append(f"type must be one of {', '.join(CALL_TYPES)}, got {kind!r}")
-        return problems
-    for key in _STRING_FIELDS:
-        if key in message and not isinstance(message[key], str):
-            problems.append(f"{key} must be a string, got {type(message[key]).__name__}")
-    stamp = message.get("timestamp")
-    if isinstance(stamp, str):
-        problem = timestamp_problem(stamp, "timestamp")
-        if problem is not None:
-            problems.append(problem)
-    for key in _OBJECT_FIELDS:
-        if key in message and not isinstance(message[key], Mapping):
-            problems.append(f"{key} must be an object, got {type(message[key]).__name__}")
+        return [f"type must be one of {', '.join(CALL_TYPES)}, got {kind!r}"]
+    problems = value_problems(message)
     message_id = message.get("messageId")
     if message_id is None or (isinstance(message_id, str) and not message_id):
         problems.append("messageId is required")
-    elif isinstance(message_id, str) and len(message_id) > MAX_MESSAGE_ID_CHARS:
-        problems.append(f"messageId is longer than {MAX_MESSAGE_ID_CHARS} characters")
     if kind in _NEEDS_USER and not (
         _present(message, "userId") or _present(message, "anonymousId")
     ):
@@ -142,4 +129,29 @@ def message_problems(message: Mapping[str, Any]) -> list[str]:
             problems.append("alias needs a previousId")
         if not _present(message, "userId"):
             problems.append("alias needs a userId")
+    return problems
+
+
+def value_problems(message: Mapping[str, Any]) -> list[str]:
+    """The rules on the values a message holds (types, the timestamp's form, the
+    messageId's length), not on which fields are present.
+
+    Apart because a ``before_send`` hook may add a missing field, but must never be
+    handed a value these rules refuse, turned into text by the JSON copy it gets.
+    """
+    problems: list[str] = []
+    for key in _STRING_FIELDS:
+        if key in message and not isinstance(message[key], str):
+            problems.append(f"{key} must be a string, got {type(message[key]).__name__}")
+    stamp = message.get("timestamp")
+    if isinstance(stamp, str):
+        problem = timestamp_problem(stamp, "timestamp")
+        if problem is not None:
+            problems.append(problem)
+    for key in _OBJECT_FIELDS:
+        if key in message and not isinstance(message[key], Mapping):
+            problems.append(f"{key} must be an object, got {type(message[key]).__name__}")
+    message_id = message.get("messageId")
+    if isinstance(message_id, str) and len(message_id) > MAX_MESSAGE_ID_CHARS:
+        problems.append(f"messageId is longer than {MAX_MESSAGE_ID_CHARS} characters")
     return problems
