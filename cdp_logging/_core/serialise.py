@@ -347,8 +347,17 @@ def _dumps_members_fast(members: dict[str, Any], tail: str) -> bytes | None:
         return None  # what the stdlib function returns: build then uses dumps
     try:
         data = orjson.dumps(members, default=_fast_default, option=_OPTIONS)
-        if not _suspect(data):
-            return b"%b,%b}" % (data[:-1], tail.encode())
+        # _suspect's test, on the text: every call pays it, and bytes.find parses its
+        # arguments as a tuple each time, where `in` on a str does not (measured under
+        # callgrind: the three finds ~4,400 instructions, decoding and three `in` ~2,200).
+        # orjson writes only valid UTF-8, and the words sought are ASCII.
+        text = data.decode()
+        if not (
+            "null" in text
+            or "0.0000" in text
+            or ("e-" in text and _ODD_EXPONENT.search(data) is not None)
+        ):
+            return f"{text[:-1]},{tail}}}".encode()
     except Exception:  # noqa: BLE001 - as in _dumps_fast
         return dumps_members_stdlib(members, tail)
     return dumps_members_stdlib(members, tail)
