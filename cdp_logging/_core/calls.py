@@ -16,6 +16,7 @@ import logging
 import numbers
 import uuid
 from collections.abc import Mapping
+from math import floor as _floor
 from typing import Any, Final
 
 from .._version import __version__
@@ -130,14 +131,16 @@ _MILLIS: Final = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 def iso_timestamp(created: float) -> str:
     """ISO 8601 in UTC with milliseconds, as the protocol's timestamp and sentAt."""
     global _second_cache
-    whole = int(created)
-    if whole < 0:
+    if created < 0:
         return dt.datetime.fromtimestamp(created, _UTC).isoformat(timespec="milliseconds")
+    # floor, not int: the same for what is left (not negative), at half the cost (int()
+    # of a float goes through the type's constructor; ~460 instructions each, callgrind).
+    whole = _floor(created)
     second, text = _second_cache
     if second != whole:
         text = dt.datetime.fromtimestamp(whole, _UTC).isoformat()[:19]
         _second_cache = (whole, text)
-    return text + _MILLIS[int((created - whole) * 1000)]
+    return text + _MILLIS[_floor((created - whole) * 1000)]
 
 
 def _text(value: object) -> object:
