@@ -39,7 +39,13 @@ from ._core.errors import (
 from ._core.options import ClientOptions, Options, build_options
 from ._core.pipeline import make_build
 from ._core.plan import describe
-from ._core.process import exit_hook_ran, process_lock, register_client, sending_threads
+from ._core.process import (
+    capture_active,
+    exit_hook_ran,
+    process_lock,
+    register_client,
+    sending_threads,
+)
 from ._core.report import Reporter, warn
 from ._core.secrets import Scrubber
 from ._core.serialise import decode
@@ -392,7 +398,9 @@ class Analytics:
             and self._breaks_plan(built, future, callback)
         ):
             return False
-        if _capture.capturing() and self._captured(built, future, callback):
+        # The list itself, not _capture.capturing(): a call less on every message (~400
+        # instructions under callgrind); an empty list is the same lock-free "no".
+        if capture_active and self._captured(built, future, callback):
             return True
         entry: bytes | Tracked = built
         if future is not None or callback is not None:
