@@ -138,6 +138,9 @@ class TestMapping:
             (dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), "2024-01-02T03:04:05+00:00"),
             ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"),
             (1_700_000_000, "2023-11-14T22:13:20.000+00:00"),
+            (1_700_000_000.999, "2023-11-14T22:13:20.999+00:00"),
+            # Before 1970 by less than a second: the second before, not 1970's first.
+            (-0.5, "1969-12-31T23:59:59.500+00:00"),
         ],
     )
     def test_given_timestamp(self, given: object, expected: str) -> None:
