@@ -72,7 +72,7 @@ class AnalyticsSink:
     """A loguru sink that sends analytics records to a CDP and ignores the rest.
 
     Args:
-        write_key, host, **options: The same as ``Analytics`` (``CDP_WRITE_KEY`` and
+        write_key, host, options: The same keywords as ``Analytics`` (``CDP_WRITE_KEY`` and
             ``CDP_HOST`` when not given), for a client of the sink's own.
         client: Share an existing ``Analytics`` instead; the sink then leaves closing
             it to its owner (``stop`` flushes it).
