@@ -128,6 +128,35 @@ log.info("track", extra={"user_id": "main", "event": "E"})
         assert {} == result["errors"]
         assert ["from-signal", "main"] == events(collector)
 
+    def test_a_handler_that_closes_while_the_sender_starts(self, collector: Collector) -> None:
+        """Found by review: a handler that *closes* the client (a SIGTERM handler's usual
+        last act) while the first message starts the sender thread waited for the start
+        lock its own thread held. It closes now, and the first message is delivered."""
+        body = """
+start = threading.Thread.start
+def ringing_start(self):
+    if self.name.startswith("cdp_logging-sender"):
+        ring()
+    return start(self)
+threading.Thread.start = ringing_start
+def on_signal(signum, frame):
+    handler.client.close(5)
+    handled.append(signum)
+signal.signal(signal.SIGUSR1, on_signal)
+log.info("track", extra={"user_id": "main", "event": "E"})
+"""
+        code = (
+            f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
+            f"OPTIONS = {{}}\nSIGNAL_EXTRA = {VALID}\n"
+            + PRELUDE
+            + body
+            + "assert handled\nprint(json.dumps(handler.client.stats()['errors']))\n"
+        )
+        done = run_python(code, timeout=60)
+        assert (0, "") == (done.returncode, done.stderr), done.stderr[-3000:]
+        assert "{}" == done.stdout.strip().splitlines()[-1]
+        assert ["main"] == events(collector)
+
     def test_while_the_main_thread_is_queuing(self, collector: Collector) -> None:
         """The main thread is appending to the queue (its lock held) when the signal
         arrives; the handler's message is queued too, and both are delivered."""

@@ -136,6 +136,7 @@ class Sender:
         self._wake = Wake()  # rung by logging calls, maybe from a signal handler
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self._starting: int | None = None  # the thread inside _start, holding _lock
         self._thread: threading.Thread | None = None
         # After a failed thread start, when to try again (monotonic); until then
         # flush()/close() send from the calling thread.
@@ -244,6 +245,7 @@ class Sender:
         # wait forever. Whoever holds it starts the thread, or is closing the sender.
         if not self._lock.acquire(blocking=False):
             return
+        self._starting = threading.get_ident()
         try:
             now = self._clock.monotonic()
             if self._thread is not None or self.closed or now < self._retry_thread_at:
@@ -268,6 +270,7 @@ class Sender:
             # cannot keep the process alive; exit delivery waits for it, bounded.
             self._thread = thread
         finally:
+            self._starting = None
             self._lock.release()
         deliver_at_multiprocessing_exit()
         deliver_on_terminate()
@@ -598,12 +601,22 @@ class Sender:
         self.ensure_process()
         if timeout is None:
             timeout = self._options.shutdown_timeout
-        with self._lock:
+        # A signal handler that closes the client while this very thread holds the lock
+        # to start the sender thread would wait for itself forever. Then close without
+        # it: the interrupted start still starts the thread, which finds `closed` and
+        # the stop flag set, sends what is left and ends.
+        reentered = self._starting == threading.get_ident()
+        if not reentered:
+            self._lock.acquire()
+        try:
             if self.closed:
                 return False
             self.closed = True
             self._close_deadline = self._clock.monotonic() + timeout
             self._close_timeout = timeout
+        finally:
+            if not reentered:
+                self._lock.release()
         self._queue.close()
         self._close_target = self._queue.accepted
         self._stopping.set()
