@@ -122,15 +122,17 @@ class TestTightLoop:
             calls, delivered, requests = map(int, done.stdout.split())
             seen[kind] = (calls, delivered, requests)
         # Per call made: the loop's own speed varies with the machine's load (other
-        # test files run beside this one), the sender's share of it is the point. The
-        # contract's rate (half the memory buffer's), in a quiet run, is
-        # benchmarks/buffer.py's (README's figures). Requests per call, as a share of
-        # the memory buffer's: 0.12-0.23 before, 0.46-1.4 after (a load average of 12
-        # gave the 0.46).
-        (calls, delivered, requests) = seen["memory"]
+        # test files run beside this one); what share of its calls the sender delivered
+        # while it ran is the point, and the measure: at least half the memory
+        # buffer's. Before: 0.18-0.39x. Requests are not compared: a loop that makes the
+        # writer lag hands it the interpreter lock (``SQLiteQueue.put``), and the sender
+        # then takes fuller batches, so fewer requests carry as many messages (on an idle
+        # machine 49 requests against the memory buffer's 288, for 0.82x its deliveries).
+        # The sender must still send all along: 16-31 requests in the old code's loops.
+        (calls, delivered, _) = seen["memory"]
         (sqlite_calls, sqlite_delivered, sqlite_requests) = seen["sqlite"]
-        assert sqlite_requests / sqlite_calls >= requests / calls / 3, seen
         assert sqlite_delivered / sqlite_calls >= 0.5 * delivered / calls, seen
+        assert sqlite_requests >= 10, seen
 
 
 # A burst past the bound with the host down. Each line: the time, then the numbers of

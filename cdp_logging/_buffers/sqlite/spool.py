@@ -52,6 +52,7 @@ class Spooling(Connection):
                 self._maintain()
                 return self._finish()
         finally:
+            self._ticked_at = time.monotonic()
             self._looked.set()
 
     def _maintain(self) -> None:

@@ -19,6 +19,7 @@ import os
 import random
 import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -89,6 +90,9 @@ class State:
         self._watch = Watch()
         self._looked = threading.Event()  # the writer's first look for a backlog is done
         self._started = False  # start() was called: the writer should run
+        # When the writer last finished a round (monotonic): a caller that sees it
+        # lagging hands over the interpreter lock once per put (see ``put``).
+        self._ticked_at = time.monotonic()
         self._given_up = False  # our lease handed back at close: nothing renews it
         self._deletes: list[tuple[int, int]] = []
         self._releases: list[tuple[int, int]] = []
