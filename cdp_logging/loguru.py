@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import Unpack
 
 from ._client import Analytics
-from ._core.calls import CALL_TYPE_SET, FLAT_KEYS
+from ._core.calls import FLAT_KEYS, fields_from_source
 from ._core.options import ClientOptions
 from ._core.report import warn
 
@@ -56,16 +56,7 @@ def _fields(record: Record) -> tuple[object, Mapping[str, Any], bool] | None:
     ``name`` stays out of the flat keys, as for the handler, so a ``name`` bound for
     another purpose is never sent as a page name (the ``cdp`` form carries it).
     """
-    extra = record["extra"]
-    payload = extra.get("cdp")
-    message = record["message"]
-    if isinstance(payload, Mapping):
-        return payload.get("type") or message, payload, True
-    if message in CALL_TYPE_SET:
-        flat = {key: extra[key] for key in FLAT_KEYS if key in extra}
-        if flat:
-            return message, flat, False
-    return None
+    return fields_from_source(record["message"], record["extra"], FLAT_KEYS)
 
 
 class AnalyticsSink:

@@ -42,10 +42,13 @@ __all__ = [
     "error_text",
     "fields_from_event_dict",
     "fields_from_record",
+    "fields_from_source",
     "iso_timestamp",
     "name_of",
     "new_message_id",
     "plain_call_type",
+    "resembled_call_type",
+    "unknown_call_type",
 ]
 
 CALL_TYPE_SET: Final = frozenset(CALL_TYPES)
@@ -221,17 +224,18 @@ def resembled_call_type(text: str) -> str | None:
     return folded if folded != text and folded in CALL_TYPE_SET else None
 
 
-def _near_miss(text: str, keys: list[str]) -> None:
-    """A record that carries flat payload keys under a message that is almost a call type
-    ("Track", "track "): it is not sent (it is no analytics record), but say so once."""
-    resembled = resembled_call_type(text)
-    if resembled is not None:
-        warn_once(
-            f"near-miss:{text}",
-            f"a record whose message is {text!r} carries analytics keys "
-            f"({', '.join(keys)}) and was not sent: the message must be exactly "
-            f"{resembled!r} (a call type, in lower case, without spaces)",
-        )
+def unknown_call_type(call_type: object) -> str:
+    """The reason a message of *call_type* is refused, naming the call type it resembles.
+
+    One text for ``build`` and for the pipeline's build (``_core.pipeline``): the options
+    a client is configured with must not change why a message is refused.
+    """
+    resembled = resembled_call_type(call_type) if type(call_type) is str else None
+    hint = f" (did you mean {resembled!r}?)" if resembled is not None else ""
+    return (
+        f"unknown call type {describe(call_type)}{hint}: give one of "
+        f"{', '.join(CALL_TYPES)} as the log message or as cdp['type']"
+    )
 
 
 def plain_call_type(call_type: object) -> object:
@@ -308,13 +312,7 @@ def build(
     known = _CALL_SPECS.get(call_type) if type(call_type) is str else None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
-        resembled = resembled_call_type(call_type) if type(call_type) is str else None
-        hint = f" (did you mean {resembled!r}?)" if resembled is not None else ""
-        return _invalid(
-            f"unknown call type {describe(call_type)}{hint}: give one of "
-            f"{', '.join(CALL_TYPES)} as the log message or as cdp['type']",
-            {**_bound_ids(message), **message},
-        )
+        return _invalid(unknown_call_type(call_type), {**_bound_ids(message), **message})
     if unknown:
         message["type"] = call_type
         return _invalid(
@@ -442,47 +440,50 @@ def fields_from_record(record: logging.LogRecord) -> tuple[object, Mapping[str, 
     cannot leak into the message.
     """
     attrs = record.__dict__
-    payload = attrs.get("cdp")
     msg = record.msg
-    if type(msg) is dict and payload is None:
+    if type(msg) is dict and attrs.get("cdp") is None:
         # structlog's ProcessorFormatter route: the event dict itself is the message.
         return fields_from_event_dict(msg)
-    if type(payload) is dict or (payload is not None and isinstance(payload, Mapping)):
-        call_type = payload.get("type") or msg
-        return call_type, payload, True
-    if type(msg) is not str:
-        if not isinstance(msg, str):
-            return None
-        msg = str.__str__(msg)  # a str subclass: its text, without calling its methods
-    if msg in CALL_TYPE_SET:
-        flat = {key: attrs[key] for key in FLAT_KEYS if key in attrs}
-        if flat:
-            return msg, flat, False
-    elif len(msg) <= _NEAR_MISS_CHARS:
-        keys = [key for key in FLAT_KEYS if key in attrs]
-        if keys:
-            _near_miss(msg, keys)
-    return None
+    return fields_from_source(msg, attrs, FLAT_KEYS)
 
 
 def fields_from_event_dict(
     event_dict: Mapping[str, Any],
 ) -> tuple[object, Mapping[str, Any], bool] | None:
     """The structlog twin of ``fields_from_record``: same forms, structlog's key names."""
-    payload = event_dict.get("cdp")
-    event = event_dict.get("event")
-    if isinstance(payload, Mapping):
-        return payload.get("type") or event, payload, True
-    if type(event) is not str:
-        if not isinstance(event, str):
+    return fields_from_source(event_dict.get("event"), event_dict, EVENT_DICT_FLAT_KEYS)
+
+
+def fields_from_source(
+    message: object, source: Mapping[str, Any], flat_keys: tuple[str, ...]
+) -> tuple[object, Mapping[str, Any], bool] | None:
+    """The two record forms, wherever the record comes from: a mapping under ``cdp``
+    in *source*, or *message* a call type with *flat_keys* in *source*.
+
+    The one recogniser for stdlib records (their ``__dict__``), structlog event dicts
+    and loguru records (their ``extra``), so the three worlds cannot drift apart.
+    """
+    payload = source.get("cdp")
+    if type(payload) is dict or (payload is not None and isinstance(payload, Mapping)):
+        return payload.get("type") or message, payload, True
+    if type(message) is not str:
+        if not isinstance(message, str):
             return None
-        event = str.__str__(event)  # a str subclass: its text, without calling its methods
-    if event in CALL_TYPE_SET:
-        flat = {key: event_dict[key] for key in EVENT_DICT_FLAT_KEYS if key in event_dict}
-        if flat:
-            return event, flat, False
-    elif len(event) <= _NEAR_MISS_CHARS:
-        keys = [key for key in EVENT_DICT_FLAT_KEYS if key in event_dict]
-        if keys:
-            _near_miss(event, keys)
+        message = str.__str__(message)  # a str subclass: its text, without its methods
+    if message in CALL_TYPE_SET:
+        flat = {key: source[key] for key in flat_keys if key in source}
+        return (message, flat, False) if flat else None
+    if len(message) <= _NEAR_MISS_CHARS:
+        # An ordinary short message ("user logged in") pays the fold and one set test;
+        # only one that resembles a call type has its keys looked at.
+        resembled = resembled_call_type(message)
+        if resembled is not None:
+            keys = [key for key in flat_keys if key in source]
+            if keys:
+                warn_once(
+                    f"near-miss:{message}",
+                    f"a record whose message is {message!r} carries analytics keys "
+                    f"({', '.join(keys)}) and was not sent: the message must be exactly "
+                    f"{resembled!r} (a call type, in lower case, without spaces)",
+                )
     return None

@@ -39,11 +39,10 @@ from .calls import (
     _text,
     _timestamp,
     build,
-    describe,
     iso_timestamp,
     name_of,
     new_message_id,
-    resembled_call_type,
+    unknown_call_type,
 )
 from .context import BOUND
 from .errors import BEFORE_SEND, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, DeliveryError
@@ -283,13 +282,7 @@ class Pipeline:
         # The same refusals, in the same order and words, as ``calls.build``: the
         # options a client is configured with must not change what is refused, or why.
         if type(call_type) is not str or call_type not in CALL_TYPES:
-            resembled = resembled_call_type(call_type) if type(call_type) is str else None
-            hint = f" (did you mean {resembled!r}?)" if resembled is not None else ""
-            return _invalid(
-                f"unknown call type {describe(call_type)}{hint}: give one of "
-                f"{', '.join(CALL_TYPES)} as the log message or as cdp['type']",
-                message,
-            )
+            return _invalid(unknown_call_type(call_type), message)
         if unknown:
             return _invalid(
                 f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
