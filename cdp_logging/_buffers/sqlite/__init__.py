@@ -74,8 +74,8 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_c
 
 
 # A writer round older than this while messages arrive: the caller yields (see put).
-# Under the 0.5 s a message may live only in memory, with a round's own time to spare.
-STARVED_SECONDS: Final = 0.25
+# Two ticks: a round that takes longer is being starved of the interpreter lock.
+STARVED_SECONDS: Final = 0.1
 
 
 class SQLiteQueue(Spooling, Local):
