@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
-from cdp_logging._buffers.sqlite import SQLiteQueue
+from cdp_logging._buffers.base import FULL
+from cdp_logging._buffers.sqlite import SQLiteQueue, spool
 from cdp_logging._buffers.sqlite.lease import LEASE_SECONDS, Owner, Watch
 from cdp_logging._buffers.sqlite.storage import ROW_OVERHEAD, SOFT_FILL, Bound, first_rows, fit
 
@@ -181,3 +184,105 @@ class TestMemoryAndFile:
         queue.close()
         with queue._db_lock:
             queue._drop_connection()  # the writer, never started here, would
+
+    def test_the_sender_never_waits_for_the_file_to_take_or_settle(self, tmp_path: Path) -> None:
+        """Issue 24, item 1. A loop that lags the sender by SPOOL_COUNT makes the writer
+        commit everything, and the sender then read it back from the file and deleted
+        it, each under the file lock the writer holds (for many switch intervals while
+        the loop starves it of the interpreter lock): 0.11-0.57x the memory buffer's
+        share of a tight loop. Written entries stay in memory until taken, and deletes
+        wait for the writer when the file is busy."""
+        queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
+        for i in range(5):
+            queue.put(b'{"i":%d}' % i)
+        with queue._db_lock:
+            assert queue._open()
+            queue._spool(queue.accepted)  # everything written, nothing taken
+        assert 5 == queue.rows()
+        done = threading.Event()
+        result: list[object] = []
+
+        def sender() -> None:
+            taken = queue.take(10, 10_000)
+            result.append(taken)
+            result.append(queue.settle(0, len(taken[1]), True))
+            done.set()
+
+        with queue._db_lock:  # the writer inside the file, for as long as it likes
+            thread = threading.Thread(target=sender)
+            thread.start()
+            finished = done.wait(5)
+        thread.join(5)
+        assert finished, "take() or settle() waited for the file lock"
+        assert [(0, [b'{"i":%d}' % i for i in range(5)]), ""] == result
+        assert 5 == queue.rows()  # deleted by the writer's next round...
+        with queue._db_lock:
+            queue._spool(0)
+        assert 0 == queue.rows()  # ...which this stands in for
+        assert ([], 5) == (queue._pending, queue._pending_start)
+        queue.close()
+        with queue._db_lock:
+            queue._drop_connection()
+
+    def test_memory_lets_go_of_written_entries_when_full(self, tmp_path: Path) -> None:
+        """Copies kept for the sender never cost a message: at max_queue_size, what the
+        file holds leaves memory, and the sender reads it from the file."""
+        queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 4)
+        for i in range(4):
+            assert 0 < queue.put(b'{"i":%d}' % i)
+        assert FULL == queue.put(b"{}")  # nothing written yet: memory is the bound
+        with queue._db_lock:
+            assert queue._open()
+            queue._spool(queue.accepted)
+        assert 0 < queue.put(b'{"i":4}')  # the written four leave memory for it
+        assert (4, 1) == (queue._pending_start, len(queue._pending))
+        assert (0, [b'{"i":%d}' % i for i in range(4)]) == queue.take(10, 10_000)
+        assert (4, [b'{"i":4}']) == queue.take(10, 10_000)
+        queue.close()
+        with queue._db_lock:
+            queue._drop_connection()
+
+    def test_a_failed_adoption_puts_memory_back(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Taking over a dead owner's rows writes all of memory in the same transaction
+        and numbers the rows after it. If that transaction fails, memory is as it was,
+        with what was put meanwhile after it, and the next try numbers all consecutively."""
+        path = str(tmp_path / "m.db")
+        queue = SQLiteQueue(path, 1 << 20, 1000)
+        with queue._db_lock:
+            assert queue._open()
+            assert queue._conn is not None
+            queue._conn.executemany(
+                "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
+                [(999, i, b'{"dead":%d}' % i) for i in range(3)],
+            )
+        for i in range(4):
+            queue.put(b'{"i":%d}' % i)
+        with queue._db_lock:
+            queue._spool(2)  # two written (memory keeps copies), two only in memory
+
+        def locked(*_: object) -> None:
+            queue.put(b'{"i":4}')  # a put while the transaction runs
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(spool, "insert_rows", locked)
+        with queue._db_lock:
+            queue._orphans_possible = True
+            assert not queue._guarded(queue._adopt)
+        assert (0, 2, 5) == (queue._pending_start, queue._written, len(queue._pending))
+        monkeypatch.undo()
+        with queue._db_lock:
+            queue._next_adopt = 0
+            queue._orphans_possible = True
+            assert queue._guarded(queue._adopt)
+        taken: list[bytes] = []
+        while len(queue):
+            taken += [bytes(entry) for entry in queue.take(100, 100_000)[1]]  # type: ignore[arg-type]
+        assert [b'{"i":%d}' % i for i in range(5)] + [
+            b'{"dead":%d}' % i for i in range(3)
+        ] == sorted(taken[:5]) + taken[5:]
+        assert 8 == queue.accepted
+        queue.close()
+        with queue._db_lock:
+            queue._drop_connection()

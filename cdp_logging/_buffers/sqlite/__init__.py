@@ -11,6 +11,16 @@ The shape, and why:
   is settled before then never touches the file: in a tight logging loop against a
   healthy server most messages go out without a single SQLite statement, where writing,
   reading back and deleting each one starved the sender.
+* **What was written stays in memory until it is taken** (up to ``max_queue_size``
+  entries in all), so a sender that lags a loop by more than ``SPOOL_COUNT`` (which
+  makes the writer commit everything) still takes from memory: reading it back from
+  the file made the sender wait for the file lock the writer held while the loop
+  starved it of the interpreter lock. It reads the file only for what memory had to
+  let go: a backlog past ``max_queue_size``, rows taken over from a dead process, rows
+  a previous process left.
+* **Deletes never make the sender wait.** A settled batch's rows are deleted by the
+  sender when the file lock is free, else by the writer at its next tick (and before
+  it leaves the file at close).
 * **A row leaves the file only when its batch settles** (delivered, or failed for good
   and reported). Rows of a batch that failed because close() ran out of time, because
   the server refused our configuration, or because its retries ran out, stay for the
@@ -39,7 +49,6 @@ import sqlite3
 import threading
 import time
 import weakref
-from bisect import insort
 from collections.abc import Callable
 from typing import Final
 
@@ -47,7 +56,7 @@ from ..._core.report import warn
 from ..base import CLOSED, FULL, Entry, Gone, Local, Tracked
 from .lease import ADOPT_INTERVAL, LEASE_SECONDS, read_owners
 from .spool import Spooling
-from .storage import BUSY_TIMEOUT_MS, DATA, ROW_OVERHEAD, fit
+from .storage import BUSY_TIMEOUT_MS, DATA, fit
 from .writer import SPOOL_COUNT, Writer
 
 __all__ = ["ADOPT_INTERVAL", "LEASE_SECONDS", "SQLiteQueue"]
@@ -76,6 +85,8 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_c
 # A writer round older than this while messages arrive: the caller yields (see put).
 # Two ticks: a round that takes longer is being starved of the interpreter lock.
 STARVED_SECONDS: Final = 0.1
+# How long close() waits, once everything is settled, for the writer's last deletes.
+RELEASE_SECONDS: Final = 1.0
 
 
 class SQLiteQueue(Spooling, Local):
@@ -116,6 +127,9 @@ class SQLiteQueue(Spooling, Local):
             if self._closed:
                 return CLOSED
             count = len(self._pending)
+            if count >= self._max_memory and self._written > self._pending_start:
+                self._evict(self._written)  # the file holds these: memory makes room
+                count = len(self._pending)
             size = len(entry)
             refused = count >= self._max_memory or not self._bound.fits(size)
             if not refused:
@@ -175,6 +189,15 @@ class SQLiteQueue(Spooling, Local):
                 self._db_lock.release()
             self._hand_back_now()
         self._writer.wake()
+
+    def release(self) -> None:
+        """Everything is settled: let the writer delete what the sender left to it (a
+        settle that found the file busy) and leave the file, before the process may
+        end; bounded, a file locked by another program costs RELEASE_SECONDS at most."""
+        if self._pid != os.getpid():
+            return
+        self._writer.wake()
+        self._writer.join(RELEASE_SECONDS)
 
     def __len__(self) -> int:
         if self._head < self._pending_start and time.monotonic() < self._read_retry_at:
@@ -282,13 +305,8 @@ class SQLiteQueue(Spooling, Local):
             with self._lock:
                 self._forget(max(start, self._pending_start), end)
             return ""
-        if final:
-            with self._lock:
-                if start >= self._pending_start:  # never written: memory only, no file
-                    self._forget(start, end)
-                    return ""
-        with self._file():
-            if not final:
+        if not final:
+            with self._file():
                 # Kept: into the file now, before the report of it returns (a process
                 # that ends right after must not take them along), lease and all.
                 with self._lock:
@@ -296,17 +314,30 @@ class SQLiteQueue(Spooling, Local):
                 if self._open() and time.monotonic() >= self._write_retry_at:
                     self._spool(end)
                 return note
-            with self._lock:
-                written = min(end, self._pending_start)
-                self._forget(written, end)
+        with self._lock:
+            written = min(end, self._written)
+            self._forget(max(start, self._pending_start), end)
+            if self._settled_meanwhile is not None:
+                self._settled_meanwhile.append((start, end))
+            if written <= start:
+                return ""  # never written: memory only, no file
             self._deletes.append((start, written))
+        # Slice by slice, so the rows are gone when the batch is settled; but only if
+        # the writer is not inside the file: waiting for it is what starved the sender
+        # (the writer, short of the interpreter lock while a loop logs, holds the file
+        # lock for many switch intervals). Its next tick deletes them then.
+        if not self._db_lock.acquire(blocking=False):
+            self._writer.wake()
+            return ""
+        try:
             if self._conn is not None and time.monotonic() >= self._write_retry_at:
-                # Slice by slice, so the rows are gone when the batch is settled;
-                # bounded, the writer's next tick takes what is left.
-                for _ in range(64):
+                for _ in range(64):  # bounded; the writer's next tick takes what is left
                     if not self._deletes or not self._guarded(lambda: self._write(0)):
                         break
-            return ""
+        finally:
+            self._db_lock.release()
+            self._hand_back_now()
+        return ""
 
     def _keep(self, start: int, end: int) -> str:
         """Rows that stay for a later process: behind our head, and our lease handed back
@@ -315,20 +346,6 @@ class SQLiteQueue(Spooling, Local):
         if self._closed:
             self._releases.append((start, end))
         return self.kept_note()
-
-    def _forget(self, start: int, end: int) -> None:
-        """Drop settled entries still in memory (``_lock`` held)."""
-        if end <= start:
-            return
-        insort(self._done, (start, end))
-        while self._done and self._done[0][0] <= self._pending_start:
-            high = self._done.pop(0)[1]
-            count = high - self._pending_start
-            if count > 0:
-                gone = self._pending[:count]
-                del self._pending[:count]
-                self._bound.release(sum(map(len, gone)) + ROW_OVERHEAD * len(gone))
-                self._pending_start = high
 
     def kept_note(self) -> str:
         return f"; kept in {self.path}: the next process that opens it sends them"

@@ -101,6 +101,7 @@ class Connection(State):
         self._broken = True
         with self._lock:
             self._bound.unbounded()
+            self._evict(self._written)  # what the file holds stays there, for a later one
             start, end = self._head, self._pending_start
             self._head = max(self._head, end)
         self._hand_back(

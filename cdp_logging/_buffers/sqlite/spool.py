@@ -21,17 +21,18 @@ import sqlite3
 import time
 from typing import Final
 
-from ..base import Entry, Tracked
+from ..base import Entry
 from .connection import Connection
 from .lease import ADOPT_INTERVAL, HEARTBEAT_INTERVAL, read_owners, renew
+from .state import Memory
 from .storage import (
     ROW_OVERHEAD,
-    all_bytes,
     delete_ranges,
     first_rows,
     insert_rows,
     prefix,
     used_bytes,
+    weight,
 )
 from .writer import SPOOL_COUNT, WRITE_AGE
 
@@ -69,7 +70,7 @@ class Spooling(Connection):
             return
         if now >= self._write_retry_at:
             with self._lock:
-                writes = due > self._pending_start
+                writes = due > self._written
             if writes or self._deletes or self._releases or now >= self._next_heartbeat:
                 self._spool(due)
             if not self._closed and now >= self._next_adopt:
@@ -84,7 +85,7 @@ class Spooling(Connection):
             due = marks.popleft()[1]
         with self._lock:
             accepted = self._pending_start + len(self._pending)
-            if self._closed or accepted - max(self._head, self._pending_start) >= SPOOL_COUNT:
+            if self._closed or accepted - max(self._head, self._written) >= SPOOL_COUNT:
                 return accepted
         return due
 
@@ -96,15 +97,17 @@ class Spooling(Connection):
                     return
                 continue  # at the bound: a smaller chunk may still fit
             with self._lock:
-                more = due > self._pending_start
+                more = due > self._written
             if not more and not self._deletes:
                 return
 
     def _finish(self) -> bool:
         """Closed and nothing of ours left to keep a lease for: leave the file."""
         with self._lock:
-            if not self._closed or self._pending or self._deletes or self._releases:
+            unwritten = self._pending_start + len(self._pending) > self._written
+            if not self._closed or unwritten or self._deletes or self._releases:
                 return False
+            self._evict(self._written)
         conn = self._conn
         if conn is not None and not self._given_up:
             try:
@@ -121,42 +124,36 @@ class Spooling(Connection):
         self._drop_connection()
         return True
 
-    def _chunk_of_memory(
-        self, upto: int, max_bytes: int
-    ) -> tuple[int, list[Entry], list[range], list[tuple[int, int]], int]:
-        """Remove from memory what one transaction writes (``_lock`` held): its first
-        number, entries, the settled ranges among them (skipped), those ranges as they
-        were (to put back on failure), and the head then."""
-        start = self._pending_start
-        batch = self._pending[: prefix(self._pending[: max(0, upto - start)], max_bytes)]
+    def _chunk_of_memory(self, upto: int, max_bytes: int) -> tuple[int, list[Entry], list[range]]:
+        """What one transaction writes, from ``_written`` on (``_lock`` held): its first
+        number, its entries, and the settled ranges among them (left out). Memory keeps
+        them (see ``_evict``); ``_written`` moves past them now, so a batch settled while
+        they are being written has its rows deleted after them."""
+        start = self._written
+        offset = start - self._pending_start
+        region = self._pending[offset : offset + max(0, upto - start)]
+        batch = region[: prefix(region, max_bytes)]
         end = start + len(batch)
-        removed = [done for done in self._done if done[0] < end]
-        if removed:
-            rest = [(max(low, end), high) for low, high in removed if high > end]
-            self._done = sorted(rest + self._done[len(removed) :])
-        del self._pending[: len(batch)]
-        self._pending_start = end
-        return start, batch, [range(low, min(high, end)) for low, high in removed], removed, end
+        self._written = end
+        skip = [
+            range(max(low, start), min(high, end))
+            for low, high in self._done
+            if low < end and high > start
+        ]
+        return start, batch, skip
 
-    def _put_back(self, start: int, batch: list[Entry], removed: list[tuple[int, int]]) -> None:
+    def _put_back(self, start: int) -> None:
         """Undo ``_chunk_of_memory`` after a failed transaction (``_lock`` held)."""
-        end = start + len(batch)
-        self._pending[:0] = batch
-        self._pending_start = start
-        self._done = sorted(
-            [d for d in self._done if not (d[0] == end and any(r[1] > end for r in removed))]
-            + removed
-        )
+        self._written = max(self._pending_start, start)
 
     def _write(self, due: int) -> None:
         """One transaction: settled rows out, memory in, our lease renewed."""
         conn = self._conn
         assert conn is not None
         with self._lock:
-            head = self._head
-            start, batch, skip, removed, _ = self._chunk_of_memory(due, self._chunk_now)
-        size = sum(map(len, batch)) + ROW_OVERHEAD * len(batch)
-        deletes, self._deletes = first_rows(self._deletes, self._delete_rows)
+            start, batch, skip = self._chunk_of_memory(due, self._chunk_now)
+            deletes, self._deletes = first_rows(self._deletes, self._delete_rows)
+        size = weight(batch)
         releases, self._releases = self._releases, []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -171,11 +168,10 @@ class Spooling(Connection):
             conn.execute("COMMIT")
         except BaseException:
             with self._lock:
-                self._put_back(start, batch, removed)
-            self._deletes[:0] = deletes
+                self._put_back(start)
+                self._deletes[:0] = deletes
             self._releases[:0] = releases
             raise
-        self._remember(start, batch, head, skip)
         self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
         try:
             used = used_bytes(conn, self._page)
@@ -183,20 +179,10 @@ class Spooling(Connection):
             used = self._bound.used
         with self._lock:
             self._bound.written(size, used)
+            # What the sender has taken is in its batch: memory's copy is not needed.
+            self._evict(self._head)
         if releases:
             self._orphans_possible = True
-
-    def _remember(self, start: int, batch: list[Entry], head: int, skip: list[range]) -> None:
-        """Keep who waits on entries just written and not yet taken (see ``_tracked``)."""
-        if all_bytes(batch):
-            return
-        for i, entry in enumerate(batch):
-            seq = start + i
-            if type(entry) is Tracked and seq >= head and not any(seq in gap for gap in skip):
-                if entry.callback is not None:
-                    self._tracked[seq] = entry
-                elif entry.future is not None:
-                    self._futures[seq] = entry.future
 
     def _adopt(self) -> None:
         """Take over the rows of owners that are gone: theirs are ours to send now."""
@@ -204,9 +190,9 @@ class Spooling(Connection):
         assert conn is not None
         self._next_adopt = time.monotonic() + ADOPT_INTERVAL
         conn.execute("BEGIN IMMEDIATE")
-        reserved: tuple[int, list[Entry], list[tuple[int, int]]] | None = None
+        memory: Memory | None = None
         ids: list[int] = []
-        weight = 0
+        size = 0
         try:
             dead = self._watch.dead(read_owners(conn, self._token), time.monotonic())
             conn.executemany("DELETE FROM owners WHERE token = ?", [(t,) for t in dead])
@@ -220,18 +206,18 @@ class Spooling(Connection):
                 (ADOPT_BATCH,),
             ):
                 ids.append(row_id)
-                weight += length + ROW_OVERHEAD
-                if weight >= self._chunk:
+                size += length + ROW_OVERHEAD
+                if size >= self._chunk:
                     break  # a rewrite this size fits the WAL; the next look goes on
             if ids:
                 # The adopted rows get the next numbers, after everything accepted so
                 # far: memory is written in this transaction too, so numbers stay
-                # consecutive (settled ones skipped).
+                # consecutive (settled ones skipped), and memory lets go of all of it
+                # now, so puts meanwhile number theirs after the adopted rows.
                 with self._lock:
-                    head = self._head
-                    start, batch, skip, removed, base = self._chunk_of_memory(2**62, 2**62)
-                    self._pending_start = base + len(ids)
-                reserved = (start, batch, removed)
+                    start, batch, skip = self._chunk_of_memory(2**62, 2**62)
+                    base = start + len(batch)
+                    memory = self._hand_over(base + len(ids), start)
                 insert_rows(conn, self._token, start, batch, skip)
                 conn.executemany(
                     "UPDATE messages SET owner = ?, seq = ? WHERE id = ?",
@@ -239,16 +225,14 @@ class Spooling(Connection):
                 )
             conn.execute("COMMIT")
         except BaseException:
-            if reserved is not None:
+            if memory is not None:
                 with self._lock:
-                    self._put_back(*reserved)
+                    self._take_back(memory)
             raise
-        if reserved is not None:
-            start, batch, _ = reserved
-            self._remember(start, batch, head, skip)
+        if memory is not None:
             with self._lock:
-                self._bound.release(sum(map(len, batch)) + ROW_OVERHEAD * len(batch))
-        self._orphans_possible = len(ids) >= ADOPT_BATCH or weight >= self._chunk
+                self._handed_over(memory, weight(batch))
+        self._orphans_possible = len(ids) >= ADOPT_BATCH or size >= self._chunk
         if ids:
             self._measure()
             self._wake_sender()

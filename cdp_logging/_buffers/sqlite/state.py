@@ -4,7 +4,8 @@ Why a base of its own: the caller's side (``put``), the sender's (``take``, ``se
 the connection's health (``connection``) and the writer's work (``spool``) all read and
 change these under two locks, always taken in this order: ``_db_lock`` (the connection,
 and the file's numbers: a thread holding it sees no commit half done) then ``_lock``
-(memory: ``_pending``, ``_head``, the bound), which ``put`` holds for an append at most.
+(memory: ``_pending``, ``_written``, ``_head``, ``_done``, ``_deletes``, the bound), which
+``put`` holds for an append (and, with memory full, for dropping what the file holds).
 Declared once here, each part is a module that can be read on its own.
 
 What this process will never send itself (another process took it over, the file
@@ -21,16 +22,26 @@ import sqlite3
 import threading
 import time
 import weakref
+from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..base import Entry, Gone, Tracked
 from .lease import Watch
-from .storage import Bound
+from .storage import Bound, all_bytes, weight
 
-__all__ = ["State"]
+__all__ = ["Memory", "State"]
+
+
+class Memory(NamedTuple):
+    """Memory as it was before an adoption handed it over to the file (to put back)."""
+
+    start: int
+    written: int
+    entries: list[Entry]
+    done: list[tuple[int, int]]
 
 
 class State:
@@ -53,9 +64,13 @@ class State:
         self._db_lock = threading.Lock()
         self._pending: list[Entry] = []  # every number from _pending_start on
         self._pending_start = 0
+        # Numbers below this are in the file (or being written, or settled unwritten);
+        # from _pending_start to here memory keeps a copy of what the file has, so the
+        # sender takes it from memory (see ``_evict`` for when the copy goes).
+        self._written = 0
         self._head = 0  # next number to take: below _pending_start, it is in the file
-        # Settled for good while still in memory, past the first unsettled one: never
-        # written, dropped from memory once everything before them is.
+        # Settled for good while still in memory, past the first unsettled one: dropped
+        # from memory once everything before them is (and never written if not yet).
         self._done: list[tuple[int, int]] = []
         self._marks: deque[tuple[float, int]] = deque()  # (when, accepted) per tick
         self._closed = False
@@ -101,6 +116,9 @@ class State:
         self._orphans_possible = True
         self._kept = False  # rows kept behind the head for a later process
         self._handbacks: list[tuple[int, int, list[Tracked], str]] = []
+        # Ranges settled while an adoption holds memory handed over (``_hand_over``):
+        # forgotten again if it fails and memory comes back.
+        self._settled_meanwhile: list[tuple[int, int]] | None = None
         self._pid = os.getpid()
 
     def _hand_back(self, start: int, end: int, reason: str) -> None:
@@ -136,3 +154,86 @@ class State:
             except IndexError:
                 return
             self._gone(start, end, waiters, reason)
+
+    # -- memory: what leaves it, and when (``_lock`` held) ---------------------------
+
+    def _forget(self, start: int, end: int) -> None:
+        """Drop settled entries still in memory (``_lock`` held)."""
+        if end <= start:
+            return
+        insort(self._done, (start, end))
+        self._drop_settled()
+
+    def _drop_settled(self) -> None:
+        """Settled ranges that now start memory leave it (``_lock`` held). What was never
+        written gives its room in the file's estimate back; what was, gave it when
+        written (``Bound.written``)."""
+        while self._done and self._done[0][0] <= self._pending_start:
+            high = self._done.pop(0)[1]
+            count = high - self._pending_start
+            if count > 0:
+                gone = self._pending[:count]
+                del self._pending[:count]
+                unwritten = gone[max(0, self._written - self._pending_start) :]
+                if unwritten:
+                    self._bound.release(weight(unwritten))
+                self._pending_start = high
+                self._written = max(self._written, high)
+
+    def _evict(self, upto: int) -> None:
+        """Let memory's copy of what the file holds go, below *upto* (at most
+        ``_written``; ``_lock`` held). The sender reads what it has not taken of it
+        from the file; so who waits on those entries is kept (``_remember``)."""
+        count = min(upto, self._written) - self._pending_start
+        if count <= 0:
+            return
+        gone = self._pending[:count]
+        del self._pending[:count]
+        start = self._pending_start
+        self._pending_start += count
+        if self._head < self._pending_start:
+            self._remember(start, gone, self._head)
+        if self._done:
+            upto = self._pending_start
+            self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
+            self._drop_settled()
+
+    def _remember(self, start: int, entries: list[Entry], head: int) -> None:
+        """Keep who waits on entries leaving memory untaken (see ``_tracked``)."""
+        if all_bytes(entries):
+            return
+        for i, entry in enumerate(entries):
+            seq = start + i
+            if type(entry) is Tracked and seq >= head:
+                if entry.callback is not None:
+                    self._tracked[seq] = entry
+                elif entry.future is not None:
+                    self._futures[seq] = entry.future
+
+    def _hand_over(self, start: int, written: int) -> Memory:
+        """All of memory goes to the file in an adoption's transaction; numbers go on
+        from *start* (after the adopted rows). *written*: ``_written`` before the
+        transaction's chunk moved it, to put back."""
+        memory = Memory(self._pending_start, written, self._pending, self._done)
+        self._pending, self._done = [], []
+        self._pending_start = self._written = start
+        self._settled_meanwhile = []
+        return memory
+
+    def _take_back(self, memory: Memory) -> None:
+        """The adoption failed: memory as it was, with what was put and settled since."""
+        self._pending = memory.entries + self._pending
+        self._pending_start = memory.start
+        self._written = memory.written
+        self._done = memory.done
+        settled, self._settled_meanwhile = self._settled_meanwhile or [], None
+        for start, end in settled:
+            self._forget(max(start, self._pending_start), end)
+
+    def _handed_over(self, memory: Memory, unwritten: int) -> None:
+        """The adoption committed: who waits on what was untaken is kept, and the room
+        the unwritten part held in the file's estimate is given back."""
+        self._settled_meanwhile = None
+        if self._head < self._pending_start:
+            self._remember(memory.start, memory.entries, self._head)
+        self._bound.release(unwritten)
