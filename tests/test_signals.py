@@ -192,3 +192,52 @@ log.info("track", extra={"user_id": "main", "event": "E"})
         assert {"closed": 1} == result["errors"]
         assert ["closed"] == result["on_error"]
         assert ["main"] == events(collector)
+
+    def test_a_handler_that_closes_while_a_flush_runs_out_of_time(
+        self, collector: Collector
+    ) -> None:
+        """A flush() sending from the main thread (here: no sender thread could start)
+        runs out of time before a retry and hands the batch on, under the sender's
+        lock, when a handler closes the client: close() waited for that lock, held by
+        its own thread, forever. Now the batch is reported once, as shutdown_timeout."""
+        collector.faults.status(503, count=100)
+        body = """
+start = threading.Thread.start
+def no_sender_thread(self):
+    if self.name.startswith("cdp_logging-sender"):
+        raise RuntimeError("can't start new thread")
+    return start(self)
+threading.Thread.start = no_sender_thread
+from collections import deque
+class RingingDeque(deque):
+    def append(self, item):
+        ring()  # inside _out_of_time's locked region
+        super().append(item)
+sender = handler.client._sender
+sender._handoff = RingingDeque(sender._handoff)
+def on_signal(signum, frame):
+    handler.client.close(1)
+    handled.append(signum)
+signal.signal(signal.SIGUSR1, on_signal)
+log.info("track", extra={"user_id": "main", "event": "E"})
+print(handler.client.flush(0.5))  # one attempt, then the backoff outlasts the deadline
+assert handled, "the signal handler did not run"
+print(json.dumps({"errors": handler.client.stats()["errors"],
+                  "on_error": sorted(e.code for e in errors)}))
+"""
+        code = (
+            f"URL, KEY = {collector.url!r}, {WRITE_KEY!r}\n"
+            f"OPTIONS = {{}}\nSIGNAL_EXTRA = {VALID}\n" + PRELUDE + body
+        )
+        done = run_python(code, timeout=60)
+        told = (
+            "cdp_logging: cannot start the sender thread (can't start new thread); "
+            "sending at flush/close"
+        )
+        assert (0, [told]) == (done.returncode, done.stderr.splitlines()), done.stderr[-3000:]
+        flushed, result = done.stdout.strip().splitlines()[-2:]
+        assert "True" == flushed  # settled: reported, not delivered
+        assert {
+            "errors": {"shutdown_timeout": 1},
+            "on_error": ["shutdown_timeout"],
+        } == json.loads(result)

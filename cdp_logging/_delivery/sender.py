@@ -486,25 +486,31 @@ class Sender:
 
     def _out_of_time(self, batch: Batch) -> None:
         """The deadline comes before the batch can be (re)tried: report it, or pass it on."""
-        with self._lock:
-            # Under the lock that close() sets `closed` with: either close() sees this
-            # batch in the handoff when it abandons leftovers, or we see it closed.
-            closed = self.closed
-            if not closed:
-                self._handoff.append(batch)
-        if closed:
-            last = f"; last attempt: {batch.last_reason}" if batch.last_reason else ""
-            self._ledger.failed(
-                batch,
-                SHUTDOWN_TIMEOUT,
-                f"not delivered within {self._timeout_words()}{last}",
-                batch.last_status,
-            )
-        else:
+        # No lock here: when this runs on the main thread (a flush sending itself), a
+        # signal handler may close the client at any point in it, and close() taking a
+        # lock this thread held would wait forever. The order makes the lock needless:
+        # the batch is in the handoff before `closed` is read, and close() sets `closed`
+        # before it reports what the handoff holds; so either close() finds the batch
+        # there, or we see `closed` and take it back, and exactly one of us reports it
+        # (deque's append, remove and popleft are atomic).
+        self._handoff.append(batch)
+        if not self.closed:
             # A flush() ran out of time: the sender thread (or the next flush, where
             # there is no thread) carries on with the batch, backoff and all.
             self._start()
             self._wake.set()
+            return
+        try:
+            self._handoff.remove(batch)
+        except ValueError:
+            return  # close() (or the sender thread) took it first: it settles it
+        last = f"; last attempt: {batch.last_reason}" if batch.last_reason else ""
+        self._ledger.failed(
+            batch,
+            SHUTDOWN_TIMEOUT,
+            f"not delivered within {self._timeout_words()}{last}",
+            batch.last_status,
+        )
 
     # -- flush and close ----------------------------------------------------------
 
