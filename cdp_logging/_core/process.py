@@ -257,6 +257,22 @@ def deliver_at_multiprocessing_exit() -> None:
     _finalizer_pid = os.getpid()
     # SIGTERM (Pool.terminate) may come while it delivers: held back until it is done.
     util.Finalize(None, holding_sigterm, args=(close_all,), exitpriority=10)
+    # It may also come just before: after the worker's run() returned (a Pool worker that
+    # got its stop sentinel) and before the finalizers started. An application handler's
+    # sys.exit then ends them before ours runs, and the child's queue is lost, silently.
+    # What still runs is threading's own shutdown, in _bootstrap's last `finally`
+    # (https://github.com/python/cpython/blob/v3.11.7/Lib/multiprocessing/process.py#L332),
+    # which calls the functions registered with threading._register_atexit (CPython's,
+    # used by concurrent.futures since 3.9): a second chance, skipped once delivered.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # threading is shutting down already
+            register(_deliver_if_not_yet)
+
+
+def _deliver_if_not_yet() -> None:
+    if not _exit_hook_ran:
+        holding_sigterm(close_all)
 
 
 os.register_at_fork(after_in_child=_reset_all_after_fork)
