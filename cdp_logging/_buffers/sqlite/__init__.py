@@ -127,8 +127,8 @@ class SQLiteQueue(Spooling, Local):
             if self._closed:
                 return CLOSED
             count = len(self._pending)
-            if count >= self._max_memory and self._written > self._pending_start:
-                self._evict(self._written)  # the file holds these: memory makes room
+            if count >= self._max_memory and self._committed > self._pending_start:
+                self._evict(self._committed)  # the file holds these: memory makes room
                 count = len(self._pending)
             size = len(entry)
             refused = count >= self._max_memory or not self._bound.fits(size)

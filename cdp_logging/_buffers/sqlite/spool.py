@@ -179,6 +179,9 @@ class Spooling(Connection):
             used = self._bound.used
         with self._lock:
             self._bound.written(size, used)
+            # Only this thread moves _written past what is committed, and it holds
+            # _db_lock: what it marked is in the file now.
+            self._committed = self._written
             # What the sender has taken is in its batch: memory's copy is not needed.
             self._evict(self._head)
         if releases:

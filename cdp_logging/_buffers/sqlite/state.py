@@ -68,6 +68,10 @@ class State:
         # from _pending_start to here memory keeps a copy of what the file has, so the
         # sender takes it from memory (see ``_evict`` for when the copy goes).
         self._written = 0
+        # Numbers below this are committed: ``_written`` moves when a transaction takes
+        # its chunk, this once it commits. Only copies below it may leave memory: a
+        # chunk whose transaction fails is then still there to write again.
+        self._committed = 0
         self._head = 0  # next number to take: below _pending_start, it is in the file
         # Settled for good while still in memory, past the first unsettled one: dropped
         # from memory once everything before them is (and never written if not yet).
@@ -182,9 +186,9 @@ class State:
 
     def _evict(self, upto: int) -> None:
         """Let memory's copy of what the file holds go, below *upto* (at most
-        ``_written``; ``_lock`` held). The sender reads what it has not taken of it
+        ``_committed``; ``_lock`` held). The sender reads what it has not taken of it
         from the file; so who waits on those entries is kept (``_remember``)."""
-        count = min(upto, self._written) - self._pending_start
+        count = min(upto, self._written, self._committed) - self._pending_start
         if count <= 0:
             return
         gone = self._pending[:count]
@@ -234,6 +238,7 @@ class State:
         """The adoption committed: who waits on what was untaken is kept, and the room
         the unwritten part held in the file's estimate is given back."""
         self._settled_meanwhile = None
+        self._committed = self._written
         if self._head < self._pending_start:
             self._remember(memory.start, memory.entries, self._head)
         self._bound.release(unwritten)
