@@ -142,8 +142,15 @@ class Spooling(Connection):
         ]
         return start, batch, skip
 
-    def _put_back(self, start: int) -> None:
-        """Undo ``_chunk_of_memory`` after a failed transaction (``_lock`` held)."""
+    def _put_back(self, start: int, batch: list[Entry]) -> None:
+        """Undo ``_chunk_of_memory`` after a failed transaction (``_lock`` held).
+
+        Entries of the chunk settled meanwhile left memory as written, their room in
+        the file's estimate left for ``Bound.written`` to give back at the commit;
+        there is no commit now, so it is given back here."""
+        settled = min(start + len(batch), self._pending_start) - start
+        if settled > 0:
+            self._bound.release(weight(batch[:settled]))
         self._written = max(self._pending_start, start)
 
     def _write(self, due: int) -> None:
@@ -168,7 +175,7 @@ class Spooling(Connection):
             conn.execute("COMMIT")
         except BaseException:
             with self._lock:
-                self._put_back(start)
+                self._put_back(start, batch)
                 self._deletes[:0] = deletes
             self._releases[:0] = releases
             raise
