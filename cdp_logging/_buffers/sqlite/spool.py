@@ -107,7 +107,12 @@ class Spooling(Connection):
             unwritten = self._pending_start + len(self._pending) > self._written
             if not self._closed or unwritten or self._deletes or self._releases:
                 return False
-            self._evict(self._written)
+            # Only copies the sender has taken go: what it has not, it still takes
+            # from memory, and what memory let go it reads from the file, so the file
+            # stays until it has (with the lease given back, nothing else waits).
+            self._evict(self._head)
+            if self._head < self._pending_start:
+                return False
         conn = self._conn
         if conn is not None and not self._given_up:
             try:
