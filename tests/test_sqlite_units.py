@@ -414,3 +414,20 @@ class TestClose:
         assert 0 == len(queue)
         with queue._db_lock:
             queue._drop_connection()
+
+
+def test_a_put_from_a_signal_handler_inside_a_locked_region_waits_aside(tmp_path: Path) -> None:
+    """A signal handler's put, in a thread that holds the memory lock (any region: an
+    adoption swapping memory, a take computing offsets), goes aside instead of waiting
+    for its own thread, and is numbered once that region is over."""
+    queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
+    assert 0 < queue.put(b'{"i":0}')
+    with queue._lock:  # the region the handler interrupted
+        # A Lock would make the put below wait for this very thread forever.
+        assert queue._lock.acquire(timeout=1), "the memory lock waits for its own thread"
+        queue._lock.release()
+        assert 0 < queue.put(b'{"i":1}')
+        assert [b'{"i":0}'] == queue._pending
+    assert 2 == len(queue)
+    assert 2 == queue.accepted
+    assert (0, [b'{"i":0}', b'{"i":1}']) == queue.take(10, 10_000)

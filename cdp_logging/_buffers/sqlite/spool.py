@@ -59,7 +59,9 @@ class Spooling(Connection):
     def _maintain(self) -> None:
         """Write what is due, settle deletes, renew our lease, take over dead owners."""
         now = time.monotonic()
-        with self._lock:
+        with self._lock:  # never held by this thread here: see _add_reentered
+            if self._reentered:
+                self._add_reentered()
             self._marks.append((now, self._pending_start + len(self._pending)))
         due = self._due(now)  # every tick, so the marks never pile up
         if now >= self._read_retry_at > 0:

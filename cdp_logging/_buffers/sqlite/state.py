@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
-from ..base import Entry, Gone, Tracked
+from ..base import CLOSED, FULL, Entry, Gone, Tracked
 from .lease import Watch
 from .storage import Bound, all_bytes, weight
 
@@ -60,7 +60,12 @@ class State:
         self._max_memory = max_memory
         self._wake_sender = wake
         self._gone = gone
-        self._lock = threading.Lock()
+        # An RLock, for a signal handler that logs while its thread holds it (see
+        # ``_put_reentered``); other threads wait for it as for a Lock.
+        self._lock = threading.RLock()
+        # Whether this thread holds _lock: the protocol threading.Condition relies on.
+        self._owned: Callable[[], bool] = self._lock._is_owned  # type: ignore[attr-defined]
+        self._reentered: deque[Entry] = deque()
         self._db_lock = threading.Lock()
         self._pending: list[Entry] = []  # every number from _pending_start on
         self._pending_start = 0
@@ -158,6 +163,33 @@ class State:
             except IndexError:
                 return
             self._gone(start, end, waiters, reason)
+
+    # -- a signal handler's put -------------------------------------------------------
+
+    def _put_reentered(self, entry: Entry) -> int:
+        """*put* from a signal handler whose thread was interrupted holding ``_lock``.
+
+        A handler runs in the main thread between two bytecodes, maybe in the middle
+        of changing memory (numbers, the bound, an adoption swapping ``_pending``); a
+        Lock made it wait for its own thread forever. Its entry waits aside, one atomic
+        append, and gets its number when ``_add_reentered`` runs: at the next put,
+        take, ``accepted`` or close, or the writer's next tick, whichever comes first."""
+        if self._closed:
+            return CLOSED
+        count = len(self._pending) + len(self._reentered)
+        if count >= self._max_memory or not self._bound.fits(len(entry)):
+            return FULL
+        self._reentered.append(entry)
+        return count + 1
+
+    def _add_reentered(self) -> None:
+        """Number what signal handlers left aside (``_lock`` held, by no region that
+        was interrupted: the caller checked ``_owned`` before taking it)."""
+        reentered = self._reentered
+        while reentered:  # bounded: a handler adds only while this thread is in here
+            entry = reentered.popleft()
+            self._pending.append(entry)
+            self._bound.reserve(len(entry))
 
     # -- memory: what leaves it, and when (``_lock`` held) ---------------------------
 
