@@ -431,3 +431,42 @@ def test_a_put_from_a_signal_handler_inside_a_locked_region_waits_aside(tmp_path
     assert 2 == len(queue)
     assert 2 == queue.accepted
     assert (0, [b'{"i":0}', b'{"i":1}']) == queue.take(10, 10_000)
+
+
+def test_a_failed_adoption_takes_back_no_number_it_showed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an adoption's transaction runs, the adopted rows' numbers were already
+    counted in ``accepted`` (puts meanwhile were numbered after them). When it failed,
+    they were taken back: a flush() or close() that read ``accepted`` meanwhile waited
+    for numbers that no longer existed, until its timeout (and close() then never gave
+    the connection and the transport back)."""
+    queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
+    with queue._db_lock:
+        assert queue._open()
+        assert queue._conn is not None
+        queue._conn.executemany(
+            "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
+            [(999, i, b'{"dead":%d}' % i) for i in range(3)],
+        )
+    for i in range(2):
+        queue.put(b'{"i":%d}' % i)
+    seen: list[int] = []
+
+    def locked(*_: object) -> None:
+        queue.put(b'{"i":2}')  # a put while the transaction runs
+        seen.append(queue.accepted)  # what a flush() or close() started now waits for
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(spool, "insert_rows", locked)
+    with queue._db_lock:
+        queue._orphans_possible = True
+        assert not queue._guarded(queue._adopt)
+    assert queue.accepted >= seen[0]
+    taken: list[object] = []
+    for _ in range(10):  # bounded: a take returns at least one entry or none
+        entries = queue.take(100, 100_000)[1]
+        if not entries:
+            break
+        taken += entries
+    assert [b'{"i":%d}' % i for i in range(3)] == taken
