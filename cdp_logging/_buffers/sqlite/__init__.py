@@ -129,6 +129,8 @@ class SQLiteQueue(Spooling, Local):
             return self._put_reentered(entry)
         untaken = 0
         with self._lock:
+            if self._adopting:  # numbered once the adoption's transaction ends
+                return self._put_reentered(entry)
             if self._reentered:
                 self._add_reentered()
             if self._closed:
@@ -214,7 +216,10 @@ class SQLiteQueue(Spooling, Local):
     def __len__(self) -> int:
         if self._head < self._pending_start and time.monotonic() < self._read_retry_at:
             return 0  # the file cannot be read now: the writer wakes the sender later
-        return self._pending_start + len(self._pending) + len(self._reentered) - self._head
+        # What waits aside during an adoption is not counted: it cannot be taken yet
+        # (the sender would ask again and again), and the adoption wakes the sender.
+        aside = 0 if self._adopting else len(self._reentered)
+        return self._pending_start + len(self._pending) + aside - self._head
 
     # -- the sender's side -------------------------------------------------------------
 

@@ -229,12 +229,13 @@ class Spooling(Connection):
             if ids:
                 # The adopted rows get the next numbers, after everything accepted so
                 # far: memory is written in this transaction too, so numbers stay
-                # consecutive (settled ones skipped), and memory lets go of all of it
-                # now, so puts meanwhile number theirs after the adopted rows.
+                # consecutive (settled ones skipped). Memory lets go of all of it now;
+                # puts meanwhile wait aside and are numbered once this ends: after the
+                # adopted rows if it commits, after memory if it fails.
                 with self._lock:
                     start, batch, skip = self._chunk_of_memory(2**62, 2**62)
                     base = start + len(batch)
-                    memory = self._hand_over(base + len(ids), start)
+                    memory = self._hand_over(base, start)
                 insert_rows(conn, self._token, start, batch, skip)
                 conn.executemany(
                     "UPDATE messages SET owner = ?, seq = ? WHERE id = ?",
@@ -245,10 +246,11 @@ class Spooling(Connection):
             if memory is not None:
                 with self._lock:
                     self._take_back(memory)
+                self._wake_sender()  # what was put meanwhile can be taken now
             raise
         if memory is not None:
             with self._lock:
-                self._handed_over(memory, weight(batch))
+                self._handed_over(memory, weight(batch), len(ids))
         self._orphans_possible = len(ids) >= ADOPT_BATCH or size >= self._chunk
         if ids:
             self._measure()

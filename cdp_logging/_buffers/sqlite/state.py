@@ -128,6 +128,10 @@ class State:
         # Ranges settled while an adoption holds memory handed over (``_hand_over``):
         # forgotten again if it fails and memory comes back.
         self._settled_meanwhile: list[tuple[int, int]] | None = None
+        # An adoption's transaction runs: puts wait aside (``_reentered``) and are
+        # numbered once it ends, after the adopted rows if it committed. Numbered
+        # before, they took numbers (counted in ``accepted``) that a failure took back.
+        self._adopting = False
         self._pid = os.getpid()
 
     def _hand_back(self, start: int, end: int, reason: str) -> None:
@@ -185,6 +189,8 @@ class State:
     def _add_reentered(self) -> None:
         """Number what signal handlers left aside (``_lock`` held, by no region that
         was interrupted: the caller checked ``_owned`` before taking it)."""
+        if self._adopting:
+            return  # numbered once the adoption ends (``_handed_over``, ``_take_back``)
         reentered = self._reentered
         while reentered:  # bounded: a handler adds only while this thread is in here
             entry = reentered.popleft()
@@ -247,17 +253,19 @@ class State:
                     self._futures[seq] = entry.future
 
     def _hand_over(self, start: int, written: int) -> Memory:
-        """All of memory goes to the file in an adoption's transaction; numbers go on
-        from *start* (after the adopted rows). *written*: ``_written`` before the
-        transaction's chunk moved it, to put back."""
+        """All of memory goes to the file in an adoption's transaction, which ends at
+        *start*; puts meanwhile wait aside (``_adopting``). *written*: ``_written``
+        before the transaction's chunk moved it, to put back."""
         memory = Memory(self._pending_start, written, self._pending, self._done)
         self._pending, self._done = [], []
         self._pending_start = self._written = start
         self._settled_meanwhile = []
+        self._adopting = True
         return memory
 
     def _take_back(self, memory: Memory) -> None:
-        """The adoption failed: memory as it was, with what was put and settled since."""
+        """The adoption failed: memory as it was, then what was put and settled since."""
+        self._adopting = False
         self._pending = memory.entries + self._pending
         self._pending_start = memory.start
         self._written = memory.written
@@ -265,12 +273,16 @@ class State:
         settled, self._settled_meanwhile = self._settled_meanwhile or [], None
         for start, end in settled:
             self._forget(max(start, self._pending_start), end)
+        self._add_reentered()
 
-    def _handed_over(self, memory: Memory, unwritten: int) -> None:
-        """The adoption committed: who waits on what was untaken is kept, and the room
-        the unwritten part held in the file's estimate is given back."""
+    def _handed_over(self, memory: Memory, unwritten: int, adopted: int) -> None:
+        """The adoption committed *adopted* rows, numbered from where memory ended: who
+        waits on what was untaken is kept, the room the unwritten part held in the
+        file's estimate is given back, and what was put meanwhile numbered after."""
         self._settled_meanwhile = None
-        self._committed = self._written
+        self._adopting = False
+        self._pending_start = self._written = self._committed = self._pending_start + adopted
         if self._head < self._pending_start:
             self._remember(memory.start, memory.entries, self._head)
         self._bound.release(unwritten)
+        self._add_reentered()
