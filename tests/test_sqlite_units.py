@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -470,3 +471,28 @@ def test_a_failed_adoption_takes_back_no_number_it_showed(
             break
         taken += entries
     assert [b'{"i":%d}' % i for i in range(3)] == taken
+
+
+def test_memory_does_not_fill_with_settled_entries_once_the_file_broke(tmp_path: Path) -> None:
+    """A batch kept for a later process while the file was busy waits in memory for the
+    writer. The file then broke for good: that batch would never be written, nor leave
+    memory, and every batch settled after it stayed behind it (dropped only from the
+    front), until memory was full of settled messages and every call was queue_full."""
+    queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 6)
+    for i in range(3):
+        queue.put(b'{"i":%d}' % i)
+    assert 3 == len(queue.take(10, 10_000)[1])
+    with queue._db_lock:
+        assert queue._open()
+    queue._write_retry_at = time.monotonic() + 60  # the file is busy: written later
+    assert "kept in" in queue.settle(0, 3, False)
+    with queue._db_lock:  # then it is found corrupt
+        queue._trouble(sqlite3.DatabaseError("file is not a database"), read=False)
+    assert queue._broken
+    for _ in range(3):  # memory only now: a few rounds of put, take, deliver
+        for i in range(3):
+            assert 0 < queue.put(b'{"i":%d}' % i)
+        start, entries = queue.take(10, 10_000)
+        assert 3 == len(entries)
+        queue.settle(start, start + 3, True)
+    assert [] == queue._pending
