@@ -240,6 +240,23 @@ class State:
             self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
             self._drop_settled()
 
+    def _drop_taken(self) -> None:
+        """The file is given up (``_lock`` held): what the sender took leaves memory,
+        written or not. It holds its own copies of a batch in flight; a batch kept for
+        the file can no longer reach it; either would stay in memory for good, and
+        every range settled after it behind it (they leave only from the front)."""
+        count = self._head - self._pending_start
+        if count <= 0:
+            return
+        gone = self._pending[:count]
+        del self._pending[:count]
+        self._bound.release(weight(gone[max(0, self._written - self._pending_start) :]))
+        self._pending_start = self._head
+        self._written = max(self._written, self._head)
+        upto = self._pending_start
+        self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
+        self._drop_settled()
+
     def _remember(self, start: int, entries: list[Entry], head: int) -> None:
         """Keep who waits on entries leaving memory untaken (see ``_tracked``)."""
         if all_bytes(entries):
