@@ -11,6 +11,7 @@ would end by faulthandler's timer, with a traceback).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +171,26 @@ queue._items = RingingList(queue._items)
 log.info("track", extra={"user_id": "main", "event": "E"})
 """
         result = run(collector, "{}", VALID, body)
+
+        assert {} == result["errors"]
+        assert ["from-signal", "main"] == events(collector)
+
+    def test_while_the_main_thread_is_queuing_into_an_sqlite_buffer(
+        self, collector: Collector, tmp_path: Path
+    ) -> None:
+        """The same with ``buffer="sqlite:PATH"``: its put holds the buffer's memory
+        lock (a plain Lock), which the handler's put waited for in its own thread."""
+        body = """
+class RingingList(list):
+    def append(self, item):
+        ring()  # inside the queue's locked region
+        super().append(item)
+queue = handler.client.buffer
+queue._pending = RingingList(queue._pending)
+log.info("track", extra={"user_id": "main", "event": "E"})
+"""
+        options = repr({"buffer": f"sqlite:{tmp_path / 'b.db'}"})
+        result = run(collector, options, VALID, body)
 
         assert {} == result["errors"]
         assert ["from-signal", "main"] == events(collector)

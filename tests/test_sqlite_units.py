@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -286,3 +289,210 @@ class TestMemoryAndFile:
         queue.close()
         with queue._db_lock:
             queue._drop_connection()
+
+
+@contextlib.contextmanager
+def writer_waiting_for_another_program(queue: SQLiteQueue) -> Iterator[None]:
+    """The writer thread inside a transaction that fails: another program holds the
+    file's write lock, so its BEGIN IMMEDIATE waits (a short busy timeout here) and
+    then fails "database is locked". The block runs while it waits, as the caller and
+    the sender do, holding neither of the writer's locks."""
+    with queue._db_lock:
+        assert queue._open()
+        assert queue._conn is not None
+        queue._conn.execute("PRAGMA busy_timeout=300")
+        began = threading.Event()
+        queue._conn.set_trace_callback(lambda sql: began.set() if sql.startswith("BEGIN") else None)
+    other = sqlite3.connect(queue.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    due = queue.accepted
+
+    def spool() -> None:
+        with queue._db_lock:
+            queue._spool(due)
+
+    writer = threading.Thread(target=spool)
+    writer.start()
+    try:
+        assert began.wait(5), "the writer never began its transaction"
+        yield
+    finally:
+        writer.join(5)
+        other.rollback()
+        other.close()
+    assert not writer.is_alive()
+    with queue._db_lock:
+        assert queue._conn is not None
+        queue._conn.set_trace_callback(None)
+        queue._write_retry_at = 0.0  # the file is free again: no need to wait 2 s
+
+
+class TestTransactionsThatFail:
+    """A chunk of memory is being written while the caller and the sender go on; the
+    transaction then fails (another program's lock, a full disk, the bound)."""
+
+    def test_memory_at_its_bound_keeps_a_chunk_not_yet_committed(self, tmp_path: Path) -> None:
+        """put() at max_queue_size lets memory's copies of written entries go; a chunk
+        whose transaction has not committed is not written: if it fails, its entries
+        were in neither memory nor the file, and the sender, finding no rows, said they
+        were taken over by another process."""
+        gone: list[tuple[int, int, str]] = []
+        queue = SQLiteQueue(
+            str(tmp_path / "m.db"),
+            1 << 20,
+            4,
+            gone=lambda start, end, waiters, reason: gone.append((start, end, reason)),
+        )
+        for i in range(4):
+            assert 0 < queue.put(b'{"i":%d}' % i)
+        with writer_waiting_for_another_program(queue):
+            # The caller, memory full, meanwhile: accepted (room made) or refused.
+            accepted = 5 if queue.put(b'{"i":4}') > 0 else 4
+        with queue._db_lock:
+            queue._spool(queue.accepted)  # the writer's next round, the file free
+        taken: list[object] = []
+        for _ in range(10):  # bounded: a take returns at least one entry or none
+            entries = queue.take(100, 100_000)[1]
+            if not entries and not len(queue):
+                break
+            taken += entries
+        assert [b'{"i":%d}' % i for i in range(accepted)] == taken, gone
+        assert accepted == queue.rows()
+        queue.close()
+        with queue._db_lock:
+            queue._drop_connection()
+
+    def test_a_batch_settled_meanwhile_gives_its_reservation_back_once(
+        self, tmp_path: Path
+    ) -> None:
+        """The sender settles a batch while the chunk holding it is being written: its
+        entries leave memory counted as written (``Bound.written`` gives their room
+        back at the commit). When the transaction fails, nothing gave it back: the
+        file's estimate grew by the batch for good, and enough such failures refuse
+        every message (queue_full) with an empty file and memory."""
+        queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
+        for i in range(5):
+            queue.put(b'{"i":%d}' % i)
+        assert 5 == len(queue.take(10, 10_000)[1])
+        with writer_waiting_for_another_program(queue):
+            assert "" == queue.settle(0, 5, True)  # delivered meanwhile
+        with queue._db_lock:
+            queue._spool(queue.accepted)
+        assert ([], 5) == (queue._pending, queue._pending_start)
+        assert 0 == queue.rows()
+        assert 0 == queue._bound.reserved
+        queue.close()
+        with queue._db_lock:
+            queue._drop_connection()
+
+
+class TestClose:
+    def test_the_sender_still_takes_what_it_had_not_taken_once_the_lease_is_given_up(
+        self, tmp_path: Path
+    ) -> None:
+        """A batch kept for a later process (retries ran out) makes close() give the
+        lease back; the writer then leaves the file as soon as everything is written,
+        and let memory's copies go, untaken ones too: the sender, still delivering
+        within shutdown_timeout, could read them neither from memory nor from the file
+        it had left. len() stayed above 0 and take() returned nothing: the sender
+        thread spun until the process ended, and no waiter of those messages heard."""
+        queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
+        for i in range(3):
+            queue.put(b'{"i":%d}' % i)
+        assert (0, [b'{"i":0}']) == queue.take(1, 10_000)
+        with queue._db_lock:
+            assert queue._open()
+            queue._spool(queue.accepted)
+        assert "kept in" in queue.settle(0, 1, False)
+        queue.close()  # hands the lease back
+        assert queue._given_up
+        for _ in range(5):  # the writer's rounds, until it would leave the file
+            if queue._tick():
+                break
+        assert 2 == len(queue)
+        assert (1, [b'{"i":1}', b'{"i":2}']) == queue.take(10, 10_000)
+        assert "" == queue.settle(1, 3, True)
+        assert 0 == len(queue)
+        with queue._db_lock:
+            queue._drop_connection()
+
+
+def test_a_put_from_a_signal_handler_inside_a_locked_region_waits_aside(tmp_path: Path) -> None:
+    """A signal handler's put, in a thread that holds the memory lock (any region: an
+    adoption swapping memory, a take computing offsets), goes aside instead of waiting
+    for its own thread, and is numbered once that region is over."""
+    queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
+    assert 0 < queue.put(b'{"i":0}')
+    with queue._lock:  # the region the handler interrupted
+        # A Lock would make the put below wait for this very thread forever.
+        assert queue._lock.acquire(timeout=1), "the memory lock waits for its own thread"
+        queue._lock.release()
+        assert 0 < queue.put(b'{"i":1}')
+        assert [b'{"i":0}'] == queue._pending
+    assert 2 == len(queue)
+    assert 2 == queue.accepted
+    assert (0, [b'{"i":0}', b'{"i":1}']) == queue.take(10, 10_000)
+
+
+def test_a_failed_adoption_takes_back_no_number_it_showed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an adoption's transaction runs, the adopted rows' numbers were already
+    counted in ``accepted`` (puts meanwhile were numbered after them). When it failed,
+    they were taken back: a flush() or close() that read ``accepted`` meanwhile waited
+    for numbers that no longer existed, until its timeout (and close() then never gave
+    the connection and the transport back)."""
+    queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
+    with queue._db_lock:
+        assert queue._open()
+        assert queue._conn is not None
+        queue._conn.executemany(
+            "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
+            [(999, i, b'{"dead":%d}' % i) for i in range(3)],
+        )
+    for i in range(2):
+        queue.put(b'{"i":%d}' % i)
+    seen: list[int] = []
+
+    def locked(*_: object) -> None:
+        queue.put(b'{"i":2}')  # a put while the transaction runs
+        seen.append(queue.accepted)  # what a flush() or close() started now waits for
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(spool, "insert_rows", locked)
+    with queue._db_lock:
+        queue._orphans_possible = True
+        assert not queue._guarded(queue._adopt)
+    assert queue.accepted >= seen[0]
+    taken: list[object] = []
+    for _ in range(10):  # bounded: a take returns at least one entry or none
+        entries = queue.take(100, 100_000)[1]
+        if not entries:
+            break
+        taken += entries
+    assert [b'{"i":%d}' % i for i in range(3)] == taken
+
+
+def test_memory_does_not_fill_with_settled_entries_once_the_file_broke(tmp_path: Path) -> None:
+    """A batch kept for a later process while the file was busy waits in memory for the
+    writer. The file then broke for good: that batch would never be written, nor leave
+    memory, and every batch settled after it stayed behind it (dropped only from the
+    front), until memory was full of settled messages and every call was queue_full."""
+    queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 6)
+    for i in range(3):
+        queue.put(b'{"i":%d}' % i)
+    assert 3 == len(queue.take(10, 10_000)[1])
+    with queue._db_lock:
+        assert queue._open()
+    queue._write_retry_at = time.monotonic() + 60  # the file is busy: written later
+    assert "kept in" in queue.settle(0, 3, False)
+    with queue._db_lock:  # then it is found corrupt
+        queue._trouble(sqlite3.DatabaseError("file is not a database"), read=False)
+    assert queue._broken
+    for _ in range(3):  # memory only now: a few rounds of put, take, deliver
+        for i in range(3):
+            assert 0 < queue.put(b'{"i":%d}' % i)
+        start, entries = queue.take(10, 10_000)
+        assert 3 == len(entries)
+        queue.settle(start, start + 3, True)
+    assert [] == queue._pending

@@ -118,17 +118,26 @@ class SQLiteQueue(Spooling, Local):
         writer = self._writer.thread
         if not self._looked.is_set() and writer not in (None, threading.current_thread()):
             self._looked.wait(BUSY_TIMEOUT_MS / 1000 + 1)
+        owned = self._owned()
         with self._lock:
-            return self._pending_start + len(self._pending)
+            if self._reentered and not owned:
+                self._add_reentered()
+            return self._pending_start + len(self._pending) + len(self._reentered)
 
     def put(self, entry: Entry) -> int:
+        if self._owned():  # a signal handler: its thread is inside a region of ours
+            return self._put_reentered(entry)
         untaken = 0
         with self._lock:
+            if self._adopting:  # numbered once the adoption's transaction ends
+                return self._put_reentered(entry)
+            if self._reentered:
+                self._add_reentered()
             if self._closed:
                 return CLOSED
             count = len(self._pending)
-            if count >= self._max_memory and self._written > self._pending_start:
-                self._evict(self._written)  # the file holds these: memory makes room
+            if count >= self._max_memory and self._committed > self._pending_start:
+                self._evict(self._committed)  # the file holds these: memory makes room
                 count = len(self._pending)
             size = len(entry)
             refused = count >= self._max_memory or not self._bound.fits(size)
@@ -141,6 +150,8 @@ class SQLiteQueue(Spooling, Local):
                 # the file holds a backlog" (counted so, every call of an outage paid
                 # ~80 us for it).
                 untaken = self._pending_start + count + 1 - max(self._head, self._pending_start)
+            if self._reentered:  # a signal handler's, while this put held the lock
+                self._add_reentered()
         if refused:
             self._yield_if_starved()  # outside the lock: the writer may need it
             return FULL
@@ -171,7 +182,10 @@ class SQLiteQueue(Spooling, Local):
         self._writer.start()
 
     def close(self) -> None:
+        owned = self._owned()
         with self._lock:
+            if self._reentered and not owned:
+                self._add_reentered()
             self._closed = True
             kept = self._kept
             if kept:
@@ -202,7 +216,10 @@ class SQLiteQueue(Spooling, Local):
     def __len__(self) -> int:
         if self._head < self._pending_start and time.monotonic() < self._read_retry_at:
             return 0  # the file cannot be read now: the writer wakes the sender later
-        return self._pending_start + len(self._pending) - self._head
+        # What waits aside during an adoption is not counted: it cannot be taken yet
+        # (the sender would ask again and again), and the adoption wakes the sender.
+        aside = 0 if self._adopting else len(self._reentered)
+        return self._pending_start + len(self._pending) + aside - self._head
 
     # -- the sender's side -------------------------------------------------------------
 
@@ -211,7 +228,10 @@ class SQLiteQueue(Spooling, Local):
     ) -> tuple[int, list[Entry]]:
         if self._pid != os.getpid():
             return self._head, []  # a stale copy in a forked child: never used
+        owned = self._owned()
         with self._lock:
+            if self._reentered and not owned:
+                self._add_reentered()
             head = self._head
             if head >= self._pending_start:  # from memory: a copy, see the docstring
                 offset = head - self._pending_start

@@ -104,6 +104,7 @@ class Connection(State):
             self._evict(self._written)  # what the file holds stays there, for a later one
             start, end = self._head, self._pending_start
             self._head = max(self._head, end)
+            self._drop_taken()
         self._hand_back(
             start,
             end,

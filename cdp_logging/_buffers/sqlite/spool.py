@@ -59,7 +59,9 @@ class Spooling(Connection):
     def _maintain(self) -> None:
         """Write what is due, settle deletes, renew our lease, take over dead owners."""
         now = time.monotonic()
-        with self._lock:
+        with self._lock:  # never held by this thread here: see _add_reentered
+            if self._reentered:
+                self._add_reentered()
             self._marks.append((now, self._pending_start + len(self._pending)))
         due = self._due(now)  # every tick, so the marks never pile up
         if now >= self._read_retry_at > 0:
@@ -107,7 +109,12 @@ class Spooling(Connection):
             unwritten = self._pending_start + len(self._pending) > self._written
             if not self._closed or unwritten or self._deletes or self._releases:
                 return False
-            self._evict(self._written)
+            # Only copies the sender has taken go: what it has not, it still takes
+            # from memory, and what memory let go it reads from the file, so the file
+            # stays until it has (with the lease given back, nothing else waits).
+            self._evict(self._head)
+            if self._head < self._pending_start:
+                return False
         conn = self._conn
         if conn is not None and not self._given_up:
             try:
@@ -142,8 +149,15 @@ class Spooling(Connection):
         ]
         return start, batch, skip
 
-    def _put_back(self, start: int) -> None:
-        """Undo ``_chunk_of_memory`` after a failed transaction (``_lock`` held)."""
+    def _put_back(self, start: int, batch: list[Entry]) -> None:
+        """Undo ``_chunk_of_memory`` after a failed transaction (``_lock`` held).
+
+        Entries of the chunk settled meanwhile left memory as written, their room in
+        the file's estimate left for ``Bound.written`` to give back at the commit;
+        there is no commit now, so it is given back here."""
+        settled = min(start + len(batch), self._pending_start) - start
+        if settled > 0:
+            self._bound.release(weight(batch[:settled]))
         self._written = max(self._pending_start, start)
 
     def _write(self, due: int) -> None:
@@ -168,7 +182,7 @@ class Spooling(Connection):
             conn.execute("COMMIT")
         except BaseException:
             with self._lock:
-                self._put_back(start)
+                self._put_back(start, batch)
                 self._deletes[:0] = deletes
             self._releases[:0] = releases
             raise
@@ -179,6 +193,9 @@ class Spooling(Connection):
             used = self._bound.used
         with self._lock:
             self._bound.written(size, used)
+            # Only this thread moves _written past what is committed, and it holds
+            # _db_lock: what it marked is in the file now.
+            self._committed = self._written
             # What the sender has taken is in its batch: memory's copy is not needed.
             self._evict(self._head)
         if releases:
@@ -212,12 +229,13 @@ class Spooling(Connection):
             if ids:
                 # The adopted rows get the next numbers, after everything accepted so
                 # far: memory is written in this transaction too, so numbers stay
-                # consecutive (settled ones skipped), and memory lets go of all of it
-                # now, so puts meanwhile number theirs after the adopted rows.
+                # consecutive (settled ones skipped). Memory lets go of all of it now;
+                # puts meanwhile wait aside and are numbered once this ends: after the
+                # adopted rows if it commits, after memory if it fails.
                 with self._lock:
                     start, batch, skip = self._chunk_of_memory(2**62, 2**62)
                     base = start + len(batch)
-                    memory = self._hand_over(base + len(ids), start)
+                    memory = self._hand_over(base, start)
                 insert_rows(conn, self._token, start, batch, skip)
                 conn.executemany(
                     "UPDATE messages SET owner = ?, seq = ? WHERE id = ?",
@@ -228,10 +246,11 @@ class Spooling(Connection):
             if memory is not None:
                 with self._lock:
                     self._take_back(memory)
+                self._wake_sender()  # what was put meanwhile can be taken now
             raise
         if memory is not None:
             with self._lock:
-                self._handed_over(memory, weight(batch))
+                self._handed_over(memory, weight(batch), len(ids))
         self._orphans_possible = len(ids) >= ADOPT_BATCH or size >= self._chunk
         if ids:
             self._measure()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
-from ..base import Entry, Gone, Tracked
+from ..base import CLOSED, FULL, Entry, Gone, Tracked
 from .lease import Watch
 from .storage import Bound, all_bytes, weight
 
@@ -60,7 +60,12 @@ class State:
         self._max_memory = max_memory
         self._wake_sender = wake
         self._gone = gone
-        self._lock = threading.Lock()
+        # An RLock, for a signal handler that logs while its thread holds it (see
+        # ``_put_reentered``); other threads wait for it as for a Lock.
+        self._lock = threading.RLock()
+        # Whether this thread holds _lock: the protocol threading.Condition relies on.
+        self._owned: Callable[[], bool] = self._lock._is_owned  # type: ignore[attr-defined]
+        self._reentered: deque[Entry] = deque()
         self._db_lock = threading.Lock()
         self._pending: list[Entry] = []  # every number from _pending_start on
         self._pending_start = 0
@@ -68,6 +73,10 @@ class State:
         # from _pending_start to here memory keeps a copy of what the file has, so the
         # sender takes it from memory (see ``_evict`` for when the copy goes).
         self._written = 0
+        # Numbers below this are committed: ``_written`` moves when a transaction takes
+        # its chunk, this once it commits. Only copies below it may leave memory: a
+        # chunk whose transaction fails is then still there to write again.
+        self._committed = 0
         self._head = 0  # next number to take: below _pending_start, it is in the file
         # Settled for good while still in memory, past the first unsettled one: dropped
         # from memory once everything before them is (and never written if not yet).
@@ -119,6 +128,10 @@ class State:
         # Ranges settled while an adoption holds memory handed over (``_hand_over``):
         # forgotten again if it fails and memory comes back.
         self._settled_meanwhile: list[tuple[int, int]] | None = None
+        # An adoption's transaction runs: puts wait aside (``_reentered``) and are
+        # numbered once it ends, after the adopted rows if it committed. Numbered
+        # before, they took numbers (counted in ``accepted``) that a failure took back.
+        self._adopting = False
         self._pid = os.getpid()
 
     def _hand_back(self, start: int, end: int, reason: str) -> None:
@@ -155,6 +168,35 @@ class State:
                 return
             self._gone(start, end, waiters, reason)
 
+    # -- a signal handler's put -------------------------------------------------------
+
+    def _put_reentered(self, entry: Entry) -> int:
+        """*put* from a signal handler whose thread was interrupted holding ``_lock``.
+
+        A handler runs in the main thread between two bytecodes, maybe in the middle
+        of changing memory (numbers, the bound, an adoption swapping ``_pending``); a
+        Lock made it wait for its own thread forever. Its entry waits aside, one atomic
+        append, and gets its number when ``_add_reentered`` runs: at the next put,
+        take, ``accepted`` or close, or the writer's next tick, whichever comes first."""
+        if self._closed:
+            return CLOSED
+        count = len(self._pending) + len(self._reentered)
+        if count >= self._max_memory or not self._bound.fits(len(entry)):
+            return FULL
+        self._reentered.append(entry)
+        return count + 1
+
+    def _add_reentered(self) -> None:
+        """Number what signal handlers left aside (``_lock`` held, by no region that
+        was interrupted: the caller checked ``_owned`` before taking it)."""
+        if self._adopting:
+            return  # numbered once the adoption ends (``_handed_over``, ``_take_back``)
+        reentered = self._reentered
+        while reentered:  # bounded: a handler adds only while this thread is in here
+            entry = reentered.popleft()
+            self._pending.append(entry)
+            self._bound.reserve(len(entry))
+
     # -- memory: what leaves it, and when (``_lock`` held) ---------------------------
 
     def _forget(self, start: int, end: int) -> None:
@@ -182,9 +224,9 @@ class State:
 
     def _evict(self, upto: int) -> None:
         """Let memory's copy of what the file holds go, below *upto* (at most
-        ``_written``; ``_lock`` held). The sender reads what it has not taken of it
+        ``_committed``; ``_lock`` held). The sender reads what it has not taken of it
         from the file; so who waits on those entries is kept (``_remember``)."""
-        count = min(upto, self._written) - self._pending_start
+        count = min(upto, self._written, self._committed) - self._pending_start
         if count <= 0:
             return
         gone = self._pending[:count]
@@ -197,6 +239,23 @@ class State:
             upto = self._pending_start
             self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
             self._drop_settled()
+
+    def _drop_taken(self) -> None:
+        """The file is given up (``_lock`` held): what the sender took leaves memory,
+        written or not. It holds its own copies of a batch in flight; a batch kept for
+        the file can no longer reach it; either would stay in memory for good, and
+        every range settled after it behind it (they leave only from the front)."""
+        count = self._head - self._pending_start
+        if count <= 0:
+            return
+        gone = self._pending[:count]
+        del self._pending[:count]
+        self._bound.release(weight(gone[max(0, self._written - self._pending_start) :]))
+        self._pending_start = self._head
+        self._written = max(self._written, self._head)
+        upto = self._pending_start
+        self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
+        self._drop_settled()
 
     def _remember(self, start: int, entries: list[Entry], head: int) -> None:
         """Keep who waits on entries leaving memory untaken (see ``_tracked``)."""
@@ -211,17 +270,19 @@ class State:
                     self._futures[seq] = entry.future
 
     def _hand_over(self, start: int, written: int) -> Memory:
-        """All of memory goes to the file in an adoption's transaction; numbers go on
-        from *start* (after the adopted rows). *written*: ``_written`` before the
-        transaction's chunk moved it, to put back."""
+        """All of memory goes to the file in an adoption's transaction, which ends at
+        *start*; puts meanwhile wait aside (``_adopting``). *written*: ``_written``
+        before the transaction's chunk moved it, to put back."""
         memory = Memory(self._pending_start, written, self._pending, self._done)
         self._pending, self._done = [], []
         self._pending_start = self._written = start
         self._settled_meanwhile = []
+        self._adopting = True
         return memory
 
     def _take_back(self, memory: Memory) -> None:
-        """The adoption failed: memory as it was, with what was put and settled since."""
+        """The adoption failed: memory as it was, then what was put and settled since."""
+        self._adopting = False
         self._pending = memory.entries + self._pending
         self._pending_start = memory.start
         self._written = memory.written
@@ -229,11 +290,16 @@ class State:
         settled, self._settled_meanwhile = self._settled_meanwhile or [], None
         for start, end in settled:
             self._forget(max(start, self._pending_start), end)
+        self._add_reentered()
 
-    def _handed_over(self, memory: Memory, unwritten: int) -> None:
-        """The adoption committed: who waits on what was untaken is kept, and the room
-        the unwritten part held in the file's estimate is given back."""
+    def _handed_over(self, memory: Memory, unwritten: int, adopted: int) -> None:
+        """The adoption committed *adopted* rows, numbered from where memory ended: who
+        waits on what was untaken is kept, the room the unwritten part held in the
+        file's estimate is given back, and what was put meanwhile numbered after."""
         self._settled_meanwhile = None
+        self._adopting = False
+        self._pending_start = self._written = self._committed = self._pending_start + adopted
         if self._head < self._pending_start:
             self._remember(memory.start, memory.entries, self._head)
         self._bound.release(unwritten)
+        self._add_reentered()
