@@ -316,11 +316,14 @@ class TestReconfiguration:
         )
         assert 0 == done.returncode, done.stderr
         fds, writers = map(int, done.stdout.split())
-        # The handler of the last config: its database, WAL and shared-memory files,
-        # plus at most one descriptor SQLite keeps of a closed connection while another
-        # connection of the process holds locks on the same file (it reuses it at the
-        # next open: 60 runs leave 4 as well); and its one writer.
-        assert fds <= 4, fds
+        # The handler of the last config: its database, WAL and shared-memory files;
+        # plus a descriptor for each connection closed after that handler's opened:
+        # SQLite keeps it while another connection of the process holds a lock on the
+        # same file (in WAL mode an open connection always does) and reuses it at the
+        # next open (https://www.sqlite.org/howtocorrupt.html#_posix_advisory_locks_canceled_by_a_separate_thread_doing_close_).
+        # Earlier handlers' writers end on their own time: one or two (on a loaded
+        # machine) close after the last open. The defect was two more per run: 63.
+        assert fds <= 6, fds
         assert 1 == writers
         assert 30 == len(collector.messages())
 
