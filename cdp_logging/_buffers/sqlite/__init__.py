@@ -218,8 +218,12 @@ class SQLiteQueue(Spooling, Local):
             return 0  # the file cannot be read now: the writer wakes the sender later
         # What waits aside during an adoption is not counted: it cannot be taken yet
         # (the sender would ask again and again), and the adoption wakes the sender.
-        aside = 0 if self._adopting else len(self._reentered)
-        return self._pending_start + len(self._pending) + aside - self._head
+        # Under the lock: an eviction moves memory's start after shortening it, and a
+        # sum read between the two would undercount (to 0, and the sender would wait
+        # for a wake that may not come).
+        with self._lock:
+            aside = 0 if self._adopting else len(self._reentered)
+            return self._pending_start + len(self._pending) + aside - self._head
 
     # -- the sender's side -------------------------------------------------------------
 
