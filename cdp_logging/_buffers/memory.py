@@ -51,8 +51,12 @@ class MemoryBuffer(Local):
 
     def put(self, entry: Entry) -> int:
         # The closed check shares the lock with close(), so no put can slip in after
-        # close() has looked at what is left to drain.
-        with self._lock:
+        # close() has looked at what is left to drain. acquire/release rather than
+        # `with`: the context manager's __exit__ call costs as much as the lock round
+        # trip itself (~1,000 instructions under callgrind), at every logging call.
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._busy:
                 return self._put_reentered(entry)
             self._busy = True
@@ -70,6 +74,8 @@ class MemoryBuffer(Local):
                 self._busy = False
                 if self._reentered:
                     self._add_reentered()
+        finally:
+            lock.release()
 
     def _put_reentered(self, entry: Entry) -> int:
         """*put* from a signal handler that interrupted this thread inside put or take."""
