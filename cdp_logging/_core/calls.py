@@ -13,6 +13,7 @@ import datetime as dt
 import enum
 import json
 import logging
+import math
 import numbers
 import uuid
 from collections.abc import Mapping
@@ -121,13 +122,15 @@ _LIBRARY_MEMBER: Final = ',"library":' + json.dumps(_LIBRARY, separators=(",", "
 _UTC: Final = dt.timezone.utc
 
 
+_IDS: Final = MESSAGE_IDS
 new_message_id = MESSAGE_IDS.new
 
 
 # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): formatting a datetime costs more
 # than the rest of the timestamp, and a busy process logs many events per second.
 # Replaced as one tuple, so threads never see a second paired with another's text.
-_second_cache: tuple[int, str] = (-1, "")
+# NaN until the first: no second equals it (build compares before it calls).
+_second_cache: tuple[float, str] = (math.nan, "")
 _MILLIS: Final = tuple(f".{ms:03d}+00:00" for ms in range(1000))
 
 
@@ -336,13 +339,20 @@ def build(
     stamp = message.get("timestamp")
     made_stamp = stamp is None
     if made_stamp:
-        stamp = iso_timestamp(created)
+        # iso_timestamp's usual case (a second it has formatted already) here, and
+        # new_message_id's body below: two calls less (~1,000 instructions per call).
+        second_of = _floor(created)
+        second, text = _second_cache
+        if second == second_of:
+            stamp = text + _MILLIS[_floor((created - second_of) * 1000)]
+        else:
+            stamp = iso_timestamp(created)
     elif _timestamp_problem(message):
         suspect = True
     message_id = message.get("messageId")
     made_id = message_id is None
     if made_id:
-        message_id = new_message_id()
+        message_id = _IDS._prefix + str(next(_IDS._counter))
     elif type(message_id) is not str or not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
         suspect = True
     # Timestamp: digits and signs only; messageId: hex and digits: no escaping. The usual
