@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from .._version import __version__
 from . import serialise as _json
-from .context import BOUND, Bound
+from .context import BOUND, EVER_BOUND, Bound
 from .errors import INVALID_MESSAGE, MESSAGE_TOO_LARGE, DeliveryError
 from .process import MESSAGE_IDS, warn_once
 from .protocol import (
@@ -308,7 +308,7 @@ def build(
             )
             suspect = suspect or type(value) is not str
         message[wire] = value
-    bound = BOUND.get()
+    bound = BOUND.get() if EVER_BOUND else None
     bound_text = ""
     if bound is not None:
         bound_text = _add_bound(message, bound)
