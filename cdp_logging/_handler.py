@@ -107,7 +107,7 @@ class AnalyticsHandler(logging.Handler):
             except Exception as error:  # noqa: BLE001 - its payload raised: ours to report
                 self._client.unreadable(error)
                 return
-            self._client.submit(call_type, fields, record.created, strict=strict)
+            self._client.submit(call_type, fields, record.created, strict)
             if self._unlisted:
                 self._unlisted = False
                 relist_handler(self)
