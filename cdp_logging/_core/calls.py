@@ -279,12 +279,14 @@ def build(
     JSON text directly, not put in a dict to be encoded again at every call.
     """
     message: dict[str, Any] = {}
-    unknown: list[str] = []
+    unknown: list[str] | None = None  # made for the first unknown key, not every call
     suspect = False
     for key, value in fields.items():
         spec = _SPECS.get(key)
         if spec is None:
             if strict and key != "type":
+                if unknown is None:
+                    unknown = []
                 unknown.append(key)
             continue
         if value is None:
@@ -353,7 +355,7 @@ def build(
     message_id = message.get("messageId")
     made_id = message_id is None
     if made_id:
-        message_id = _IDS._prefix + str(next(_IDS._counter))
+        message_id = f"{_IDS._prefix}{next(_IDS._counter)}"  # no str() call: cheaper
     elif type(message_id) is not str or not message_id or len(message_id) > MAX_MESSAGE_ID_CHARS:
         suspect = True
     # Timestamp: digits and signs only; messageId: hex and digits: no escaping. The usual
