@@ -116,7 +116,12 @@ _LIBRARY: Final = {"name": "cdp_logging", "version": __version__}
 _SPECS: Final = {key: (wire, _KINDS[wire]) for key, wire in _WIRE_KEYS.items()}
 # The JSON text of what build() writes itself; the names and values need no escaping.
 # call type -> (its required groups, the JSON text of its type member)
-_CALL_SPECS: Final = {name: (_REQUIRED[name], f'"type":"{name}"') for name in CALL_TYPES}
+# call type -> (its required groups as pairs, one key twice where a group has one: build
+# unpacks a pair where it would loop over a group; the JSON text of its type member)
+_CALL_SPECS: Final = {
+    name: (tuple((group[0], group[-1]) for group in _REQUIRED[name]), f'"type":"{name}"')
+    for name in CALL_TYPES
+}
 _LIBRARY_CONTEXT: Final = ',"context":' + json.dumps({"library": _LIBRARY}, separators=(",", ":"))
 _LIBRARY_MEMBER: Final = ',"library":' + json.dumps(_LIBRARY, separators=(",", ":")) + "}"
 _UTC: Final = dt.timezone.utc
@@ -309,7 +314,9 @@ def build(
                 if kind == _TEXT
                 else (_timestamp(value))
             )
-            suspect = suspect or type(value) is not str
+            suspect = suspect or type(value) is not str or not value
+        elif not value:
+            suspect = True  # empty text: the full rules decide (see the required check)
         message[wire] = value
     bound = BOUND.get() if EVER_BOUND else None
     bound_text = ""
@@ -370,12 +377,15 @@ def build(
             added += f',"messageId":"{message_id}"'
         added += bound_text
     if not suspect:
-        # Plain loops: generator expressions here cost more than the rest of the check.
-        for group in required:
-            for key in group:
-                if message.get(key) or (bound is not None and key in bound.ids):
-                    break
-            else:
+        # Every text value here is non-empty (an empty one made the message suspect),
+        # so a key present is a key given. Pairs unpacked, `in` rather than get(): a
+        # loop over each group cost ~1,700 instructions per call, this ~600 (callgrind).
+        for one, other in required:
+            if (
+                one not in message
+                and other not in message
+                and (bound is None or (one not in bound.ids and other not in bound.ids))
+            ):
                 suspect = True
                 break
     if suspect:
