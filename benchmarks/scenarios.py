@@ -790,8 +790,8 @@ def instructions_stage(stage: str, calls: int) -> dict[str, Any]:
     reached = [0]  # calls that got as far as the stage (built: and were built)
     build = _calls.build
 
-    def built_only(call_type: Any, fields: Any, created: float, *, strict: bool) -> bool:
-        made = isinstance(build(call_type, fields, created, strict=strict), bytes)
+    def built_only(call_type: Any, fields: Any, created: float, strict: bool) -> bool:
+        made = isinstance(build(call_type, fields, created, strict), bytes)
         reached[0] += made
         return made
 

@@ -343,8 +343,8 @@ class Analytics:
         call_type: object,
         fields: Mapping[str, Any],
         created: float,
-        *,
         strict: bool,
+        *,
         future: Future[dict[str, Any]] | None = None,
         callback: Callback | None = None,
         logged: bool = True,
@@ -372,7 +372,7 @@ class Analytics:
         if sender.pid != getpid():  # a forked child no fork hook has reset yet
             sender.ensure_process()
         try:
-            built = self._build(call_type, fields, created, strict=strict)
+            built = self._build(call_type, fields, created, strict)  # by position: cheaper
         except Exception as error:  # noqa: BLE001 - a value no rule foresaw: report, never raise
             built = DeliveryError(
                 INVALID_MESSAGE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import logging
 import time
@@ -10,8 +11,12 @@ from typing import Any
 
 import pytest
 
-from cdp_logging import DeliveryError, __version__
+from cdp_logging import DeliveryError, __version__, bound_context
 from cdp_logging._core.calls import build, fields_from_record
+
+
+class Colour(str, enum.Enum):
+    EMPTY = ""
 
 
 def record(msg: Any, **extra: Any) -> logging.LogRecord:
@@ -225,6 +230,34 @@ class TestValidation:
         assert "invalid_message" == error.code
         assert needle in error.reason
         assert 1 == len(error.messages)
+
+    @pytest.mark.parametrize(
+        ("call_type", "fields", "needle"),
+        [
+            ("track", {"user_id": "", "event": "E"}, "track needs a userId or an anonymousId"),
+            ("track", {"user_id": "u", "event": ""}, "track needs an event name"),
+            ("track", {"user_id": "u", "event": Colour.EMPTY}, "track needs an event name"),
+            ("group", {"user_id": "u", "group_id": ""}, "group needs a groupId"),
+            ("alias", {"previous_id": "", "user_id": "u"}, "alias needs a previousId"),
+            ("alias", {"previous_id": "p", "user_id": ""}, "alias needs a userId"),
+        ],
+    )
+    def test_empty_text_is_not_a_value_given(
+        self, call_type: str, fields: dict[str, Any], needle: str
+    ) -> None:
+        """A required key given as empty text (or an Enum whose value is) is missing."""
+        error = refusal(call_type, fields)
+
+        assert ("invalid_message", True) == (error.code, needle in error.reason)
+
+    def test_empty_text_beside_a_given_alternative_is_sent(self) -> None:
+        """An empty userId beside an anonymousId, or beside a bound one, still goes."""
+        sent = message("track", {"user_id": "", "anonymous_id": "a", "event": "E"})
+        with bound_context(anonymous_id="b"):
+            bound = message("identify", {"user_id": ""})
+
+        assert ("", "a") == (sent["userId"], sent["anonymousId"])
+        assert ("", "b") == (bound["userId"], bound["anonymousId"])
 
     def test_a_message_id_that_is_not_text_is_named_once(self) -> None:
         """A messageId of the wrong type is refused saying so, not also as missing."""

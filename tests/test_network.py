@@ -50,6 +50,13 @@ def url_of(server: _Server, scheme: str = "http") -> str:
     return f"{scheme}://127.0.0.1:{server.server_address[1]}"
 
 
+def sent_directly(client: cdp_logging.Analytics) -> bool:
+    """Whether the client's batches went through the session's pool (``_transports.direct``)
+    rather than ``Session.send``: each option must work on the path it takes."""
+    transport = client._sender._transport
+    return getattr(transport, "_direct", None) is not None
+
+
 # -- headers ---------------------------------------------------------------------------
 
 
@@ -60,6 +67,7 @@ class TestHeaders:
         ) as client:
             client.track("u1", "Paid")
             assert client.flush(5)
+            assert sent_directly(client)
         [request] = collector.batches()
         headers = {name.lower(): value for name, value in request.headers.items()}
         assert ("shop-eu", "shop/1.4", 200) == (
@@ -134,6 +142,7 @@ class TestProxies:
             ) as client:
                 client.track("u1", "Paid")
                 assert client.flush(5)
+                assert not sent_directly(client)  # a proxy: through Session.send
             assert [collector.url + "/v1/batch"] == _Proxy.seen
             assert ["Paid"] == [m["event"] for m in collector.messages()]
         finally:
@@ -262,24 +271,23 @@ class TestVerify:
         url, cert = tls_server
         with cdp_logging.Analytics(WRITE_KEY, url, verify=str(cert)) as client:
             assert "Paid" == client.track("u1", "Paid").result(5)["event"]
+            assert sent_directly(client)
         assert 1 == len(_Batches.bodies)
 
     def test_the_default_refuses_an_unknown_certificate_and_false_accepts_it(
         self, tls_server: tuple[str, Path]
     ) -> None:
         url, _ = tls_server
-        with (
-            cdp_logging.Analytics(WRITE_KEY, url, max_retries=0, stderr_warnings=False) as client,
-            pytest.raises(DeliveryError) as raised,
-        ):
-            client.track("u1", "Refused").result(5)
+        with cdp_logging.Analytics(WRITE_KEY, url, max_retries=0, stderr_warnings=False) as client:
+            with pytest.raises(DeliveryError) as raised:
+                client.track("u1", "Refused").result(5)
+            assert sent_directly(client)
         assert errors.NETWORK == raised.value.code
         assert "SSL" in raised.value.reason or "certificate" in raised.value.reason
-        with (
-            pytest.warns(Warning, match="Unverified HTTPS"),
-            cdp_logging.Analytics(WRITE_KEY, url, verify=False) as client,
-        ):
-            assert "Paid" == client.track("u1", "Paid").result(5)["event"]
+        with cdp_logging.Analytics(WRITE_KEY, url, verify=False) as client:
+            with pytest.warns(Warning, match="Unverified HTTPS"):
+                event = client.track("u1", "Paid").result(5)["event"]
+            assert ("Paid", True) == (event, sent_directly(client))
         assert ["Paid"] == [b["batch"][0]["event"] for b in _Batches.bodies]
 
     def test_strings_from_config_files_and_a_missing_path(self) -> None:
@@ -419,6 +427,7 @@ class TestOAuth:
             assert client.flush(5)
             with pytest.raises(DeliveryError) as raised:
                 second.result(5)
+            assert sent_directly(client)
         assert (errors.HTTP_STATUS, 401) == (raised.value.code, raised.value.status)
         assert ["token-1", "token-2", "token-3"] == _TokenServer.issued
         assert ["Bearer token-1", "Bearer token-2", "Bearer token-2", "Bearer token-3"] == (

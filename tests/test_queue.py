@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import threading
+from typing import Any
+
+import pytest
 
 from cdp_logging import AnalyticsHandler
 from cdp_logging._buffers.base import CLOSED, FULL
@@ -116,3 +120,58 @@ class TestMaxQueueBytes:
         assert stats["pending"] >= 33_554_432 // 31_000
         assert 10_000 == stats["queued"] + stats["errors"]["queue_full"]
         handler.close()
+
+
+class _InterruptedLock:
+    """The buffer's RLock, with Ctrl-C's KeyboardInterrupt at one point of acquire().
+
+    A real signal cannot be aimed between two bytecodes; this puts its handler's
+    exception exactly where one may land: just after acquire() took the lock
+    (*taken*), or while acquire() still waited for it (not *taken*).
+    """
+
+    def __init__(self, lock: Any, *, taken: bool) -> None:
+        self._lock = lock
+        self._taken = taken
+        self.armed = True
+
+    def acquire(self) -> bool:
+        if self.armed:
+            self.armed = False
+            if self._taken:
+                self._lock.acquire()
+            raise KeyboardInterrupt
+        return bool(self._lock.acquire())
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self._lock._is_owned())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class TestInterruptedPut:
+    @pytest.mark.parametrize("taken", [True, False])
+    def test_ctrl_c_in_put_leaves_the_lock_free(self, taken: bool) -> None:
+        """The KeyboardInterrupt reaches the app, the lock is not left held (another
+        thread could never put again) nor released unheld (a RuntimeError in its place)."""
+        queue = MemoryBuffer(100)
+        real = queue._lock
+        queue._lock = _InterruptedLock(real, taken=taken)  # type: ignore[assignment]
+
+        with pytest.raises(KeyboardInterrupt):
+            queue.put(b"lost")
+        other: list[int] = []
+        thread = threading.Thread(target=lambda: other.append(queue.put(b"other")), daemon=True)
+        thread.start()
+        thread.join(5)
+
+        assert ([1], 1) == (other, queue.put(b"next") - 1)
+        assert [b"other", b"next"] == queue.take(10, 10_000)[1]
+        assert not real._is_owned()  # type: ignore[attr-defined]

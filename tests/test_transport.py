@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import cdp_logging
+from cdp_logging._transports.base import TransportError
 from cdp_logging._transports.requests import RequestsTransport
 from cdp_logging.collector import Collector
 
@@ -120,3 +121,104 @@ class TestCookies:
                 server.shutdown()
 
         assert [None, "AWSALB=sticky"] == seen
+
+
+_ONE = (
+    b'{"batch":[{"type":"track","userId":"u","event":"E","messageId":"m1",'
+    b'"timestamp":"2026-01-01T00:00:00.000+00:00"}],"sentAt":"2026-01-01T00:00:00.000+00:00"}'
+)
+
+
+class TestDirectPost:
+    """The plain endpoint's POST goes through the session's urllib3 pool, not Session.send."""
+
+    def test_plain_endpoint_direct_and_delivered(self, collector: Collector) -> None:
+        transport = RequestsTransport(f"{collector.url}/v1/batch", WRITE_KEY, gzip=True)
+        answers = [transport.send(_ONE, 5.0) for _ in range(3)]
+
+        assert transport._direct is not None
+        assert [200, 200, 200] == [answer.status for answer in answers]
+        assert 3 == len(collector.batches())  # gzip and Basic auth accepted each time
+        assert all(batch.write_key_ok for batch in collector.batches())
+        transport.close()
+        assert transport._direct is None
+
+    def test_a_proxy_goes_through_requests(
+        self, collector: Collector, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", collector.url)
+        transport = RequestsTransport("http://127.0.0.1:9/v1/batch", WRITE_KEY, gzip=False)
+
+        assert 200 == transport.send(_ONE, 5.0).status
+        assert transport._direct is None
+        transport.close()
+
+    def test_no_answer_reads_as_through_requests(self) -> None:
+        """A refused connection is reported in the same words by both paths."""
+        reasons = []
+        for direct in (True, False):
+            transport = RequestsTransport("http://127.0.0.1:9/v1/batch", WRITE_KEY, gzip=False)
+            transport._get_session()
+            assert transport._direct is not None
+            if not direct:
+                transport._direct = None
+            with pytest.raises(TransportError) as raised:
+                transport.send(b'{"batch":[]}', 5.0)
+            reasons.append(str(raised.value))
+            transport.close()
+
+        assert reasons[0] == reasons[1]
+        assert reasons[0].startswith("ConnectionError: HTTPConnectionPool(host='127.0.0.1'")
+
+    def test_a_refusal_is_read_as_requests_reads_it(self, collector: Collector) -> None:
+        """Not a success: the server's text comes back, as through Session.send."""
+        answers = []
+        for direct in (True, False):
+            transport = RequestsTransport(f"{collector.url}/v1/batch", WRITE_KEY, gzip=False)
+            transport._get_session()
+            assert transport._direct is not None
+            if not direct:
+                transport._direct = None
+            answers.append(transport.send(b'{"batch":[]}', 5.0))
+            assert 200 == transport.send(_ONE, 5.0).status  # the connection is still good
+            transport.close()
+
+        assert 400 == answers[0].status
+        assert "is empty" in answers[0].text
+        assert answers[0] == answers[1]
+
+    def test_a_short_body_fails_in_the_words_of_requests(self) -> None:
+        """A success whose body ends early: no answer, worded as Session.send words it."""
+
+        class Short(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "100")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(b'{"success"')
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        reasons = []
+        with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            url = f"http://127.0.0.1:{server.server_address[1]}/v1/batch"
+            try:
+                for direct in (True, False):
+                    transport = RequestsTransport(url, WRITE_KEY, gzip=False)
+                    transport._get_session()
+                    assert transport._direct is not None
+                    if not direct:
+                        transport._direct = None
+                    with pytest.raises(TransportError) as raised:
+                        transport.send(_ONE, 5.0)
+                    reasons.append(str(raised.value).split(":")[0])
+                    transport.close()
+            finally:
+                server.shutdown()
+        assert ["ChunkedEncodingError", "ChunkedEncodingError"] == reasons

@@ -261,7 +261,7 @@ class Pipeline:
         self._in_hook: set[int] = set()
 
     def build(
-        self, call_type: object, fields: Mapping[str, Any], created: float, *, strict: bool
+        self, call_type: object, fields: Mapping[str, Any], created: float, strict: bool
     ) -> bytes | DeliveryError | None:
         """``calls.build``'s result, or None when a hook dropped the message."""
         if self._context is not None:

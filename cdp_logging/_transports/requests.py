@@ -29,6 +29,7 @@ import requests
 from .._core.secrets import Scrubber
 from .._version import __version__
 from .base import Response, TransportError
+from .direct import DirectPost, direct_post
 
 if TYPE_CHECKING:
     from .._core.network import OAuthSettings
@@ -109,6 +110,7 @@ class RequestsTransport:
             self._tokens = TokenSource(oauth)
         self._session: requests.Session | None = None
         self._template: requests.PreparedRequest | None = None
+        self._direct: DirectPost | None = None
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -125,6 +127,10 @@ class RequestsTransport:
             self._template = self._session.prepare_request(
                 requests.Request("POST", self._endpoint, headers=self._headers, data=b"")
             )
+            # The same POST through the session's own connection pool, where requests
+            # would do nothing more per request (_transports.direct): ~0.5 M
+            # instructions less per request, on the thread that competes for the GIL.
+            self._direct = direct_post(self._session, self._template)
             self._pid = pid
         return self._session, self._template
 
@@ -158,9 +164,28 @@ class RequestsTransport:
         if self._tokens is not None:
             return self._send_with_token(data, timeout)
         session, template = self._get_session()
-        return self._answer(self._post(session, template, data, timeout, None))
+        return self._post(session, template, data, timeout, None)
 
     def _post(
+        self,
+        session: requests.Session,
+        template: requests.PreparedRequest,
+        data: bytes,
+        timeout: float,
+        bearer: str | None,
+    ) -> Response:
+        """One POST, direct where it can be, else through ``Session.send``."""
+        direct = self._direct
+        if direct is not None and not session.cookies:
+            status, answer, headers = direct.post(data, timeout, bearer)
+            if answer is None:  # a success with no cookie: nothing more to read
+                retry_after = parse_retry_after(headers.get("Retry-After"))
+                return Response(status=status, text="", retry_after=retry_after)
+        else:
+            answer = self._post_by_session(session, template, data, timeout, bearer)
+        return self._answer(answer)
+
+    def _post_by_session(
         self,
         session: requests.Session,
         template: requests.PreparedRequest,
@@ -204,11 +229,11 @@ class RequestsTransport:
                 return refused.response
             left = max(0.001, deadline - time.monotonic())
             answer = self._post(session, template, data, left, token)
-            if answer.status_code != 401:
+            if answer.status != 401:
                 break
             tokens.invalidate(token)
         assert answer is not None
-        return self._answer(answer)
+        return answer
 
     def _answer(self, answer: requests.Response) -> Response:
         text = self._scrub.cut(answer.text, _MAX_REASON_CHARS) if answer.status_code >= 300 else ""
@@ -225,6 +250,7 @@ class RequestsTransport:
             self._session.close()
         self._session = None
         self._template = None
+        self._direct = None
 
 
 def http_transport(options: Options) -> RequestsTransport:
