@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.server
 import os
 import threading
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import requests.adapters
 
 import cdp_logging
 from cdp_logging._transports.base import TransportError
@@ -222,3 +225,34 @@ class TestDirectPost:
             finally:
                 server.shutdown()
         assert ["ChunkedEncodingError", "ChunkedEncodingError"] == reasons
+
+    @pytest.mark.parametrize(
+        ("owner", "name"),
+        [
+            # responses and requests-mock replace these for a test's duration; OpenTelemetry's,
+            # ddtrace's and other instrumentations wrap Session.send for the process.
+            (requests.adapters.HTTPAdapter, "send"),
+            (requests.Session, "send"),
+            (requests.Session, "get_adapter"),
+        ],
+    )
+    def test_requests_patched_later_still_sees_the_post(
+        self, collector: Collector, monkeypatch: pytest.MonkeyPatch, owner: type, name: str
+    ) -> None:
+        """A wrapper put on requests, even after the session exists, sees every batch."""
+        transport = RequestsTransport(f"{collector.url}/v1/batch", WRITE_KEY, gzip=False)
+        assert 200 == transport.send(_ONE, 5.0).status  # the session and its pool exist now
+        original = getattr(owner, name)
+        seen: list[str] = []
+
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seen.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+        answers = [transport.send(_ONE, 5.0).status for _ in range(2)]
+        transport.close()
+
+        assert ([200, 200], 3) == (answers, len(collector.batches()))
+        assert len(seen) >= 2  # each POST went through what the application patched
