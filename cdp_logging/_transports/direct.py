@@ -15,8 +15,9 @@ it, no session auth or response hooks, and requests 2.32.2 or later (which has t
 adapter's ``get_connection_with_tls_context``). The ``verify`` option reaches the pool as
 it reaches it through ``Session.send``, the ``headers`` option is in the fixed headers,
 and OAuth's Bearer token replaces the Authorization header per request. Everything else
-(a proxy, a mounted adapter, a session holding cookies to send) goes through
-``Session.send`` as before. An answer that is not a success, or that sets a cookie, is
+(a proxy, a mounted adapter, a session holding cookies to send, requests patched or
+wrapped by the application: ``requests_unpatched``) goes through ``Session.send`` as
+before. An answer that is not a success, or that sets a cookie, is
 turned into a ``requests.Response`` by the adapter, so its text and cookies are read
 exactly as requests reads them.
 
@@ -26,9 +27,12 @@ it), and this path only hands requests' own pool what ``HTTPAdapter.send`` hands
 
 from __future__ import annotations
 
+from types import FunctionType
 from typing import Any, Final
 
 import requests
+import requests.adapters
+import requests.sessions
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.cookies import extract_cookies_to_jar
@@ -48,7 +52,7 @@ from urllib3.exceptions import (
 
 from .base import TransportError
 
-__all__ = ["DirectPost", "direct_post"]
+__all__ = ["DirectPost", "direct_post", "requests_unpatched"]
 
 
 def _requests_name(error: BaseException) -> str:
@@ -86,6 +90,40 @@ def _body_name(error: BaseException) -> str:
     if isinstance(error, ReadTimeoutError):
         return "ConnectionError"
     return _requests_name(error)
+
+
+# Where requests' own Session.send, Session.get_adapter and HTTPAdapter.send are written.
+_REQUESTS_FILES: Final = frozenset({requests.sessions.__file__, requests.adapters.__file__})
+# The three functions last looked at, and whether all three were requests' own.
+_last_seen: tuple[object, object, object, bool] = (None, None, None, False)
+
+
+def _own(function: object) -> bool:
+    return type(function) is FunctionType and function.__code__.co_filename in _REQUESTS_FILES
+
+
+def requests_unpatched() -> bool:
+    """Whether nothing has replaced or wrapped the functions the direct path skips.
+
+    responses and requests-mock replace ``HTTPAdapter.send`` or ``Session.send`` and
+    ``get_adapter`` for a test, and OpenTelemetry's, ddtrace's and other
+    instrumentations wrap ``Session.send``: the application patched requests to see
+    (or stop) every request, ours included, so a batch then goes through
+    ``Session.send`` as before. Checked per batch, because a patch may come after the
+    session was made (a test that starts responses with a client already running); the
+    answer is kept for the functions last seen, so the usual batch pays three
+    attribute reads.
+    """
+    global _last_seen
+    send = requests.Session.send
+    get_adapter = requests.Session.get_adapter
+    adapter_send = HTTPAdapter.send
+    seen_send, seen_get_adapter, seen_adapter_send, verdict = _last_seen
+    if send is seen_send and get_adapter is seen_get_adapter and adapter_send is seen_adapter_send:
+        return verdict
+    verdict = _own(send) and _own(get_adapter) and _own(adapter_send)
+    _last_seen = (send, get_adapter, adapter_send, verdict)
+    return verdict
 
 
 # What a failed request raises here: urllib3's errors, and the OSErrors it lets through.

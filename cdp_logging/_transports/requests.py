@@ -29,7 +29,7 @@ import requests
 from .._core.secrets import Scrubber
 from .._version import __version__
 from .base import Response, TransportError
-from .direct import DirectPost, direct_post
+from .direct import DirectPost, direct_post, requests_unpatched
 
 if TYPE_CHECKING:
     from .._core.network import OAuthSettings
@@ -176,7 +176,7 @@ class RequestsTransport:
     ) -> Response:
         """One POST, direct where it can be, else through ``Session.send``."""
         direct = self._direct
-        if direct is not None and not session.cookies:
+        if direct is not None and not session.cookies and requests_unpatched():
             status, answer, headers = direct.post(data, timeout, bearer)
             if answer is None:  # a success with no cookie: nothing more to read
                 retry_after = parse_retry_after(headers.get("Retry-After"))
