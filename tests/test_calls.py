@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import cdp_logging
 from cdp_logging import DeliveryError, __version__, bound_context
 from cdp_logging._core.calls import build, fields_from_record
 
@@ -258,6 +259,24 @@ class TestValidation:
 
         assert ("", "a") == (sent["userId"], sent["anonymousId"])
         assert ("", "b") == (bound["userId"], bound["anonymousId"])
+
+    @pytest.mark.parametrize("options", [{}, {"redact": ["traits.secret"]}])
+    def test_empty_text_over_the_same_bound_key_is_refused_with_any_options(
+        self, options: dict[str, Any]
+    ) -> None:
+        """The call's own empty userId wins over the bound one, and no message may carry
+        it: refused, as the redact/before_send path refuses it (it was sent as ``""``)."""
+        client = cdp_logging.Analytics("key", send=False, stderr_warnings=False, **options)
+        with bound_context(user_id="bound"):
+            future = client.identify(user_id="", traits={"plan": "pro"})
+        with pytest.raises(DeliveryError) as raised:
+            future.result(5)
+        client.close()
+
+        assert ("invalid_message", "identify: identify needs a userId or an anonymousId") == (
+            raised.value.code,
+            raised.value.reason,
+        )
 
     def test_a_message_id_that_is_not_text_is_named_once(self) -> None:
         """A messageId of the wrong type is refused saying so, not also as missing."""
