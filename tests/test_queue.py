@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.config
 import threading
@@ -175,3 +176,64 @@ class TestInterruptedPut:
         assert ([1], 1) == (other, queue.put(b"next") - 1)
         assert [b"other", b"next"] == queue.take(10, 10_000)[1]
         assert not real._is_owned()  # type: ignore[attr-defined]
+
+
+class _InterruptAfterCall:
+    """The buffer's RLock, with Ctrl-C's KeyboardInterrupt right after its *n*-th call.
+
+    A signal handler runs at the interpreter's check after a C call returns; one that
+    raises there lands between that call and the next line. Every such point of put,
+    one per test, whatever lock methods put calls in whatever order.
+    """
+
+    def __init__(self, lock: Any, n: int) -> None:
+        self._lock = lock
+        self._left = n
+        self.fired = False
+
+    def _after(self, result: Any) -> Any:
+        self._left -= 1
+        if self._left == 0:
+            self.fired = True
+            raise KeyboardInterrupt
+        return result
+
+    def acquire(self, *args: Any) -> Any:
+        return self._after(self._lock.acquire(*args))
+
+    def release(self) -> Any:
+        return self._after(self._lock.release())
+
+    def _is_owned(self) -> Any:
+        return self._after(self._lock._is_owned())
+
+    def __enter__(self) -> Any:
+        # No check inside a C __enter__, nor between it and the block it guards.
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class TestInterruptAnywhereInPut:
+    @pytest.mark.parametrize("n", range(1, 6))
+    def test_ctrl_c_after_any_lock_call_leaves_the_lock_free(self, n: int) -> None:
+        """However the lock is taken and given back, a KeyboardInterrupt after any of
+        those calls leaves it free: else the sender's take() waits for it for good, and
+        nothing more is delivered."""
+        queue = MemoryBuffer(100)
+        real = queue._lock
+        lock = _InterruptAfterCall(real, n)
+        queue._lock = lock  # type: ignore[assignment]
+        with contextlib.suppress(KeyboardInterrupt):
+            queue.put(b"first")
+        queue._lock = real
+        other: list[int] = []
+        thread = threading.Thread(target=lambda: other.append(queue.put(b"other")), daemon=True)
+        thread.start()
+        thread.join(5)
+
+        assert not real._is_owned()  # type: ignore[attr-defined]
+        assert 1 == len(other)
+        if n == 1:
+            assert lock.fired
