@@ -54,11 +54,14 @@ class MemoryBuffer(Local):
         # close() has looked at what is left to drain. acquire/release rather than
         # `with`: the context manager's __exit__ call costs as much as the lock round
         # trip itself (~1,000 instructions under callgrind), at every logging call.
-        # acquire() inside the try, and release only if this thread holds the lock: a
-        # signal handler that raises (Ctrl-C) may run right after acquire() returns,
-        # or interrupt an acquire() still waiting, and neither may leave the lock held
-        # or release one this thread never took. Nested puts (a handler's, inside this
-        # one) hold it twice and release once each, which _is_owned() allows.
+        # acquire() inside the try, and release() told apart from "never taken" by its
+        # RuntimeError: a signal handler that raises (Ctrl-C) may run right after any C
+        # call returns (acquire() having taken the lock), or interrupt an acquire()
+        # still waiting (this thread holds nothing: release() raises, and nothing is
+        # released). No check between an "is it mine?" and the release: one there
+        # would skip the release and leave the lock held for good. Nested puts (a
+        # handler's, inside this one) take it twice and release once each; an acquire
+        # by a thread that already holds it never waits, so is never interrupted.
         lock = self._lock
         try:
             lock.acquire()
@@ -80,8 +83,10 @@ class MemoryBuffer(Local):
                 if self._reentered:
                     self._add_reentered()
         finally:
-            if lock._is_owned():  # type: ignore[attr-defined]
+            try:  # noqa: SIM105 - suppress() would be a context manager per call again
                 lock.release()
+            except RuntimeError:  # acquire() was interrupted while it still waited
+                pass
 
     def _put_reentered(self, entry: Entry) -> int:
         """*put* from a signal handler that interrupted this thread inside put or take."""
