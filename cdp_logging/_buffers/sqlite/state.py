@@ -212,15 +212,26 @@ class State:
         written (``Bound.written``)."""
         while self._done and self._done[0][0] <= self._pending_start:
             high = self._done.pop(0)[1]
-            count = high - self._pending_start
-            if count > 0:
-                gone = self._pending[:count]
-                del self._pending[:count]
-                unwritten = gone[max(0, self._written - self._pending_start) :]
-                if unwritten:
-                    self._bound.release(weight(unwritten))
-                self._pending_start = high
-                self._written = max(self._written, high)
+            if high > self._pending_start:
+                self._drop_front(high - self._pending_start)
+
+    def _drop_front(self, count: int) -> list[Entry]:
+        """The first *count* entries leave memory (``_lock`` held); returned. What of
+        them was never written gives its room in the file's estimate back."""
+        gone = self._pending[:count]
+        del self._pending[:count]
+        unwritten = gone[max(0, self._written - self._pending_start) :]
+        if unwritten:
+            self._bound.release(weight(unwritten))
+        self._pending_start += count
+        self._written = max(self._written, self._pending_start)
+        return gone
+
+    def _trim_done(self) -> None:
+        """Settled ranges below memory's new start are gone with it (``_lock`` held)."""
+        upto = self._pending_start
+        self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
+        self._drop_settled()
 
     def _evict(self, upto: int) -> None:
         """Let memory's copy of what the file holds go, below *upto* (at most
@@ -229,16 +240,12 @@ class State:
         count = min(upto, self._written, self._committed) - self._pending_start
         if count <= 0:
             return
-        gone = self._pending[:count]
-        del self._pending[:count]
         start = self._pending_start
-        self._pending_start += count
+        gone = self._drop_front(count)  # all written: nothing to give back
         if self._head < self._pending_start:
             self._remember(start, gone, self._head)
         if self._done:
-            upto = self._pending_start
-            self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
-            self._drop_settled()
+            self._trim_done()
 
     def _drop_taken(self) -> None:
         """The file is given up (``_lock`` held): what the sender took leaves memory,
@@ -248,14 +255,8 @@ class State:
         count = self._head - self._pending_start
         if count <= 0:
             return
-        gone = self._pending[:count]
-        del self._pending[:count]
-        self._bound.release(weight(gone[max(0, self._written - self._pending_start) :]))
-        self._pending_start = self._head
-        self._written = max(self._written, self._head)
-        upto = self._pending_start
-        self._done = [(max(low, upto), high) for low, high in self._done if high > upto]
-        self._drop_settled()
+        self._drop_front(count)
+        self._trim_done()
 
     def _remember(self, start: int, entries: list[Entry], head: int) -> None:
         """Keep who waits on entries leaving memory untaken (see ``_tracked``)."""
