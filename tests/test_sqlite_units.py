@@ -22,6 +22,25 @@ def owner(token: int, beat: int, *, until: float = 1.0, host: str = "elsewhere")
     return Owner(token, host, 1, until, beat)
 
 
+def close_without_writer(queue: SQLiteQueue) -> None:
+    """Close a buffer whose writer was never started, and drop its connection as the
+    writer's last round would."""
+    queue.close()
+    with queue._db_lock:
+        queue._drop_connection()
+
+
+def leave_dead_rows(queue: SQLiteQueue, count: int) -> None:
+    """Rows ``{"dead":i}`` in *queue*'s file, of an owner that is gone (token 999)."""
+    with queue._db_lock:
+        assert queue._open()
+        assert queue._conn is not None
+        queue._conn.executemany(
+            "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
+            [(999, i, b'{"dead":%d}' % i) for i in range(count)],
+        )
+
+
 class TestWatch:
     def test_an_owner_whose_beat_changes_stays_alive_however_long(self) -> None:
         watch = Watch()
@@ -184,9 +203,7 @@ class TestMemoryAndFile:
         note = queue.settle(0, 5, final)
         assert (0 if final else 5) == queue.rows()
         assert ("" if final else "kept in") in note
-        queue.close()
-        with queue._db_lock:
-            queue._drop_connection()  # the writer, never started here, would
+        close_without_writer(queue)
 
     def test_the_sender_never_waits_for_the_file_to_take_or_settle(self, tmp_path: Path) -> None:
         """Issue 24, item 1. A loop that lags the sender by SPOOL_COUNT makes the writer
@@ -223,9 +240,7 @@ class TestMemoryAndFile:
             queue._spool(0)
         assert 0 == queue.rows()  # ...which this stands in for
         assert ([], 5) == (queue._pending, queue._pending_start)
-        queue.close()
-        with queue._db_lock:
-            queue._drop_connection()
+        close_without_writer(queue)
 
     def test_memory_lets_go_of_written_entries_when_full(self, tmp_path: Path) -> None:
         """Copies kept for the sender never cost a message: at max_queue_size, what the
@@ -241,9 +256,7 @@ class TestMemoryAndFile:
         assert (4, 1) == (queue._pending_start, len(queue._pending))
         assert (0, [b'{"i":%d}' % i for i in range(4)]) == queue.take(10, 10_000)
         assert (4, [b'{"i":4}']) == queue.take(10, 10_000)
-        queue.close()
-        with queue._db_lock:
-            queue._drop_connection()
+        close_without_writer(queue)
 
     def test_a_failed_adoption_puts_memory_back(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -253,13 +266,7 @@ class TestMemoryAndFile:
         with what was put meanwhile after it, and the next try numbers all consecutively."""
         path = str(tmp_path / "m.db")
         queue = SQLiteQueue(path, 1 << 20, 1000)
-        with queue._db_lock:
-            assert queue._open()
-            assert queue._conn is not None
-            queue._conn.executemany(
-                "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
-                [(999, i, b'{"dead":%d}' % i) for i in range(3)],
-            )
+        leave_dead_rows(queue, 3)
         for i in range(4):
             queue.put(b'{"i":%d}' % i)
         with queue._db_lock:
@@ -286,9 +293,7 @@ class TestMemoryAndFile:
             b'{"dead":%d}' % i for i in range(3)
         ] == sorted(taken[:5]) + taken[5:]
         assert 8 == queue.accepted
-        queue.close()
-        with queue._db_lock:
-            queue._drop_connection()
+        close_without_writer(queue)
 
 
 @contextlib.contextmanager
@@ -358,9 +363,7 @@ class TestTransactionsThatFail:
             taken += entries
         assert [b'{"i":%d}' % i for i in range(accepted)] == taken, gone
         assert accepted == queue.rows()
-        queue.close()
-        with queue._db_lock:
-            queue._drop_connection()
+        close_without_writer(queue)
 
     def test_a_batch_settled_meanwhile_gives_its_reservation_back_once(
         self, tmp_path: Path
@@ -381,9 +384,7 @@ class TestTransactionsThatFail:
         assert ([], 5) == (queue._pending, queue._pending_start)
         assert 0 == queue.rows()
         assert 0 == queue._bound.reserved
-        queue.close()
-        with queue._db_lock:
-            queue._drop_connection()
+        close_without_writer(queue)
 
 
 class TestClose:
@@ -443,13 +444,7 @@ def test_a_failed_adoption_takes_back_no_number_it_showed(
     for numbers that no longer existed, until its timeout (and close() then never gave
     the connection and the transport back)."""
     queue = SQLiteQueue(str(tmp_path / "m.db"), 1 << 20, 1000)
-    with queue._db_lock:
-        assert queue._open()
-        assert queue._conn is not None
-        queue._conn.executemany(
-            "INSERT INTO messages (owner, seq, data) VALUES (?, ?, ?)",
-            [(999, i, b'{"dead":%d}' % i) for i in range(3)],
-        )
+    leave_dead_rows(queue, 3)
     for i in range(2):
         queue.put(b'{"i":%d}' % i)
     seen: list[int] = []
