@@ -54,7 +54,7 @@ from ._delivery.sender import Sender
 from ._delivery.settle import resolve_call
 from ._transports.requests import http_transport
 
-__all__ = ["Analytics", "Callback"]
+__all__ = ["Analytics", "Callback", "client_or_new", "refuse_options_beside"]
 
 Callback = Callable[[Exception | None, dict[str, Any]], object]
 
@@ -676,3 +676,25 @@ class Analytics:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def refuse_options_beside(
+    given: str, write_key: str | None, host: str | None, options: object
+) -> None:
+    """A front door handed a client (*given*) takes no client options too: they would
+    be silently ignored, the client having its own."""
+    if write_key is not None or host is not None or options:
+        raise ValueError(f"pass {given} or the client's options (write_key, host, ...), not both")
+
+
+def client_or_new(
+    client: Analytics | None,
+    write_key: str | None,
+    host: str | None,
+    options: ClientOptions,
+) -> tuple[Analytics, bool]:
+    """The client a front door sends through, and whether it made (so owns) it."""
+    if client is not None:
+        refuse_options_beside("client=", write_key, host, options)
+        return client, False
+    return Analytics(write_key, host, **options), True

@@ -13,7 +13,7 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from ._client import Analytics
+from ._client import Analytics, client_or_new
 from ._compat import relist_handler
 from ._core.calls import fields_from_record
 from ._core.options import ClientOptions
@@ -51,12 +51,7 @@ class AnalyticsHandler(logging.Handler):
         # The client first: Handler.__init__ puts the handler on the list that
         # logging.shutdown() flushes at exit, and a handler whose options were refused
         # must not be there, half made, to print a traceback at exit.
-        if client is not None and (write_key is not None or host is not None or options):
-            raise ValueError(
-                "pass client= or the client's options (write_key, host, ...), not both"
-            )
-        self._owns_client = client is None
-        self._client = client if client is not None else Analytics(write_key, host, **options)
+        self._client, self._owns_client = client_or_new(client, write_key, host, options)
         try:
             super().__init__(level)
         except BaseException:

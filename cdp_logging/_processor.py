@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 import structlog
 from typing_extensions import Unpack
 
-from ._client import Analytics
+from ._client import Analytics, refuse_options_beside
 from ._core.calls import EVENT_DICT_FLAT_KEYS, fields_from_event_dict
 from ._core.options import ClientOptions
 from ._core.report import warn
@@ -67,10 +67,8 @@ class AnalyticsProcessor:
         if client is not None and handler is not None:
             raise ValueError("pass client= or handler=, not both")
         shared = client is not None or handler is not None
-        if shared and (write_key is not None or host is not None or options):
-            raise ValueError(
-                "pass client=/handler= or the client's options (write_key, host, ...), not both"
-            )
+        if shared:
+            refuse_options_beside("client=/handler=", write_key, host, options)
         self._after = after
         self._handler = handler
         self._client: Analytics | None = client

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from ._client import Analytics
+from ._client import Analytics, client_or_new
 from ._core.calls import FLAT_KEYS, fields_from_source
 from ._core.options import ClientOptions
 from ._core.report import warn
@@ -83,12 +83,7 @@ class AnalyticsSink:
         client: Analytics | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        if client is not None and (write_key is not None or host is not None or options):
-            raise ValueError(
-                "pass client= or the client's options (write_key, host, ...), not both"
-            )
-        self._owns_client = client is None
-        self._client = client if client is not None else Analytics(write_key, host, **options)
+        self._client, self._owns_client = client_or_new(client, write_key, host, options)
         # loguru names a sink by its ``name`` attribute (in its errors and repr).
         self.name = repr(self)
 
