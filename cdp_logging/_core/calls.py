@@ -87,6 +87,7 @@ FLAT_KEYS: Final = tuple(sorted(PAYLOAD_KEYS - {"name"}))
 EVENT_DICT_FLAT_KEYS: Final = tuple(sorted(PAYLOAD_KEYS - {"event", "timestamp"}))
 
 _ID, _TEXT, _OBJECT, _TIME = range(4)
+_USUAL_TYPES: Final = {_ID: str, _TEXT: str, _OBJECT: dict, _TIME: str}
 _KINDS: Final = {
     "userId": _ID,
     "anonymousId": _ID,
@@ -114,6 +115,19 @@ _REQUIRED: Final = {
 _LIBRARY: Final = {"name": "cdp_logging", "version": __version__}
 # One lookup per key on the hot path: accepted spelling -> (wire key, kind).
 _SPECS: Final = {key: (wire, _KINDS[wire]) for key, wire in _WIRE_KEYS.items()}
+
+
+class _Rare:
+    """The "usual type" of the keys build must look at again after its loop (context,
+    timestamp, messageId): no value is of it, so they take the loop's slow way."""
+
+
+# build's first test per key: accepted spelling -> (wire key, the type a usual value has).
+_USUAL: Final = {
+    key: (wire, _Rare if wire in ("context", "timestamp", "messageId") else _USUAL_TYPES[kind])
+    for key, (wire, kind) in _SPECS.items()
+}
+_NOT_PAYLOAD: Final = (None, None)
 # The JSON text of what build() writes itself; the names and values need no escaping.
 # call type -> (its required groups, the JSON text of its type member)
 # call type -> (its required groups as pairs, one key twice where a group has one: build
@@ -286,9 +300,15 @@ def build(
     message: dict[str, Any] = {}
     unknown: list[str] | None = None  # made for the first unknown key, not every call
     suspect = False
+    rare = False  # a key build must look at again below, or a value not of its usual type
     for key, value in fields.items():
-        spec = _SPECS.get(key)
-        if spec is None:
+        wire, usual = _USUAL.get(key, _NOT_PAYLOAD)
+        if type(value) is usual and value:
+            # The usual call: non-empty text for ids and names, a dict for objects. One
+            # test instead of the kind's checks below (~1,000 instructions per call).
+            message[wire] = value
+            continue
+        if wire is None:
             if strict and key != "type":
                 if unknown is None:
                     unknown = []
@@ -296,7 +316,8 @@ def build(
             continue
         if value is None:
             continue  # absent, not null
-        wire, kind = spec
+        rare = True
+        kind = _KINDS[wire]
         if kind == _OBJECT:
             # type() first: an ABC isinstance check costs more than the rest of the key.
             if type(value) is not dict and not isinstance(value, Mapping):
@@ -338,7 +359,12 @@ def build(
     # then what is bound: last, so the short strings before it are copied while short.
     required, added = known
     library = ""
-    context = message.get("context")
+    if rare:
+        context = message.get("context")
+        stamp = message.get("timestamp")
+        message_id = message.get("messageId")
+    else:  # none of the three was given (each takes the slow way through the loop)
+        context = stamp = message_id = None
     if context is None:
         if bound is not None and bound.context_member:
             bound_text += bound.context_member + _LIBRARY_MEMBER
@@ -346,7 +372,6 @@ def build(
             library = _LIBRARY_CONTEXT
     else:
         message["context"] = {**context, "library": _LIBRARY}
-    stamp = message.get("timestamp")
     made_stamp = stamp is None
     if made_stamp:
         # iso_timestamp's usual case (a second it has formatted already) here, and
@@ -359,7 +384,6 @@ def build(
             stamp = iso_timestamp(created)
     elif _timestamp_problem(message):
         suspect = True
-    message_id = message.get("messageId")
     made_id = message_id is None
     if made_id:
         message_id = f"{_IDS._prefix}{next(_IDS._counter)}"  # no str() call: cheaper
