@@ -123,11 +123,12 @@ class _Rare:
 
 
 # build's first test per key: accepted spelling -> (wire key, the type a usual value has).
-_USUAL: Final = {
+_USUAL: Final[dict[str, tuple[str, type]]] = {
     key: (wire, _Rare if wire in ("context", "timestamp", "messageId") else _USUAL_TYPES[kind])
     for key, (wire, kind) in _SPECS.items()
 }
-_NOT_PAYLOAD: Final = (None, None)
+# Not a payload key: no wire key, and a type no value has.
+_NOT_PAYLOAD: Final[tuple[str, type]] = ("", _Rare)
 # The JSON text of what build() writes itself; the names and values need no escaping.
 # call type -> (its required groups, the JSON text of its type member)
 # call type -> (its required groups as pairs, one key twice where a group has one: build
@@ -160,7 +161,7 @@ def iso_timestamp(created: float) -> str:
         return dt.datetime.fromtimestamp(created, _UTC).isoformat(timespec="milliseconds")
     # floor, not int: the same for what is left (not negative), at half the cost (int()
     # of a float goes through the type's constructor; ~460 instructions each, callgrind).
-    whole = _floor(created)
+    whole = float(_floor(created))
     second, text = _second_cache
     if second != whole:
         text = dt.datetime.fromtimestamp(whole, _UTC).isoformat()[:19]
@@ -308,7 +309,7 @@ def build(
             # test instead of the kind's checks below (~1,000 instructions per call).
             message[wire] = value
             continue
-        if wire is None:
+        if not wire:
             if strict and key != "type":
                 if unknown is None:
                     unknown = []
@@ -376,12 +377,9 @@ def build(
     if made_stamp:
         # iso_timestamp's usual case (a second it has formatted already) here, and
         # new_message_id's body below: two calls less (~1,000 instructions per call).
-        second_of = _floor(created)
         second, text = _second_cache
-        if second == second_of:
-            stamp = text + _MILLIS[_floor((created - second_of) * 1000)]
-        else:
-            stamp = iso_timestamp(created)
+        into = created - second  # the same float subtraction iso_timestamp makes
+        stamp = text + _MILLIS[_floor(into * 1000)] if 0.0 <= into < 1.0 else iso_timestamp(created)
     elif _timestamp_problem(message):
         suspect = True
     made_id = message_id is None
