@@ -303,7 +303,10 @@ def build(
     suspect = False
     rare = False  # a key build must look at again below, or a value not of its usual type
     for key, value in fields.items():
-        wire, usual = _USUAL.get(key, _NOT_PAYLOAD)
+        try:
+            wire, usual = _USUAL[key]  # a subscript: cheaper than get() when it is there
+        except KeyError:
+            wire, usual = _NOT_PAYLOAD
         if type(value) is usual and value:
             # The usual call: non-empty text for ids and names, a dict for objects. One
             # test instead of the kind's checks below (~1,000 instructions per call).
