@@ -385,7 +385,8 @@ def _run_problems(where: str, result: dict[str, Any]) -> list[str]:
 
 # -- (e) instructions under callgrind ---------------------------------------------------------
 
-# N for each measure; every library runs N and 2N in two processes. Chosen so that the 24
+# N for each measure; every library runs N and 2N in two processes (and cdp's handler
+# delivery a third, see instruction_plan). Chosen so that the 24 (now 25)
 # valgrind processes take ~4 minutes on the 2-vCPU VM with 2 jobs (210-254 s; python
 # under callgrind is ~50-80x slower, and its start-up and imports alone take ~5-10 s);
 # the noise between two identical runs is ~1M instructions, i.e. ~0.2% of a per-call
@@ -987,7 +988,7 @@ def measure_instructions(
         )
         if "sink_requests" in result:
             note += f", {result['sink_requests']} requests"
-        fill_note = f"K={job.fill:<5,}" if job.fill is not None else " " * 7
+        fill_note = f"K={job.fill:<6,}" if job.fill is not None else " " * 8
         with printing:
             print(
                 f"  {job.measure:<17} {job.library:<8} N={job.calls:<7,} {fill_note} {note}",
