@@ -386,8 +386,8 @@ def _run_problems(where: str, result: dict[str, Any]) -> list[str]:
 # -- (e) instructions under callgrind ---------------------------------------------------------
 
 # N for each measure; every library runs N and 2N in two processes (and cdp's handler
-# delivery a third, see instruction_plan). Chosen so that the 24 (now 25)
-# valgrind processes take ~4 minutes on the 2-vCPU VM with 2 jobs (210-254 s; python
+# delivery a third, see instruction_plan). Chosen so that the valgrind processes (24
+# then, 27 now) took ~4 minutes on the 2-vCPU VM with 2 jobs (210-254 s; python
 # under callgrind is ~50-80x slower, and its start-up and imports alone take ~5-10 s);
 # the noise between two identical runs is ~1M instructions, i.e. ~0.2% of a per-call
 # figure at N = 5,000 (more for the measures with a sender: see measure_instructions).
