@@ -1248,7 +1248,7 @@ def main() -> None:
     parser.add_argument(
         "--fill",
         type=int,
-        default=INSTRUCTION_FILL,
+        default=None,
         metavar="K",
         help=f"with {INSTRUCTIONS}: cdp's delivery measures send exactly K events per request "
         f"(default {INSTRUCTION_FILL}; even, dividing N = {INSTRUCTION_CALLS:,}, or "
@@ -1293,8 +1293,11 @@ def main() -> None:
         parser.error("--jobs must be at least 1")
     if not args.switch_interval > 0:
         parser.error("--switch-interval must be a positive number of seconds")
+    if args.fill is not None and not instructions:
+        parser.error(f"--fill is for {INSTRUCTIONS} (--instructions or --measures) only")
+    fill = args.fill if args.fill is not None else INSTRUCTION_FILL
     bad_fill = check_fill_arguments(
-        INSTRUCTION_CALLS_QUICK if args.quick else INSTRUCTION_CALLS, args.fill
+        INSTRUCTION_CALLS_QUICK if args.quick else INSTRUCTION_CALLS, fill
     )
     if instructions and bad_fill is not None:
         parser.error(bad_fill)
@@ -1340,7 +1343,7 @@ def main() -> None:
         placements_out[name] = section
     # After the timed runs, never beside them: its valgrind processes load every CPU.
     instructions_out = (
-        measure_instructions(args.quick, jobs, args.switch_interval, args.fill, measures)
+        measure_instructions(args.quick, jobs, args.switch_interval, fill, measures)
         if instructions
         else None
     )
