@@ -1,6 +1,7 @@
 """One benchmark scenario for one library, in a process of its own.
 
 Usage: python benchmarks/scenarios.py SCENARIO LIBRARY SINK_URL [--quick] [--cpu N] [--calls N]
+       [--fill K]  (K: cdp's instructions_delivery*, events per request)
 
 Prints exactly one JSON line with the results on stdout (diagnostics from the libraries
 go to stderr). ``run.py`` starts a fresh process per scenario and library so that one
@@ -917,11 +918,12 @@ def main() -> None:
         "divide --calls), plus one warm-up event sent alone first",
     )
     args = parser.parse_args()
-    if args.fill is not None and args.scenario not in (
-        "instructions_delivery",
-        "instructions_delivery_direct",
+    if args.fill is not None and (
+        args.library != "cdp"
+        or args.scenario not in ("instructions_delivery", "instructions_delivery_direct")
     ):
-        parser.error("--fill is for the instructions_delivery* scenarios only")
+        # segment batches as it batches: a fill it would ignore must not look applied.
+        parser.error("--fill is for cdp's instructions_delivery* scenarios only")
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     if (args.calls is None) != (args.scenario not in INSTRUCTION_SCENARIOS):
