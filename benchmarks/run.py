@@ -2,7 +2,8 @@
 
 Usage: python3 scripts/bench.py [--quick] [--repeat N] [--pin both|auto|none]
                                 [--scenarios caller,loop] [--detail] [--output FILE]
-       python3 scripts/bench.py --instructions [--quick] [--jobs N]
+       python3 scripts/bench.py --instructions [--quick] [--jobs N] [--fill K]
+                                [--measures delivery,delivery_direct,caller]
 
 It starts the counting sink (``sink.py``) as a separate process on 127.0.0.1, then runs
 every scenario for every library in a fresh process (``scenarios.py``), so that no
@@ -16,7 +17,9 @@ and the caller share the GIL (see ``placement``). Raw numbers go to a file only 
 
 ``--instructions`` counts instructions under valgrind's callgrind instead of timing
 anything: deterministic where times on a small VM are not. It runs once, after the timed
-placements if any, with its valgrind children in parallel (``--jobs``).
+placements if any, with its valgrind children in parallel (``--jobs``). cdp's delivery
+measures send exactly ``--fill`` events per request, so that their whole-process figure
+does not move with how the GIL switched in each run.
 
 This is a measurement, not a test: it judges nothing (the figures are for people to
 read), CI does not run it, and every wait in it is bounded so that it cannot hang.
@@ -100,13 +103,13 @@ class Sink:
             self.stop()
             raise SystemExit(f"the sink printed {self.url!r} instead of its URL")
 
-    def _call(self, method: str) -> dict[str, int]:
+    def _call(self, method: str) -> dict[str, Any]:
         request = urllib.request.Request(f"{self.url}/count", method=method)
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as answer:
-            data: dict[str, int] = json.loads(answer.read())
+            data: dict[str, Any] = json.loads(answer.read())
         return data
 
-    def count(self) -> dict[str, int]:
+    def count(self) -> dict[str, Any]:
         return self._call("GET")
 
     def reset(self) -> None:
@@ -185,6 +188,8 @@ def add_sink_counts(result: dict[str, Any], sink: Sink) -> None:
     result["delivered_after_exit"] = counts["count"]
     result["sink_requests"] = counts["requests"]
     result["sink_bad_requests"] = counts["bad"]
+    # messages per request -> requests: what the fixed fill of --instructions is checked on
+    result["sink_sizes"] = {int(size): n for size, n in counts.get("sizes", {}).items()}
 
 
 def run_one(
@@ -380,8 +385,9 @@ def _run_problems(where: str, result: dict[str, Any]) -> list[str]:
 
 # -- (e) instructions under callgrind ---------------------------------------------------------
 
-# N for each measure; every library runs N and 2N in two processes. Chosen so that the 24
-# valgrind processes take ~4 minutes on the 2-vCPU VM with 2 jobs (210-254 s; python
+# N for each measure; every library runs N and 2N in two processes (and cdp's handler
+# delivery a third, see instruction_plan). Chosen so that the valgrind processes (24
+# then, 27 now) took ~4 minutes on the 2-vCPU VM with 2 jobs (210-254 s; python
 # under callgrind is ~50-80x slower, and its start-up and imports alone take ~5-10 s);
 # the noise between two identical runs is ~1M instructions, i.e. ~0.2% of a per-call
 # figure at N = 5,000 (more for the measures with a sender: see measure_instructions).
@@ -400,12 +406,32 @@ INSTRUCTION_MEASURES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 # The measures that send to a sink (each run gets one of its own); the rest send nothing.
 DELIVERY_MEASURES = ("delivery", "delivery_direct")
+# cdp's delivery measures send exactly this many events per request (--fill; scenarios.py
+# paces its calls for it). A request costs ~0.7 M instructions (requests, urllib3), so
+# the fill decides most of the HTTP share per event, and left to the GIL under valgrind
+# it moved from run to run (the 2N run sometimes made fewer requests than the N run, and
+# then the difference counted no HTTP at all). 500: the timed loop on the 2-vCPU VM
+# sends 590-950 events per request, so 500 does not flatter cdp.
+INSTRUCTION_FILL = 500
+# The fills the whole-process figure is also shown at, from the cost of one request.
+SHOWN_FILLS = (100, 500, 2_500)
+# The measures whose cost of one request is measured (a third run: 2N events at half
+# the fill). The handler's only: the direct client's Futures stay alive until their
+# batch is settled, so its garbage collections depend on the fill (2N events at 500:
+# one full collection and 8 of the middle generation; at 250: none and 6, measured with
+# gc.callbacks), and a pair of fills there counted ~0 instructions per request, 2N at
+# fill 250 costing what 2N at 500 did. Its rows at other fills use the handler's cost.
+REQUEST_COST_MEASURES = ("delivery",)
+# The most a cdp request can carry (the protocol's batch limit): the sender never takes
+# more, so a larger --fill could never be met. Its 500 KB limit may split sooner: the
+# sink's sizes show it, and the figure is then flagged invalid.
+MAX_FILL = 2_500
 INSTRUCTIONS_TIMEOUT = 900.0  # one valgrind process, start to end
 # Every valgrind child's sys.setswitchinterval (see measure_instructions): 10x Python's
 # 5 ms. Measured, cdp's delivery run, events per request the 2N run added to the N run's:
 # 45 at 5 ms, 122-385 at 50 ms; at 250 ms both runs made 8 requests, so the difference
-# counted no HTTP at all. The timed loop sends 590-950 per request: at 50 ms the HTTP
-# share per event shown stays above a real run's, not below it.
+# counted no HTTP at all. cdp's delivery measures no longer depend on it (their fill is
+# fixed); segment's delivery and cdp's caller measures still do.
 INSTRUCTION_SWITCH_INTERVAL = 0.05
 # The host of the caller measure: every library runs with send=False there, so nothing
 # ever connects to it (port 9 is "discard"; nothing listens on it here either).
@@ -422,12 +448,42 @@ INSTRUCTION_ROWS: tuple[Row, ...] = (
         INSTRUCTIONS,
         "plan_extra_per_call",
     ),
-    Row("(e) instructions per delivered event, whole process", INSTRUCTIONS, "delivery_per_event"),
+    Row(
+        "(e) delivery: events per added request (cdp: the fixed fill; segment: its own)",
+        INSTRUCTIONS,
+        "delivery_events_per_request",
+    ),
+    Row(
+        "(e) instructions per delivered event, whole process, at that fill",
+        INSTRUCTIONS,
+        "delivery_per_event",
+    ),
+    Row(
+        "(e) one request: 2N events at fill K/2 minus at K, per added request",
+        INSTRUCTIONS,
+        "delivery_per_request",
+    ),
+    Row(
+        "(e) same, whole process minus the queued stage, per added request",
+        INSTRUCTIONS,
+        "delivery_beyond_queued_per_request",
+    ),
+    *(
+        Row(f"(e) per delivered event at fill {fill:,}", INSTRUCTIONS, f"delivery_at_{fill}")
+        for fill in SHOWN_FILLS
+    ),
     Row(
         "(e) caller, direct track() (segment: its track())", INSTRUCTIONS, "caller_direct_per_call"
     ),
     Row("(e) per delivered event, direct track()", INSTRUCTIONS, "delivery_direct_per_event"),
-    Row("(e) delivery: events per added request (2N - N)", INSTRUCTIONS, "events_per_request"),
+    *(
+        Row(
+            f"(e) direct track(), per delivered event at fill {fill:,} (the handler's request)",
+            INSTRUCTIONS,
+            f"delivery_direct_at_{fill}",
+        )
+        for fill in SHOWN_FILLS
+    ),
 )
 
 
@@ -439,6 +495,106 @@ class Counted:
     library: str
     calls: int
     switch_interval: float  # the child's sys.setswitchinterval
+    fill: int | None = None  # cdp's delivery: events per request (scenarios.py --fill)
+
+
+# (measure, library, calls, fill): one valgrind process's result, by what it ran.
+RunKey = tuple[str, str, int, int | None]
+
+
+def fill_of(measure: str, library: str, fill: int) -> int | None:
+    """The fixed fill of *measure* for *library*: cdp's delivery only (segment's is its own)."""
+    return fill if measure in DELIVERY_MEASURES and library == "cdp" else None
+
+
+def instruction_plan(
+    calls: int, fill: int, switch_interval: float, measures: set[str] | None = None
+) -> list[Counted]:
+    """Every valgrind process of the section: N and 2N of each measure (all of them, or
+    those in *measures*), and for cdp's handler delivery a third, 2N events at half the
+    fill: the same events in twice the requests, whose difference is the cost of a
+    request alone (see fixed_fill_metrics)."""
+    plan: list[Counted] = []
+    for measure, libraries in INSTRUCTION_MEASURES:
+        if measures and measure not in measures:
+            continue
+        for library in libraries:
+            fixed = fill_of(measure, library, fill)
+            plan.extend(
+                Counted(measure, library, n, switch_interval, fixed) for n in (calls, 2 * calls)
+            )
+            if fixed is not None and measure in REQUEST_COST_MEASURES:
+                plan.append(Counted(measure, library, 2 * calls, switch_interval, fixed // 2))
+    return plan
+
+
+def check_fill_arguments(calls: int, fill: int) -> str | None:
+    """Why *fill* cannot be measured with N = *calls* (None: it can).
+
+    N and 2N must be multiples of the fill, so that the 2N run makes exactly N / fill
+    requests more; the fill must be even, because the per-request pair runs at half of it.
+    """
+    if fill < 2 or fill > MAX_FILL:
+        return f"--fill must be from 2 to {MAX_FILL:,} events per request"
+    if fill % 2:
+        return "--fill must be even (the per-request measure also runs at half the fill)"
+    if calls % fill:
+        return f"--fill {fill:,} must divide N = {calls:,} (the calls of each N run)"
+    return None
+
+
+def expected_sizes(calls: int, fill: int) -> dict[int, int]:
+    """The sink's requests by messages per request for a paced run of *calls* at *fill*:
+    the warm-up event alone, then calls / fill requests of exactly *fill*."""
+    sizes = {1: 1}
+    sizes[fill] = sizes.get(fill, 0) + calls // fill
+    return sizes
+
+
+def _sizes_text(sizes: dict[int, int]) -> str:
+    """Requests by size as "how many of what size": "1 of 1, 20 of 500"."""
+    return ", ".join(f"{n:,} of {size:,}" for size, n in sorted(sizes.items())) or "none"
+
+
+def fill_problems(result: dict[str, Any], calls: int, fill: int) -> list[str]:
+    """Why a paced run's requests were not the planned ones (empty: they were exactly)."""
+    if "error" in result:
+        return [f"the run failed: {result['error']}"]
+    sizes = result.get("sink_sizes")
+    if not isinstance(sizes, dict):
+        return ["the sink gave no request sizes"]
+    wanted = expected_sizes(calls, fill)
+    if sizes != wanted:
+        return [
+            f"{calls:,} events at fill {fill:,}: requests by events carried "
+            f"{_sizes_text(sizes)}, not {_sizes_text(wanted)}"
+        ]
+    return []
+
+
+def added_requests_problem(
+    small: dict[str, Any], large: dict[str, Any], added: int, what: str
+) -> str | None:
+    """Why the *large* run did not make exactly *added* requests more than *small*."""
+    requests_small, requests_large = small.get("sink_requests"), large.get("sink_requests")
+    if not isinstance(requests_small, int) or not isinstance(requests_large, int):
+        return f"{what}: no request counts from the sink"
+    if requests_large - requests_small != added:
+        return (
+            f"{what}: {requests_large:,} - {requests_small:,} = "
+            f"{requests_large - requests_small:,} added requests, not {added:,}"
+        )
+    return None
+
+
+def at_fill(per_event: float, per_request: float, measured_fill: int, fill: int) -> float:
+    """The whole-process figure per event at *fill*, from the one measured at *measured_fill*.
+
+    Only the requests' share changes with the fill: a request's fixed cost spread over
+    *fill* events instead of *measured_fill*. What each event costs to send (its bytes
+    through the socket, its settling) is in *per_event* already and does not change.
+    """
+    return per_event - per_request / measured_fill + per_request / fill
 
 
 def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
@@ -469,6 +625,8 @@ def count_instructions(valgrind: str, job: Counted) -> dict[str, Any]:
                 "--switch-interval",
                 str(job.switch_interval),
             ]
+            if job.fill is not None:
+                command += ["--fill", str(job.fill)]
             # A fixed hash seed: str hashes (so dict and set layouts) are the same in the
             # N and the 2N process, which keeps the difference free of that jitter.
             env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -503,7 +661,84 @@ def _per_unit(small: dict[str, Any], large: dict[str, Any], key: str) -> float |
     return (top - bottom) / (units - units_small)
 
 
-def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls: int) -> Results:
+def _events_per_request(small: dict[str, Any], large: dict[str, Any]) -> float | None:
+    """Delivered events per request the large run added to the small run's: the fill
+    a difference of the two carries (its HTTP is that of the added requests)."""
+    numbers = [
+        run.get(key) for key in ("delivered_after_exit", "sink_requests") for run in (small, large)
+    ]
+    counts = [n for n in numbers if isinstance(n, int)]
+    if len(counts) != len(numbers):
+        return None
+    events_small, events_large, requests_small, requests_large = counts
+    if requests_large <= requests_small:
+        return None
+    return (events_large - events_small) / (requests_large - requests_small)
+
+
+def fixed_fill_metrics(
+    measure: str,
+    runs: dict[RunKey, dict[str, Any]],
+    calls: int,
+    fill: int,
+    request_cost: float | None = None,
+) -> dict[str, Any]:
+    """cdp's delivery *measure* at a fixed *fill*: per event, per request, at other fills.
+
+    Per event: the N and 2N runs' difference over the N added events, valid only if
+    every request carried exactly *fill* (the sink's sizes) and the 2N run made exactly
+    N / fill requests more; otherwise ``{measure}_invalid`` says why and no figure is
+    given. Per request: 2N events at fill / 2 minus 2N events at *fill*, the same
+    events and callers, over the 2N / fill requests the half fill adds: what one
+    request costs beyond its events (the POST through requests and urllib3, the
+    sender's wake-up and settling, the caller's flush that paces it). Only the measure
+    in ``REQUEST_COST_MEASURES`` has that third run; the others are shown at other
+    fills with *request_cost*, its figure (the same sender and HTTP path).
+    """
+    metrics: dict[str, Any] = {f"{measure}_fill": fill}
+    small = runs.get((measure, "cdp", calls, fill))
+    large = runs.get((measure, "cdp", 2 * calls, fill))
+    half = runs.get((measure, "cdp", 2 * calls, fill // 2))
+    if small is None or large is None:
+        return metrics
+    metrics[f"{measure}_instructions_n"] = small.get("instructions")
+    metrics[f"{measure}_instructions_2n"] = large.get("instructions")
+    metrics[f"{measure}_requests_n"] = small.get("sink_requests")
+    metrics[f"{measure}_requests_2n"] = large.get("sink_requests")
+    invalid = fill_problems(small, calls, fill) + fill_problems(large, 2 * calls, fill)
+    added = added_requests_problem(small, large, calls // fill, "2N run - N run")
+    if added is not None:
+        invalid.append(added)
+    per_event = _per_unit(small, large, "delivered_after_exit")
+    metrics[f"{measure}_events_per_request"] = _events_per_request(small, large)
+    if invalid or per_event is None:
+        metrics[f"{measure}_invalid"] = invalid or ["no instruction totals"]
+        metrics[f"{measure}_per_event_unchecked"] = per_event
+        return metrics
+    metrics[f"{measure}_per_event"] = per_event
+    if half is None:
+        if request_cost is not None:
+            for shown in SHOWN_FILLS:
+                metrics[f"{measure}_at_{shown}"] = at_fill(per_event, request_cost, fill, shown)
+        return metrics
+    metrics[f"{measure}_requests_2n_half_fill"] = half.get("sink_requests")
+    half_invalid = fill_problems(half, 2 * calls, fill // 2)
+    added = added_requests_problem(large, half, 2 * calls // fill, "half fill - fill, 2N")
+    if added is not None:
+        half_invalid.append(added)
+    per_request = _per_unit(large, half, "sink_requests")
+    if half_invalid or per_request is None:
+        metrics[f"{measure}_per_request_invalid"] = half_invalid or ["no instruction totals"]
+        return metrics
+    metrics[f"{measure}_per_request"] = per_request
+    for shown in SHOWN_FILLS:
+        metrics[f"{measure}_at_{shown}"] = at_fill(per_event, per_request, fill, shown)
+    return metrics
+
+
+def instruction_metrics(
+    runs: dict[RunKey, dict[str, Any]], calls: int, fill: int = INSTRUCTION_FILL
+) -> Results:
     """One "repeat" per library, shaped like the timed results, so ``table`` can show it."""
     results: Results = {}
     for library in ("cdp", "segment", "floor"):
@@ -512,8 +747,15 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
         for measure, libraries in INSTRUCTION_MEASURES:
             if library not in libraries:
                 continue
-            small = runs.get((measure, library, calls))
-            large = runs.get((measure, library, 2 * calls))
+            fixed = fill_of(measure, library, fill)
+            if fixed is not None:
+                if (measure, library, calls, fixed) in runs:
+                    found = True
+                    request_cost = metrics.get("delivery_per_request")
+                    metrics.update(fixed_fill_metrics(measure, runs, calls, fixed, request_cost))
+                continue
+            small = runs.get((measure, library, calls, None))
+            large = runs.get((measure, library, 2 * calls, None))
             if small is None or large is None:
                 continue
             found = True
@@ -521,23 +763,13 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
             metrics[f"{measure}_instructions_2n"] = large.get("instructions")
             if measure not in DELIVERY_MEASURES:
                 metrics[f"{measure}_per_call"] = _per_unit(small, large, "calls")
-            elif measure == "delivery_direct":
+            else:  # segment's delivery, batched as segment batches
                 metrics[f"{measure}_per_event"] = _per_unit(small, large, "delivered_after_exit")
-            else:
-                metrics["delivery_per_event"] = _per_unit(small, large, "delivered_after_exit")
-                metrics["delivered_n"] = small.get("delivered_after_exit")
-                metrics["delivered_2n"] = large.get("delivered_after_exit")
-                metrics["requests_n"] = small.get("sink_requests")
-                metrics["requests_2n"] = large.get("sink_requests")
-                # The fill the per-event figure carries: it is a difference, so its HTTP
-                # is that of the requests the 2N run made beyond the N run's.
-                keys = ("delivered_n", "delivered_2n", "requests_n", "requests_2n")
-                numbers = [n for n in map(metrics.get, keys) if isinstance(n, int)]
-                if len(numbers) == len(keys) and numbers[3] > numbers[2]:
-                    events_n, events_2n, requests_n, requests_2n = numbers
-                    metrics["events_per_request"] = (events_2n - events_n) / (
-                        requests_2n - requests_n
-                    )
+                metrics[f"{measure}_events_per_request"] = _events_per_request(small, large)
+                metrics[f"{measure}_requests_n"] = small.get("sink_requests")
+                metrics[f"{measure}_requests_2n"] = large.get("sink_requests")
+                metrics[f"{measure}_sizes_n"] = small.get("sink_sizes")
+                metrics[f"{measure}_sizes_2n"] = large.get("sink_sizes")
         bound, unbound = metrics.get("caller_bound_per_call"), metrics.get("caller_per_call")
         if isinstance(bound, float) and isinstance(unbound, float):
             metrics["bound_extra_per_call"] = bound - unbound
@@ -547,6 +779,12 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
             metrics["plan_extra_per_call"] = planned - queued
             if isinstance(unbound, float):
                 metrics["plan_extra_share"] = (planned - queued) / unbound
+        whole = metrics.get("delivery_per_event")
+        if library == "cdp" and isinstance(whole, float) and isinstance(queued, float):
+            # A cross-check of the per-request pair: what the N added events cost beyond
+            # the queued stage (which settles them unsent), put on the N / K requests.
+            # Larger than the pair's figure by each event's share of the sending.
+            metrics["delivery_beyond_queued_per_request"] = (whole - queued) * fill
         if library == "segment":
             # segment has one front door, its direct track(): the same figures stand in
             # the direct rows, so cdp's direct call shows its ratio to them.
@@ -554,11 +792,68 @@ def instruction_metrics(runs: dict[tuple[str, str, int], dict[str, Any]], calls:
             metrics["delivery_direct_per_event"] = metrics.get("delivery_per_event")
         if library == "floor":
             # The floor delivers nothing: its whole cost per event is the logging call,
-            # so the delivery row's cdp/floor is the whole process against that floor.
-            metrics["delivery_per_event"] = metrics.get("caller_per_call")
+            # so the delivery rows' cdp/floor is the whole process against that floor.
+            for key in ("delivery_per_event", "delivery_direct_per_event"):
+                metrics[key] = metrics.get("caller_per_call")
+            for shown in SHOWN_FILLS:
+                metrics[f"delivery_at_{shown}"] = metrics.get("caller_per_call")
+                metrics[f"delivery_direct_at_{shown}"] = metrics.get("caller_per_call")
         if found:
             results.setdefault(INSTRUCTIONS, {})[library] = [metrics]
     return results
+
+
+def fill_report(results: Results) -> str:
+    """How each delivery figure's fill was made and checked, and any figure refused."""
+    cdp = (results.get(INSTRUCTIONS, {}).get("cdp") or [{}])[0]
+    segment = (results.get(INSTRUCTIONS, {}).get("segment") or [{}])[0]
+    lines: list[str] = []
+    for measure, name in (("delivery", "handler"), ("delivery_direct", "direct track()")):
+        fill = cdp.get(f"{measure}_fill")
+        if fill is None or f"{measure}_instructions_n" not in cdp:
+            continue
+        requests = (cdp.get(f"{measure}_requests_n"), cdp.get(f"{measure}_requests_2n"))
+        invalid = cdp.get(f"{measure}_invalid")
+        if invalid:
+            lines.append(
+                f"INVALID: cdp {name} per delivered event (fill {fill:,}): "
+                + "; ".join(invalid)
+                + f" (unchecked figure: {fmt(cdp.get(f'{measure}_per_event_unchecked'))})"
+            )
+            continue
+        lines.append(
+            f"cdp {name}: every request carried {fill:,} events (one warm-up request of 1); "
+            f"requests N / 2N: {requests[0]} / {requests[1]}, the N / K = "
+            f"{cdp['calls_n'] // fill} expected more"
+        )
+        half_invalid = cdp.get(f"{measure}_per_request_invalid")
+        if half_invalid:
+            lines.append(
+                f"INVALID: cdp {name} per request (2N at fill {fill // 2:,}): "
+                + "; ".join(half_invalid)
+            )
+        elif f"{measure}_per_request" in cdp:
+            lines.append(
+                f"cdp {name}: one request {fmt(cdp[f'{measure}_per_request'])} instructions "
+                f"(2N at fill {fill // 2:,}: {cdp.get(f'{measure}_requests_2n_half_fill')} "
+                "requests, every one checked)"
+            )
+    if "delivery_instructions_n" in segment:
+        sizes_n = _sizes_text(_int_sizes(segment.get("delivery_sizes_n")))
+        sizes_2n = _sizes_text(_int_sizes(segment.get("delivery_sizes_2n")))
+        added = fmt(segment.get("delivery_events_per_request"))
+        lines.append(
+            f"segment, its own batching: requests N / 2N: {segment.get('delivery_requests_n')} "
+            f"({sizes_n} events) / {segment.get('delivery_requests_2n')} ({sizes_2n}); "
+            f"the 2N run added one request per {added} events"
+        )
+    return "\n".join(lines)
+
+
+def _int_sizes(sizes: object) -> dict[int, int]:
+    if not isinstance(sizes, dict):
+        return {}
+    return {int(size): int(n) for size, n in sizes.items()}
 
 
 # The handler's path, step by step: (label, the measure that ends with the step). Each
@@ -569,7 +864,7 @@ BREAKDOWN: tuple[tuple[str, str], ...] = (
     ("build's rules: checks, timestamp, messageId, bound context", "stage_rules_per_call"),
     ("build's JSON encoding of the caller's values", "stage_built_per_call"),
     ("queue, and the sender settling 2,500-message batches unsent", "stage_queued_per_call"),
-    ("the sender sending: requests, HTTP, settling (default batching)", "delivery_per_event"),
+    ("the sender sending: requests, HTTP, settling (at the fixed fill)", "delivery_per_event"),
 )
 
 
@@ -588,23 +883,34 @@ def breakdown(results: Results) -> str:
         share = "-" if step is None or not total else f"{step / total:.0%}"
         lines.append(f"| {label} | {fmt(step)} | {share} | {ratio(reached, floor)} |")
         before = reached
-    requests = value(results, INSTRUCTIONS, "cdp", "events_per_request")
-    if requests is not None:
-        lines.append(f"\n(the 2N delivery run sent one request more per {requests:.1f} events)")
+    fill = value(results, INSTRUCTIONS, "cdp", "delivery_fill")
+    request = value(results, INSTRUCTIONS, "cdp", "delivery_per_request")
+    if fill is not None and total is not None:
+        lines.append(
+            f"\n(a request per {fill:,.0f} events"
+            + (f", each {fmt(request)} instructions)" if request is not None else ")")
+        )
     return "\n".join(lines)
 
 
-def _instruction_problems(runs: dict[tuple[str, str, int], dict[str, Any]]) -> list[str]:
+def _instruction_problems(runs: dict[RunKey, dict[str, Any]]) -> list[str]:
     found: list[str] = []
-    for (measure, library, calls), result in runs.items():
-        where = f"instructions {measure}/{library} N={calls:,}"
+    for (measure, library, calls, fill), result in runs.items():
+        where = f"instructions {measure}/{library} N={calls:,}" + (
+            f" fill={fill:,}" if fill is not None else ""
+        )
         found.extend(_run_problems(where, result))
         if measure.startswith("stage_") and result.get("reached") != calls:
             found.append(f"{where}: {result.get('reached')} of {calls} reached the stage")
-        if measure in DELIVERY_MEASURES and result.get("delivered_after_exit") != calls:
-            found.append(f"{where}: sink counted {result.get('delivered_after_exit')} of {calls}")
-        twice = runs.get((measure, library, 2 * calls))  # None: this is the 2N run
-        if measure in DELIVERY_MEASURES and twice is not None:
+        expected = calls + int(result.get("warmup_events", 0))
+        if measure in DELIVERY_MEASURES and result.get("delivered_after_exit") != expected:
+            found.append(
+                f"{where}: sink counted {result.get('delivered_after_exit')} of {expected}"
+            )
+        if fill is not None:
+            found.extend(f"{where}: {problem}" for problem in fill_problems(result, calls, fill))
+        twice = runs.get((measure, library, 2 * calls, fill))  # None: this is the 2N run
+        if measure in DELIVERY_MEASURES and fill is None and twice is not None:
             requests, requests_2n = result.get("sink_requests"), twice.get("sink_requests")
             if (
                 isinstance(requests, int)
@@ -624,17 +930,24 @@ def _instruction_problems(runs: dict[tuple[str, str, int], dict[str, Any]]) -> l
 
 
 def measure_instructions(
-    quick: bool, jobs: int, switch_interval: float = INSTRUCTION_SWITCH_INTERVAL
+    quick: bool,
+    jobs: int,
+    switch_interval: float = INSTRUCTION_SWITCH_INTERVAL,
+    fill: int = INSTRUCTION_FILL,
+    measures: set[str] | None = None,
 ) -> dict[str, Any]:
     """Section (e): count, print and return the instruction numbers, or why they are absent.
 
     *switch_interval* is every child's ``sys.setswitchinterval``. The GIL changes
     hands by the wall clock (5 ms), and under valgrind a thread does ~50x less work in
     5 ms, so at Python's own interval the sender wakes far more often per event and
-    sends small batches (~50 events per request, against 590-950 in the timed loop):
-    the whole-process figure then carries more HTTP per event than a real process pays.
+    sends small batches (~50 events per request, against 590-950 in the timed loop).
     It applies to every measure: cdp's caller measure counts its sender thread settling
-    unsent batches too, which also wakes less often with a longer interval.
+    unsent batches too, which also wakes less often with a longer interval. cdp's
+    delivery measures do not depend on it: they send exactly *fill* events per request
+    (``scenarios.paced_calls``), checked against the sink's counts. *measures*: only
+    these of ``INSTRUCTION_MEASURES`` (default all; the ratios to the floor need
+    ``caller``).
     """
     print(f"\n## {INSTRUCTIONS}: callgrind instruction counts (placement-independent, run once)\n")
     valgrind = shutil.which("valgrind")
@@ -646,18 +959,23 @@ def measure_instructions(
         [valgrind, "--version"], capture_output=True, text=True, timeout=30, check=False
     ).stdout.strip()
     calls = INSTRUCTION_CALLS_QUICK if quick else INSTRUCTION_CALLS
-    plan = [
-        Counted(measure, library, n, switch_interval)
-        for measure, libraries in INSTRUCTION_MEASURES
-        for library in libraries
-        for n in (calls, 2 * calls)
-    ]
-    # Longest first (segment, then the 2N runs), so the last job to start is a short one.
+    plan = instruction_plan(calls, fill, switch_interval, measures)
+    # Longest first (segment, then the 2N runs, the most requests first), so the last
+    # job to start is a short one.
     weight = {"segment": 2, "cdp": 1, "floor": 0}
-    plan.sort(key=lambda job: (weight[job.library], job.calls, job.measure), reverse=True)
+    plan.sort(
+        key=lambda job: (
+            weight[job.library],
+            job.calls,
+            job.calls // job.fill if job.fill else 0,
+            job.measure,
+        ),
+        reverse=True,
+    )
     print(
         f"{version}; N = {calls:,} and 2N = {2 * calls:,}; {len(plan)} processes, {jobs} at a "
-        f"time; GIL switch interval {switch_interval} s",
+        f"time; GIL switch interval {switch_interval} s; cdp's delivery at a fixed fill of "
+        f"{fill:,} events per request (and 2N at {fill // 2:,}, for the cost of a request)",
         flush=True,
     )
     printing = threading.Lock()
@@ -668,21 +986,31 @@ def measure_instructions(
         note = result.get("error") or (
             f"{result.get('instructions', 0):,} instructions, {result.get('process_s', 0.0):.1f} s"
         )
+        if "sink_requests" in result:
+            note += f", {result['sink_requests']} requests"
+        fill_note = f"K={job.fill:<6,}" if job.fill is not None else " " * 8
         with printing:
-            print(f"  {job.measure:<12} {job.library:<8} N={job.calls:<7,} {note}", flush=True)
+            print(
+                f"  {job.measure:<17} {job.library:<8} N={job.calls:<7,} {fill_note} {note}",
+                flush=True,
+            )
         return result
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         done = list(pool.map(run, plan))
     elapsed = time.monotonic() - started
     pairs = list(zip(plan, done, strict=True))
-    runs = {(job.measure, job.library, job.calls): result for job, result in pairs}
-    results = instruction_metrics(runs, calls)
+    runs = {(job.measure, job.library, job.calls, job.fill): result for job, result in pairs}
+    results = instruction_metrics(runs, calls, fill)
     table_text = table(results, INSTRUCTION_ROWS)
+    fills_text = fill_report(results)
     parts_text = breakdown(results)
     found = _instruction_problems(runs)
     print()
     print(table_text)
+    if fills_text:
+        print()
+        print(fills_text)
     share = value(results, INSTRUCTIONS, "cdp", "plan_extra_share")
     if share is not None:
         print(
@@ -696,16 +1024,25 @@ def measure_instructions(
     return {
         "valgrind": version,
         "calls_n": calls,
+        "fill": fill,
+        "measures": sorted(measures) if measures else None,
         "jobs": jobs,
         "switch_interval": switch_interval,
         "elapsed_s": elapsed,
         "metrics": {lib: by_lib[0] for lib, by_lib in results.get(INSTRUCTIONS, {}).items()},
         "runs": [
-            {"measure": job.measure, "library": job.library, "calls": job.calls, **result}
+            {
+                "measure": job.measure,
+                "library": job.library,
+                "calls": job.calls,
+                "fill": job.fill,
+                **result,
+            }
             for job, result in pairs
         ],
         "observations": found,
         "table": table_text,
+        "fills": fills_text,
         "breakdown": parts_text,
     }
 
@@ -909,6 +1246,23 @@ def main() -> None:
         "they fill outside valgrind; 0.005 is Python's own). See benchmarks/README.md",
     )
     parser.add_argument(
+        "--fill",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"with {INSTRUCTIONS}: cdp's delivery measures send exactly K events per request "
+        f"(default {INSTRUCTION_FILL}; even, dividing N = {INSTRUCTION_CALLS:,}, or "
+        f"{INSTRUCTION_CALLS_QUICK} with --quick); the table also shows the figure at fills "
+        + ", ".join(f"{fill:,}" for fill in SHOWN_FILLS),
+    )
+    parser.add_argument(
+        "--measures",
+        default="",
+        help=f"with {INSTRUCTIONS} (implies it): comma-separated subset of "
+        + ", ".join(name for name, _ in INSTRUCTION_MEASURES)
+        + " (default: all); the ratios to the floor need caller",
+    )
+    parser.add_argument(
         "--detail", action="store_true", help="also print each repeat's value of the main metrics"
     )
     parser.add_argument(
@@ -921,7 +1275,11 @@ def main() -> None:
     if args.json == "stdlib":
         os.environ[STDLIB_JSON_ENV] = "1"  # every child inherits it (scenarios.py reads it)
     wanted = {name for name in args.scenarios.split(",") if name}
-    if args.instructions:
+    measures = {name for name in args.measures.split(",") if name}
+    unknown_measures = measures - {name for name, _ in INSTRUCTION_MEASURES}
+    if unknown_measures:
+        parser.error(f"unknown measure(s): {', '.join(sorted(unknown_measures))}")
+    if args.instructions or measures:
         wanted.add(INSTRUCTIONS)
     unknown = wanted - {name for name, _ in PLAN} - {INSTRUCTIONS}
     if unknown:
@@ -935,6 +1293,14 @@ def main() -> None:
         parser.error("--jobs must be at least 1")
     if not args.switch_interval > 0:
         parser.error("--switch-interval must be a positive number of seconds")
+    if args.fill is not None and not instructions:
+        parser.error(f"--fill is for {INSTRUCTIONS} (--instructions or --measures) only")
+    fill = args.fill if args.fill is not None else INSTRUCTION_FILL
+    bad_fill = check_fill_arguments(
+        INSTRUCTION_CALLS_QUICK if args.quick else INSTRUCTION_CALLS, fill
+    )
+    if instructions and bad_fill is not None:
+        parser.error(bad_fill)
     repeats = args.repeat if args.repeat is not None else (1 if args.quick else 5)
     if repeats < 1:
         parser.error("--repeat must be at least 1")
@@ -977,7 +1343,9 @@ def main() -> None:
         placements_out[name] = section
     # After the timed runs, never beside them: its valgrind processes load every CPU.
     instructions_out = (
-        measure_instructions(args.quick, jobs, args.switch_interval) if instructions else None
+        measure_instructions(args.quick, jobs, args.switch_interval, fill, measures)
+        if instructions
+        else None
     )
     info["cdp_logging_source_sha256_at_end"] = _source_digest()
     changed = info["cdp_logging_source_sha256_at_end"] != info["cdp_logging_source_sha256"]

@@ -1,6 +1,7 @@
 """One benchmark scenario for one library, in a process of its own.
 
 Usage: python benchmarks/scenarios.py SCENARIO LIBRARY SINK_URL [--quick] [--cpu N] [--calls N]
+       [--fill K]  (K: cdp's instructions_delivery*, events per request)
 
 Prints exactly one JSON line with the results on stdout (diagnostics from the libraries
 go to stderr). ``run.py`` starts a fresh process per scenario and library so that one
@@ -688,23 +689,81 @@ def plan_of_20_events() -> dict[str, Any]:
     return {"events": events}
 
 
-def instructions_delivery(library: str, sink: str, calls: int) -> dict[str, Any]:
-    """*calls* events at default settings against the sink, then wait until delivered.
+def paced_calls(
+    call: Callable[[], object], flush: Callable[[], bool], calls: int, fill: int
+) -> bool:
+    """One warm-up call and its flush, then *calls* calls with a flush after every *fill*.
+
+    Why: cdp's sender takes everything queued when it wakes (up to 2,500 messages; its
+    ``max_events_in_batch`` is when to wake, not how many to take), so with a caller
+    that runs on, a request's fill is however many calls the GIL let in before the
+    sender ran, which under valgrind changes from run to run. Stopping after every
+    *fill* calls until they are delivered makes every request carry exactly *fill*.
+    The client's ``max_events_in_batch`` is *fill* too, so the sender wakes for that
+    same batch on its own, and its ``flush_interval`` is long, so nothing else sends.
+
+    The warm-up call takes the sender's first message (it goes out at once: the first
+    interval is due from the start) and opens the connection, so no measured request
+    is odd in size. Nested loops, not a modulo per call: the inner loop is the same
+    loop as the unpaced measures', so the per-event figures compare. Returns whether
+    every flush finished in time.
+    """
+    call()
+    flushed = flush()
+    for _ in range(calls // fill):
+        for _ in range(fill):
+            call()
+        flushed = flush() and flushed
+    return flushed
+
+
+# A fixed fill's interval: far past any run, so only a full batch or a flush sends.
+FILL_FLUSH_INTERVAL = 3_600.0
+
+
+def fill_options(calls: int, fill: int) -> dict[str, Any]:
+    """cdp's options for a run of *calls* at *fill* events per request (see paced_calls)."""
+    if fill < 1 or calls % fill:
+        raise SystemExit(f"--fill {fill} must divide --calls {calls}")
+    return {"max_events_in_batch": fill, "flush_interval": FILL_FLUSH_INTERVAL}
+
+
+def instructions_delivery(
+    library: str, sink: str, calls: int, fill: int | None = None
+) -> dict[str, Any]:
+    """*calls* events against the sink, then wait until delivered.
 
     The ``loop`` scenario's work, untimed: run.py counts the whole process (the caller,
     the SDK's background thread, the HTTP requests, exit) under callgrind for N and 2N
     events and divides the difference by the difference in delivered events.
+
+    cdp with *fill* (run.py always gives one): exactly *fill* events per request, plus
+    one warm-up event in a request of its own (``paced_calls``), so that the 2N run
+    makes exactly N / *fill* requests more than the N run. segment keeps its defaults
+    (batches of up to 100, sent as its consumer finds them): run.py states its fill
+    from the sink's counts.
     """
     rejected = 0
     extra: dict[str, Any] = {}
     if library == "cdp":
-        log, handler = make_cdp(sink)
-        for _ in range(calls):
-            track_by_logging(log)
-        flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+        options = fill_options(calls, fill) if fill is not None else {}
+        log, handler = make_cdp(sink, **options)
+        if fill is not None:
+            client = handler.client
+            flushed = paced_calls(
+                lambda: track_by_logging(log),
+                lambda: bool(client.flush(timeout=FLUSH_TIMEOUT_CDP)),
+                calls,
+                fill,
+            )
+            extra = {"fill": fill, "warmup_events": 1}
+        else:
+            for _ in range(calls):
+                track_by_logging(log)
+            flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
         stats = cdp_stats(handler)
         rejected = int(stats["dropped"])
-        extra = {"library_stats": stats}
+        extra["library_stats"] = stats
     elif library == "segment":
         client = make_segment(sink)
         for _ in range(calls):
@@ -735,20 +794,33 @@ def instructions_caller_direct(library: str, host: str, calls: int) -> dict[str,
     return {"calls": calls, "send": False, "flushed": flushed, "library_stats": stats}
 
 
-def instructions_delivery_direct(library: str, sink: str, calls: int) -> dict[str, Any]:
+def instructions_delivery_direct(
+    library: str, sink: str, calls: int, fill: int | None = None
+) -> dict[str, Any]:
     """``instructions_delivery`` for cdp's direct ``Analytics.track()``, Futures dropped."""
     if library != "cdp":
         raise SystemExit(f"scenario instructions_delivery_direct does not apply to {library!r}")
-    client = make_cdp_client(sink)
-    for _ in range(calls):
-        track_direct(client)
-    flushed = bool(client.flush(timeout=FLUSH_TIMEOUT_CDP))
+    client = make_cdp_client(sink, **(fill_options(calls, fill) if fill is not None else {}))
+    extra: dict[str, Any] = {}
+    if fill is not None:
+        flushed = paced_calls(
+            lambda: track_direct(client),
+            lambda: bool(client.flush(timeout=FLUSH_TIMEOUT_CDP)),
+            calls,
+            fill,
+        )
+        extra = {"fill": fill, "warmup_events": 1}
+    else:
+        for _ in range(calls):
+            track_direct(client)
+        flushed = bool(client.flush(timeout=FLUSH_TIMEOUT_CDP))
     stats = client.stats()
     return {
         "sent": calls,
         "rejected_by_library": int(stats["dropped"]),
         "flushed": flushed,
         "library_stats": stats,
+        **extra,
     }
 
 
@@ -838,7 +910,20 @@ def main() -> None:
         help="sys.setswitchinterval() first: run.py lengthens the GIL's 5 ms under valgrind, "
         "which slows threads ~50x, so that batches fill closer to a real run's",
     )
+    parser.add_argument(
+        "--fill",
+        type=int,
+        default=None,
+        help="cdp's instructions_delivery*: exactly this many events per request (it must "
+        "divide --calls), plus one warm-up event sent alone first",
+    )
     args = parser.parse_args()
+    if args.fill is not None and (
+        args.library != "cdp"
+        or args.scenario not in ("instructions_delivery", "instructions_delivery_direct")
+    ):
+        # segment batches as it batches: a fill it would ignore must not look applied.
+        parser.error("--fill is for cdp's instructions_delivery* scenarios only")
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     if (args.calls is None) != (args.scenario not in INSTRUCTION_SCENARIOS):
@@ -862,11 +947,11 @@ def main() -> None:
     elif args.scenario == "instructions_caller_bound":
         result = instructions_caller_bound(args.library, sink, args.calls)
     elif args.scenario == "instructions_delivery":
-        result = instructions_delivery(args.library, sink, args.calls)
+        result = instructions_delivery(args.library, sink, args.calls, args.fill)
     elif args.scenario == "instructions_caller_direct":
         result = instructions_caller_direct(args.library, sink, args.calls)
     elif args.scenario == "instructions_delivery_direct":
-        result = instructions_delivery_direct(args.library, sink, args.calls)
+        result = instructions_delivery_direct(args.library, sink, args.calls, args.fill)
     elif args.scenario.startswith("instructions_stage_"):
         if args.library != "cdp":
             parser.error("the instructions_stage_* scenarios measure cdp only")

@@ -10,8 +10,9 @@ so that its own speed is not what the benchmark ends up measuring.
   the body to the total. Messages are counted as occurrences of ``"messageId"``: both
   SDKs put exactly one per message, and it avoids parsing JSON on the hot path.
   ``Content-Encoding: gzip`` bodies are decompressed first.
-* ``GET /count`` returns ``{"count": N, "requests": R, "bad": B}`` as JSON.
-* ``DELETE /count`` resets all three to zero (and releases a hold).
+* ``GET /count`` returns ``{"count": N, "requests": R, "bad": B, "sizes": {...}}`` as
+  JSON, ``sizes`` mapping messages per request (as a string) to how many requests had it.
+* ``DELETE /count`` resets them all to zero (and releases a hold).
 * ``POST /hold`` makes batch requests wait (at most 30 s each) before they are counted
   and answered, until ``POST /release``. The exit scenario uses it to keep each SDK's
   first request in flight while it queues 10,000 events, so that all of them are still
@@ -47,32 +48,46 @@ _MAX_HOLD_SECONDS: Final = 30.0
 
 
 class _Counter:
-    """Totals shared by the server's connection threads; one lock, held for an add."""
+    """Totals shared by the server's connection threads; one lock, held for an add.
+
+    ``sizes`` counts requests by the messages each carried: a request count alone
+    cannot tell ten requests of 500 from one of 50 and nine of 550, and the
+    instruction counts' fixed fill (``run.py --fill``) is only checked if it can.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0
         self.requests = 0
         self.bad = 0
+        self.sizes: dict[int, int] = {}
 
     def add(self, messages: int) -> None:
         with self._lock:
             self.count += messages
             self.requests += 1
+            self.sizes[messages] = self.sizes.get(messages, 0) + 1
 
     def add_bad(self) -> None:
         with self._lock:
             self.bad += 1
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, object]:
         with self._lock:
-            return {"count": self.count, "requests": self.requests, "bad": self.bad}
+            return {
+                "count": self.count,
+                "requests": self.requests,
+                "bad": self.bad,
+                # JSON keys are strings: messages per request -> requests of that size.
+                "sizes": {str(size): n for size, n in sorted(self.sizes.items())},
+            }
 
     def reset(self) -> None:
         with self._lock:
             self.count = 0
             self.requests = 0
             self.bad = 0
+            self.sizes = {}
 
 
 COUNTER = _Counter()
