@@ -91,7 +91,8 @@ class AnalyticsHandler(logging.Handler):
                 if type(payload) is dict:
                     # The usual record, recognised here: what fields_from_record answers
                     # for it, without its two calls (~1,000 instructions per record).
-                    call_type = payload.get("type") or record.msg
+                    # `in` and a subscript, not get(): no method call (~150 instructions).
+                    call_type = ("type" in payload and payload["type"]) or record.msg
                     fields: Mapping[str, Any] = payload
                     strict = True
                 else:
