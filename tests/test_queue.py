@@ -51,6 +51,27 @@ class TestMemoryQueue:
             queue2.put(b"x" * 99)
         assert 9 == len(queue2.take(100, 999)[1])
 
+    def test_every_way_of_taking_gives_back_exactly_the_room_taken(self) -> None:
+        """The whole list (whose bytes the puts counted), a count-capped part (summed)
+        and a byte-capped part (prefix sums) each free what they took, no more."""
+        queue = MemoryBuffer(1000, max_bytes=400)
+
+        def fill() -> int:
+            """Put 40-byte entries until refused; how many went in."""
+            added = 0
+            while queue.put(b"x" * 40) > 0 and added < 100:
+                added += 1
+            return added
+
+        assert 10 == fill()
+        assert 10 == len(queue.take(100, 500_000)[1])  # everything queued
+        assert 10 == fill()
+        assert 4 == len(queue.take(4, 500_000)[1])  # capped by count
+        assert 4 == fill()
+        assert 3 == len(queue.take(100, 123)[1])  # capped by bytes: 3 x (40 + 1) fit in 123
+        assert 3 == fill()
+        assert 10 == len(queue)
+
     def test_sequence_numbers_and_before(self) -> None:
         """Entries are numbered in order; `before` stops a take at a sequence number."""
         queue = MemoryBuffer(100)

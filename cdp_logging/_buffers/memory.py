@@ -129,18 +129,29 @@ class MemoryBuffer(Local):
                 count = min(max_count, len(items))
                 if before is not None:
                     count = min(count, before - first)
+                if count == len(items) and count and self._bytes + count <= max_bytes:
+                    # Everything queued fits (each entry and its comma): taken whole, its
+                    # bytes known from the puts. Measuring each entry again below costs
+                    # ~560 instructions per message on the sender thread (callgrind).
+                    self._items = []
+                    self._bytes = 0
+                    self._taken += count
+                    return first, items
                 batch = items[: max(count, 0)]
                 if batch:
-                    # Each entry costs its bytes plus the comma that joins it: entry i
-                    # ends at ends[i] + i + 1. Prefix sums and the search run in C.
-                    ends = list(accumulate(map(len, batch)))
-                    if ends[-1] + len(batch) > max_bytes:
+                    # Each entry costs its bytes plus the comma that joins it. A sum (in C,
+                    # no list) says whether they all fit; only when not, the prefix sums:
+                    # entry i ends at ends[i] + i + 1, and the search runs in C too.
+                    size = sum(map(len, batch))
+                    if size + len(batch) > max_bytes:
+                        ends = list(accumulate(map(len, batch)))
                         fits = bisect_right(
                             range(len(batch)), max_bytes, key=lambda i: ends[i] + i + 1
                         )
                         del batch[max(fits, 1) :]  # the first goes even if alone too large
+                        size = ends[len(batch) - 1]
                     del items[: len(batch)]
-                    self._bytes -= ends[len(batch) - 1]
+                    self._bytes -= size
                     self._taken += len(batch)
                 return first, batch
             finally:
