@@ -7,13 +7,17 @@ import enum
 import json
 import logging
 import time
+from collections import UserString
 from typing import Any
 
 import pytest
 
 import cdp_logging
-from cdp_logging import DeliveryError, __version__, bound_context
+from cdp_logging import AnalyticsHandler, DeliveryError, __version__, bound_context
 from cdp_logging._core.calls import build, fields_from_record
+from cdp_logging.collector import Collector
+
+from .conftest import WRITE_KEY
 
 
 class Colour(str, enum.Enum):
@@ -308,3 +312,48 @@ class TestValidation:
             build("track", {"user_id": "u", "event": "E", "request_id": 1}, 0.0, strict=False),
             bytes,
         )
+
+
+class EqualToTrack:
+    """Not text, but equal to "track" and hashed as it is (as UserString("track") is)."""
+
+    def __eq__(self, other: object) -> bool:
+        return other == "track"
+
+    def __hash__(self) -> int:
+        return hash("track")
+
+    def __repr__(self) -> str:
+        return "EqualToTrack()"
+
+
+class TestCallTypeIsText:
+    @pytest.mark.parametrize("call_type", [UserString("track"), EqualToTrack()])
+    def test_a_call_type_that_is_not_text_is_refused_though_equal_to_one(
+        self, call_type: object
+    ) -> None:
+        """Only text names a call type: an object equal to "track" (UserString, which
+        plain_call_type leaves as it is) is refused by build, as by the pipeline's."""
+        error = refusal(call_type, {"user_id": "u", "event": "E"})
+
+        assert "invalid_message" == error.code
+        assert "unknown call type" in error.reason
+
+    def test_the_options_do_not_change_what_is_refused(
+        self, collector: Collector, app_logger: logging.Logger
+    ) -> None:
+        """A UserString log message is refused with and without a pipeline (redact=)."""
+        for options in ({}, {"redact": ("email",)}):
+            errors: list[DeliveryError] = []
+            handler = AnalyticsHandler(
+                write_key=WRITE_KEY, host=collector.url, on_error=errors.append, **options
+            )
+            app_logger.addHandler(handler)
+            try:
+                app_logger.info(UserString("track"), extra={"cdp": {"user_id": "u", "event": "E"}})
+                assert handler.client.flush(5)
+            finally:
+                app_logger.removeHandler(handler)
+                handler.close()
+            assert ["invalid_message"] == [e.code for e in errors], options
+        assert [] == collector.messages()

@@ -131,8 +131,8 @@ _USUAL: Final[dict[str, tuple[str, type]]] = {
 _NOT_PAYLOAD: Final[tuple[str, type]] = ("", _Rare)
 # call type -> (its required groups as pairs, one key twice where a group has one: build
 # unpacks a pair where it would loop over a group; the JSON text of its type member,
-# which needs no escaping). Keyed by object: build looks up whatever it is given.
-_CALL_SPECS: Final[dict[object, tuple[tuple[tuple[str, str], ...], str]]] = {
+# which needs no escaping).
+_CALL_SPECS: Final[dict[str, tuple[tuple[tuple[str, str], ...], str]]] = {
     name: (tuple((group[0], group[-1]) for group in _REQUIRED[name]), f'"type":"{name}"')
     for name in CALL_TYPES
 }
@@ -346,10 +346,16 @@ def build(
     bound_text = ""
     if bound is not None:
         bound_text = _add_bound(message, bound)
-    try:
-        # A subscript, not type() and get(): the front doors made a str subclass plain.
-        known = _CALL_SPECS[call_type]
-    except Exception:  # noqa: BLE001 - not a call type: absent, unhashable, or its hash raised
+    # Only plain text names a call type (the front doors made a str subclass plain): an
+    # object merely equal to one (UserString("track"), whose hash is the text's) is
+    # refused, as the pipeline's build refuses it, and no hash or __eq__ of the
+    # application's runs here. Then a subscript, not get(): no method call.
+    if type(call_type) is str:
+        try:
+            known = _CALL_SPECS[call_type]
+        except KeyError:
+            known = None
+    else:
         known = None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
