@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
+import fractions
 import json
 import logging
 import time
@@ -159,6 +161,29 @@ class TestMapping:
             expected
             == message("track", {"user_id": "u", "event": "E", "timestamp": given})["timestamp"]
         )
+
+    @pytest.mark.parametrize(
+        ("created", "expected"),
+        [
+            (decimal.Decimal("1700000000.5"), "2023-11-14T22:13:20.500+00:00"),
+            (fractions.Fraction(1_700_000_000_123, 1000), "2023-11-14T22:13:20.123+00:00"),
+            (fractions.Fraction(1_700_000_000_999_999_999, 10**9), "2023-11-14T22:13:20.999+00:00"),
+            (1_700_000_001, "2023-11-14T22:13:21.000+00:00"),
+        ],
+    )
+    @pytest.mark.parametrize("message_id", [None, "given-id"])
+    def test_a_creation_time_that_is_not_a_float(
+        self, created: object, expected: str, message_id: str | None
+    ) -> None:
+        """A record's ``created`` a filter or ``makeLogRecord`` made a Decimal (JSON read
+        with parse_float=Decimal), a Fraction or an int is the time it says, to the
+        millisecond, not an error or a millisecond off by float rounding; with or
+        without a messageId of the call's own (the usual way and the general one)."""
+        fields = {"user_id": "u", "event": "E", "message_id": message_id}
+        built = build("track", fields, created, True)  # type: ignore[arg-type]
+
+        assert isinstance(built, bytes), built
+        assert expected == json.loads(built)["timestamp"]
 
     def test_message_ids_unique_and_short(self) -> None:
         """Every message gets its own messageId of at most 100 characters."""

@@ -160,11 +160,14 @@ def iso_timestamp(created: float) -> str:
         return dt.datetime.fromtimestamp(created, _UTC).isoformat(timespec="milliseconds")
     # floor, not int: the same for what is left (not negative), at half the cost (int()
     # of a float goes through the type's constructor; ~460 instructions each, callgrind).
-    whole = float(_floor(created))
+    # The int, not a float, in the arithmetic: exact for a Decimal or a Fraction (a
+    # record's created may be one), which a float would make an error or round a
+    # millisecond off. The cache holds it as a float, for build's one subtraction.
+    whole = _floor(created)
     second, text = _second_cache
     if second != whole:
         text = dt.datetime.fromtimestamp(whole, _UTC).isoformat()[:19]
-        _second_cache = (whole, text)
+        _second_cache = (float(whole), text)
     return text + _MILLIS[_floor((created - whole) * 1000)]
 
 
@@ -384,8 +387,14 @@ def build(
         else:
             library = _LIBRARY_CONTEXT
         second, text = _second_cache
-        into = created - second  # the same float subtraction iso_timestamp makes
-        stamp = text + _MILLIS[_floor(into * 1000)] if 0.0 <= into < 1.0 else iso_timestamp(created)
+        # A float (as logging's created is) minus the cached second: the subtraction
+        # iso_timestamp makes, exact for a float in that second. Any other number (a
+        # Decimal cannot be subtracted from a float; a Fraction would be rounded to one
+        # first) goes to iso_timestamp, which is exact for it.
+        if type(created) is float and 0.0 <= (into := created - second) < 1.0:
+            stamp = text + _MILLIS[_floor(into * 1000)]
+        else:
+            stamp = iso_timestamp(created)
         message_id = f"{_IDS._prefix}{next(_IDS._counter)}"  # no str() call: cheaper
         # Timestamp: digits and signs only; messageId: hex and digits: no escaping. One
         # string, not six (-2,000 instructions per call under callgrind).
