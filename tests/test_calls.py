@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
+import fractions
 import json
 import logging
 import time
+from collections import UserString
 from typing import Any
 
 import pytest
 
 import cdp_logging
-from cdp_logging import DeliveryError, __version__, bound_context
+from cdp_logging import AnalyticsHandler, DeliveryError, __version__, bound_context
 from cdp_logging._core.calls import build, fields_from_record
+from cdp_logging.collector import Collector
+
+from .conftest import WRITE_KEY
 
 
 class Colour(str, enum.Enum):
@@ -155,6 +161,29 @@ class TestMapping:
             expected
             == message("track", {"user_id": "u", "event": "E", "timestamp": given})["timestamp"]
         )
+
+    @pytest.mark.parametrize(
+        ("created", "expected"),
+        [
+            (decimal.Decimal("1700000000.5"), "2023-11-14T22:13:20.500+00:00"),
+            (fractions.Fraction(1_700_000_000_123, 1000), "2023-11-14T22:13:20.123+00:00"),
+            (fractions.Fraction(1_700_000_000_999_999_999, 10**9), "2023-11-14T22:13:20.999+00:00"),
+            (1_700_000_001, "2023-11-14T22:13:21.000+00:00"),
+        ],
+    )
+    @pytest.mark.parametrize("message_id", [None, "given-id"])
+    def test_a_creation_time_that_is_not_a_float(
+        self, created: object, expected: str, message_id: str | None
+    ) -> None:
+        """A record's ``created`` a filter or ``makeLogRecord`` made a Decimal (JSON read
+        with parse_float=Decimal), a Fraction or an int is the time it says, to the
+        millisecond, not an error or a millisecond off by float rounding; with or
+        without a messageId of the call's own (the usual way and the general one)."""
+        fields = {"user_id": "u", "event": "E", "message_id": message_id}
+        built = build("track", fields, created, True)  # type: ignore[arg-type]
+
+        assert isinstance(built, bytes), built
+        assert expected == json.loads(built)["timestamp"]
 
     def test_message_ids_unique_and_short(self) -> None:
         """Every message gets its own messageId of at most 100 characters."""
@@ -308,3 +337,48 @@ class TestValidation:
             build("track", {"user_id": "u", "event": "E", "request_id": 1}, 0.0, strict=False),
             bytes,
         )
+
+
+class EqualToTrack:
+    """Not text, but equal to "track" and hashed as it is (as UserString("track") is)."""
+
+    def __eq__(self, other: object) -> bool:
+        return other == "track"
+
+    def __hash__(self) -> int:
+        return hash("track")
+
+    def __repr__(self) -> str:
+        return "EqualToTrack()"
+
+
+class TestCallTypeIsText:
+    @pytest.mark.parametrize("call_type", [UserString("track"), EqualToTrack()])
+    def test_a_call_type_that_is_not_text_is_refused_though_equal_to_one(
+        self, call_type: object
+    ) -> None:
+        """Only text names a call type: an object equal to "track" (UserString, which
+        plain_call_type leaves as it is) is refused by build, as by the pipeline's."""
+        error = refusal(call_type, {"user_id": "u", "event": "E"})
+
+        assert "invalid_message" == error.code
+        assert "unknown call type" in error.reason
+
+    def test_the_options_do_not_change_what_is_refused(
+        self, collector: Collector, app_logger: logging.Logger
+    ) -> None:
+        """A UserString log message is refused with and without a pipeline (redact=)."""
+        for options in ({}, {"redact": ("email",)}):
+            errors: list[DeliveryError] = []
+            handler = AnalyticsHandler(
+                write_key=WRITE_KEY, host=collector.url, on_error=errors.append, **options
+            )
+            app_logger.addHandler(handler)
+            try:
+                app_logger.info(UserString("track"), extra={"cdp": {"user_id": "u", "event": "E"}})
+                assert handler.client.flush(5)
+            finally:
+                app_logger.removeHandler(handler)
+                handler.close()
+            assert ["invalid_message"] == [e.code for e in errors], options
+        assert [] == collector.messages()

@@ -131,8 +131,8 @@ _USUAL: Final[dict[str, tuple[str, type]]] = {
 _NOT_PAYLOAD: Final[tuple[str, type]] = ("", _Rare)
 # call type -> (its required groups as pairs, one key twice where a group has one: build
 # unpacks a pair where it would loop over a group; the JSON text of its type member,
-# which needs no escaping). Keyed by object: build looks up whatever it is given.
-_CALL_SPECS: Final[dict[object, tuple[tuple[tuple[str, str], ...], str]]] = {
+# which needs no escaping).
+_CALL_SPECS: Final[dict[str, tuple[tuple[tuple[str, str], ...], str]]] = {
     name: (tuple((group[0], group[-1]) for group in _REQUIRED[name]), f'"type":"{name}"')
     for name in CALL_TYPES
 }
@@ -160,11 +160,14 @@ def iso_timestamp(created: float) -> str:
         return dt.datetime.fromtimestamp(created, _UTC).isoformat(timespec="milliseconds")
     # floor, not int: the same for what is left (not negative), at half the cost (int()
     # of a float goes through the type's constructor; ~460 instructions each, callgrind).
-    whole = float(_floor(created))
+    # The int, not a float, in the arithmetic: exact for a Decimal or a Fraction (a
+    # record's created may be one), which a float would make an error or round a
+    # millisecond off. The cache holds it as a float, for build's one subtraction.
+    whole = _floor(created)
     second, text = _second_cache
     if second != whole:
         text = dt.datetime.fromtimestamp(whole, _UTC).isoformat()[:19]
-        _second_cache = (whole, text)
+        _second_cache = (float(whole), text)
     return text + _MILLIS[_floor((created - whole) * 1000)]
 
 
@@ -346,10 +349,16 @@ def build(
     bound_text = ""
     if bound is not None:
         bound_text = _add_bound(message, bound)
-    try:
-        # A subscript, not type() and get(): the front doors made a str subclass plain.
-        known = _CALL_SPECS[call_type]
-    except Exception:  # noqa: BLE001 - not a call type: absent, unhashable, or its hash raised
+    # Only plain text names a call type (the front doors made a str subclass plain): an
+    # object merely equal to one (UserString("track"), whose hash is the text's) is
+    # refused, as the pipeline's build refuses it, and no hash or __eq__ of the
+    # application's runs here. Then a subscript, not get(): no method call.
+    if type(call_type) is str:
+        try:
+            known = _CALL_SPECS[call_type]
+        except KeyError:
+            known = None
+    else:
         known = None
     if known is None:
         message["type"] = _json.to_jsonable(call_type)
@@ -378,8 +387,14 @@ def build(
         else:
             library = _LIBRARY_CONTEXT
         second, text = _second_cache
-        into = created - second  # the same float subtraction iso_timestamp makes
-        stamp = text + _MILLIS[_floor(into * 1000)] if 0.0 <= into < 1.0 else iso_timestamp(created)
+        # A float (as logging's created is) minus the cached second: the subtraction
+        # iso_timestamp makes, exact for a float in that second. Any other number (a
+        # Decimal cannot be subtracted from a float; a Fraction would be rounded to one
+        # first) goes to iso_timestamp, which is exact for it.
+        if type(created) is float and 0.0 <= (into := created - second) < 1.0:
+            stamp = text + _MILLIS[_floor(into * 1000)]
+        else:
+            stamp = iso_timestamp(created)
         message_id = f"{_IDS._prefix}{next(_IDS._counter)}"  # no str() call: cheaper
         # Timestamp: digits and signs only; messageId: hex and digits: no escaping. One
         # string, not six (-2,000 instructions per call under callgrind).
