@@ -90,6 +90,74 @@ class TestRecognition:
         assert ["track"] == lines
 
 
+class TestHandleAndEmit:
+    """``handle`` does emit's work itself (a call less per record); logging's promises about
+    the two stay: filters in handle only, and a subclass's own emit sees every record."""
+
+    def test_a_subclass_emit_sees_every_record_and_can_call_ours(
+        self, collector: Collector, app_logger: logging.Logger
+    ) -> None:
+        """An emit() override runs for each record, and its super().emit() delivers."""
+        seen: list[str] = []
+
+        class Tagging(AnalyticsHandler):
+            def emit(self, record: logging.LogRecord) -> None:
+                seen.append(record.getMessage())
+                if hasattr(record, "cdp"):
+                    record.cdp["properties"] = {"tagged": True}
+                super().emit(record)
+
+        handler = Tagging(write_key=WRITE_KEY, host=collector.url)
+        handler.addFilter(lambda r: r.getMessage() != "identify")
+        app_logger.addHandler(handler)
+        app_logger.info("track", extra={"cdp": {"user_id": "u", "event": "E"}})
+        app_logger.info("identify", extra={"cdp": {"user_id": "u"}})  # filtered out
+        app_logger.info("an ordinary line")
+        assert handler.flush(5)
+
+        assert ["track", "an ordinary line"] == seen
+        assert [("track", {"tagged": True})] == [
+            (m["type"], m.get("properties")) for m in collector.messages()
+        ]
+
+    def test_filters_apply_in_handle_not_in_a_direct_emit(
+        self, collector: Collector, app_logger: logging.Logger
+    ) -> None:
+        """A handler's filter stops a logged record; emit() called directly sends it, as
+        ``Handler.emit`` applies no filter."""
+        handler = handler_for(collector)
+        handler.addFilter(lambda r: False)
+        app_logger.addHandler(handler)
+        app_logger.info("track", extra={"cdp": {"user_id": "u", "event": "Logged"}})
+        record = app_logger.makeRecord(
+            app_logger.name,
+            logging.INFO,
+            __file__,
+            1,
+            "track",
+            (),
+            None,
+            extra={"cdp": {"user_id": "u", "event": "Emitted"}},
+        )
+        handler.emit(record)
+        assert handler.flush(5)
+
+        assert ["Emitted"] == [m["event"] for m in collector.messages()]
+
+    def test_a_subclass_with_its_own_handle_is_left_alone(self) -> None:
+        """A subclass that writes handle itself keeps it."""
+
+        class Own(AnalyticsHandler):
+            def handle(self, record: logging.LogRecord, _from_emit: bool = False) -> bool:
+                return False
+
+            def emit(self, record: logging.LogRecord) -> None:
+                raise AssertionError("never called")
+
+        assert Own.handle is not AnalyticsHandler.handle
+        assert "Own.handle" in Own.handle.__qualname__
+
+
 class TestNeverRaises:
     @pytest.mark.parametrize(
         "extra",
