@@ -717,6 +717,18 @@ def paced_calls(
     return flushed
 
 
+def calls_then_flush(
+    call: Callable[[], object], flush: Callable[[], bool], calls: int, fill: int | None
+) -> tuple[bool, dict[str, Any]]:
+    """*calls* calls then a flush, paced at *fill* per request (``paced_calls``) when
+    given; whether the flushes finished, and what the result line records of the fill."""
+    if fill is not None:
+        return paced_calls(call, flush, calls, fill), {"fill": fill, "warmup_events": 1}
+    for _ in range(calls):
+        call()
+    return flush(), {}
+
+
 # A fixed fill's interval: far past any run, so only a full batch or a flush sends.
 FILL_FLUSH_INTERVAL = 3_600.0
 
@@ -748,19 +760,12 @@ def instructions_delivery(
     if library == "cdp":
         options = fill_options(calls, fill) if fill is not None else {}
         log, handler = make_cdp(sink, **options)
-        if fill is not None:
-            client = handler.client
-            flushed = paced_calls(
-                lambda: track_by_logging(log),
-                lambda: bool(client.flush(timeout=FLUSH_TIMEOUT_CDP)),
-                calls,
-                fill,
-            )
-            extra = {"fill": fill, "warmup_events": 1}
-        else:
-            for _ in range(calls):
-                track_by_logging(log)
-            flushed = bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP))
+        flushed, extra = calls_then_flush(
+            lambda: track_by_logging(log),
+            lambda: bool(handler.client.flush(timeout=FLUSH_TIMEOUT_CDP)),
+            calls,
+            fill,
+        )
         stats = cdp_stats(handler)
         rejected = int(stats["dropped"])
         extra["library_stats"] = stats
@@ -801,19 +806,12 @@ def instructions_delivery_direct(
     if library != "cdp":
         raise SystemExit(f"scenario instructions_delivery_direct does not apply to {library!r}")
     client = make_cdp_client(sink, **(fill_options(calls, fill) if fill is not None else {}))
-    extra: dict[str, Any] = {}
-    if fill is not None:
-        flushed = paced_calls(
-            lambda: track_direct(client),
-            lambda: bool(client.flush(timeout=FLUSH_TIMEOUT_CDP)),
-            calls,
-            fill,
-        )
-        extra = {"fill": fill, "warmup_events": 1}
-    else:
-        for _ in range(calls):
-            track_direct(client)
-        flushed = bool(client.flush(timeout=FLUSH_TIMEOUT_CDP))
+    flushed, extra = calls_then_flush(
+        lambda: track_direct(client),
+        lambda: bool(client.flush(timeout=FLUSH_TIMEOUT_CDP)),
+        calls,
+        fill,
+    )
     stats = client.stats()
     return {
         "sent": calls,
