@@ -368,7 +368,8 @@ class TestCallTypeIsText:
         self, collector: Collector, app_logger: logging.Logger
     ) -> None:
         """A UserString log message is refused with and without a pipeline (redact=)."""
-        for options in ({}, {"redact": ("email",)}):
+        option_sets: list[dict[str, Any]] = [{}, {"redact": ("email",)}]
+        for options in option_sets:
             errors: list[DeliveryError] = []
             handler = AnalyticsHandler(
                 write_key=WRITE_KEY, host=collector.url, on_error=errors.append, **options
