@@ -22,6 +22,12 @@ _WIRE: Final = {
     "group_id": "groupId",
     "message_id": "messageId",
 }
+# What most often explains an empty capture: there was nothing in the process to accept
+# the message, or the record never reached it.
+_NOTHING_CAPTURED: Final = (
+    " (nothing was captured at all: is an AnalyticsHandler, AnalyticsProcessor or Analytics"
+    " client set up in this process, and does the logger's level let the record through?)"
+)
 # Members compared as a subset: a test names the properties it cares about.
 _BAGS: Final = frozenset({"properties", "traits", "context", "integrations"})
 
@@ -49,7 +55,10 @@ class CapturedMessages(list[dict[str, Any]]):
         if message is None:
             names = sorted({str(m.get("event")) for m in tracked})
             seen = ", ".join(json.dumps(n) for n in names) if names else "no track at all"
-            raise AssertionError(f"no track {json.dumps(event)} was captured; tracked: {seen}")
+            hint = "" if list(self) else _NOTHING_CAPTURED
+            raise AssertionError(
+                f"no track {json.dumps(event)} was captured; tracked: {seen}{hint}"
+            )
         wrong = [
             problem
             for key, expected in fields.items()

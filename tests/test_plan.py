@@ -654,6 +654,22 @@ class TestAssertTracked:
         assert "properties.revenue is 39.95, expected 1" in text
         assert "properties.sku is absent" in text
 
+    def test_an_empty_capture_says_what_usually_explains_it(
+        self, cdp_messages: CapturedMessages, make_client: Callable[..., cdp_logging.Analytics]
+    ) -> None:
+        """Nothing captured at all: the failure names the two usual causes; with other
+        messages captured (an identify), it does not."""
+        with pytest.raises(AssertionError) as raised:
+            cdp_messages.assert_tracked("Signed Up")
+        assert "nothing was captured at all" in str(raised.value)
+        assert "level" in str(raised.value)
+
+        make_client().identify("u1", traits={"plan": "pro"})
+        with pytest.raises(AssertionError) as raised:
+            cdp_messages.assert_tracked("Signed Up")
+        assert "tracked: no track at all" in str(raised.value)
+        assert "nothing was captured" not in str(raised.value)
+
 
 PLUGIN_TESTS = """
 import logging
