@@ -247,7 +247,7 @@ class TestValidation:
             (
                 "track",
                 {"user_id": "u", "event": "E", "propertes": {}},
-                "unknown payload key(s) 'propertes'",
+                "unknown payload key(s) 'propertes' (did you mean 'properties'?)",
             ),
         ],
     )
@@ -350,6 +350,34 @@ class EqualToTrack:
 
     def __repr__(self) -> str:
         return "EqualToTrack()"
+
+
+class TestUnknownKeys:
+    def test_a_misspelt_key_is_named_with_the_key_it_resembles_with_or_without_options(
+        self,
+    ) -> None:
+        """The refusal names each unknown key, the payload key it resembles, and every key
+        the mapping takes (type included), in the same words whatever the options."""
+        reasons: list[list[str]] = []
+        option_sets: list[dict[str, Any]] = [{}, {"redact": ["traits.email"]}]
+        for options in option_sets:
+            errors: list[DeliveryError] = []
+            client = cdp_logging.Analytics(send=False, on_error=errors.append, **options)
+            try:
+                client.track(user_id="u", event="E")  # a good one first: refusals only below
+                client.submit(
+                    "track", {"user_id": "u", "event": "E", "usrid": "x", "zz": 1}, 0.0, True
+                )
+                assert client.flush(5)
+            finally:
+                client.close()
+            reasons.append([error.reason for error in errors])
+
+        assert reasons[0] == reasons[1]
+        (reason,) = reasons[0]
+        assert "unknown payload key(s) 'usrid' (did you mean 'user_id'?), 'zz';" in reason
+        assert "known keys are anonymousId, anonymous_id" in reason
+        assert ", type, userId, user_id" in reason
 
 
 class TestCallTypeIsText:

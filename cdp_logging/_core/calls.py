@@ -17,6 +17,7 @@ import math
 import numbers
 import uuid
 from collections.abc import Mapping
+from difflib import get_close_matches
 from math import floor as _floor
 from typing import Any, Final
 
@@ -50,6 +51,7 @@ __all__ = [
     "plain_call_type",
     "resembled_call_type",
     "unknown_call_type",
+    "unknown_keys",
 ]
 
 CALL_TYPE_SET: Final = frozenset(CALL_TYPES)
@@ -78,6 +80,8 @@ _WIRE_KEYS: Final = {
     "timestamp": "timestamp",
 }
 PAYLOAD_KEYS: Final = frozenset(_WIRE_KEYS)
+# What a cdp mapping takes, for a refusal to list: the payload keys and the call's type.
+_KEYS_TAKEN: Final = sorted(PAYLOAD_KEYS | {"type"})
 # `name` is a LogRecord attribute (the logger's name), so it cannot travel flat in
 # `extra`; reading it there would send the logger name as the page name.
 FLAT_KEYS: Final = tuple(sorted(PAYLOAD_KEYS - {"name"}))
@@ -263,6 +267,21 @@ def unknown_call_type(call_type: object) -> str:
     )
 
 
+def unknown_keys(call_type: object, unknown: list[str]) -> str:
+    """The reason a ``cdp`` mapping with keys that are not payload keys is refused: each
+    named, with the payload key it resembles (a typo loses data silently otherwise), and
+    every key the mapping takes. One text for ``build`` and the pipeline's build.
+    """
+    named = []
+    for key in sorted(unknown):
+        close = get_close_matches(key, _KEYS_TAKEN, n=1) if type(key) is str else []
+        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    return (
+        f"{call_type}: unknown payload key(s) {', '.join(named)}; "
+        f"known keys are {', '.join(_KEYS_TAKEN)}"
+    )
+
+
 def plain_call_type(call_type: object) -> object:
     """A ``str`` subclass's plain text (``str.__str__`` calls none of its methods); any
     other value unchanged, for ``build`` to name and refuse."""
@@ -365,11 +384,7 @@ def build(
         return _invalid(unknown_call_type(call_type), {**_bound_ids(message), **message})
     if unknown:
         message["type"] = call_type
-        return _invalid(
-            f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
-            f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
-            {**_bound_ids(message), **message},
-        )
+        return _invalid(unknown_keys(call_type, unknown), {**_bound_ids(message), **message})
     # What the library adds (type, context.library, timestamp, messageId, what is
     # bound) is written as JSON text (see _given_members for the order and why).
     required, added = known

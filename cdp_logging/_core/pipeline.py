@@ -34,7 +34,6 @@ from .calls import (
     _REQUIRED,
     _SPECS,
     _TEXT,
-    PAYLOAD_KEYS,
     _identifier,
     _text,
     _timestamp,
@@ -43,6 +42,7 @@ from .calls import (
     name_of,
     new_message_id,
     unknown_call_type,
+    unknown_keys,
 )
 from .context import BOUND
 from .errors import BEFORE_SEND, INVALID_MESSAGE, MESSAGE_TOO_LARGE, REENTRANT, DeliveryError
@@ -284,11 +284,7 @@ class Pipeline:
         if type(call_type) is not str or call_type not in CALL_TYPES:
             return _invalid(unknown_call_type(call_type), message)
         if unknown:
-            return _invalid(
-                f"{call_type}: unknown payload key(s) {', '.join(map(repr, sorted(unknown)))}; "
-                f"known keys are {', '.join(sorted(PAYLOAD_KEYS))}",
-                message,
-            )
+            return _invalid(unknown_keys(call_type, unknown), message)
         if self._hooks:
             # Values first, while they are still what the caller gave: the JSON copy the
             # hooks get turns bytes, objects and huge ints into text the checks would pass.
