@@ -63,6 +63,39 @@ def track_all(client: cdp_logging.Analytics, events: list[str]) -> list[Any]:
     return [client.track("u", event) for event in events]
 
 
+class TestNetworkReason:
+    @pytest.mark.parametrize(("host", "hint"), [(None, True), ("http://127.0.0.1:9", False)])
+    def test_an_unreachable_default_host_says_how_to_set_another(
+        self, host: str | None, hint: bool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A network failure names the host; the default one (no host=, no CDP_HOST) also
+        says how to point elsewhere. The transport fails here: nothing leaves the machine."""
+        from cdp_logging._transports.base import TransportError
+
+        monkeypatch.delenv("CDP_HOST", raising=False)
+
+        def unreachable(messages: list[dict[str, Any]]) -> Response:
+            raise TransportError("ConnectionError: refused")
+
+        errors: list[cdp_logging.DeliveryError] = []
+        client = cdp_logging.Analytics(
+            WRITE_KEY,
+            host,
+            transport=MockTransport(unreachable),
+            max_retries=0,
+            on_error=errors.append,
+        )
+        try:
+            client.track("u", "E")
+            assert client.flush(5)
+        finally:
+            client.close()
+
+        (error,) = errors
+        assert "could not reach " in error.reason
+        assert ("host= or CDP_HOST" in error.reason) is hint
+
+
 class TestRetryPolicy:
     def test_delays_are_equal_jitter_within_the_cap(self) -> None:
         """Each wait is in [d/2, d] with d doubling from base up to cap."""

@@ -49,7 +49,7 @@ from .._buffers.base import Buffer, Entry, Tracked, entry_data
 from .._compat import holding_logging_lock
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.errors import CLOSED, HTTP_STATUS, NETWORK, QUEUE_FULL, SHUTDOWN_TIMEOUT
-from .._core.options import Options
+from .._core.options import DEFAULT_HOST, Options
 from .._core.process import (
     deliver_at_multiprocessing_exit,
     process_lock,
@@ -114,6 +114,13 @@ class Sender:
         self._carried = dict(carried or {})
         self._retry = options.retry
         self._max_retries = options.max_retries
+        # The host as a network failure names it: the default one says how to set another,
+        # for an app that meant a local collector but never told us (CDP_HOST unset).
+        self._where = options.host + (
+            " (the default host: host= or CDP_HOST sets another)"
+            if options.host == DEFAULT_HOST
+            else ""
+        )
         # The queue lengths at which a put wakes the sender (see submit).
         self._wake_sizes = frozenset((1, options.max_events_in_batch))
         self._high_water = options.max_queue_size // 2
@@ -388,7 +395,7 @@ class Sender:
                 return
             except TransportError as error:
                 outcome = Outcome.RETRY
-                reason = f"could not reach {self._options.host}: {self._scrub(str(error))}"
+                reason = f"could not reach {self._where}: {self._scrub(str(error))}"
             except Exception as error:  # noqa: BLE001 - a custom transport's bug is a network error to us
                 outcome = Outcome.RETRY
                 reason = f"transport raised {type(error).__name__}: {self._scrub(str(error))}"
