@@ -150,15 +150,20 @@ assert time.monotonic() - started < 5, "the default shutdown_timeout is 5 s"
         done = run(
             collector,
             """
-import multiprocessing, signal, time
+import faulthandler, multiprocessing, signal, time
 ctx = multiprocessing.get_context("fork")
 ready = ctx.Event()
 def work():
+    # A hang shows where each thread waits (on stderr, which the test reads), not as
+    # the run's timeout. Armed after the fork: a watchdog inherited from the parent
+    # would not be there to cancel.
+    faulthandler.dump_traceback_later(30, exit=True)
     burst("terminated", 25)
     ready.set()
     time.sleep(60)
 child = ctx.Process(target=work)
 child.start()
+faulthandler.dump_traceback_later(45, exit=True)
 assert ready.wait(20)
 child.terminate()
 child.join(20)
@@ -174,22 +179,28 @@ assert child.exitcode == -signal.SIGTERM, child.exitcode
         it runs (here it exits, so multiprocessing's finalizers deliver)."""
         # Pool.terminate sends each worker its stop sentinel first and SIGTERM only to
         # those still alive: slow answers keep both delivering (their exit finalizer
-        # holding the signal back) when it comes, so both handlers run, every time.
+        # holding the signal back) when it comes, so both handlers run, every time. A
+        # barrier makes both workers take tasks: a fast worker could take all 20, and
+        # the other, with nothing to deliver, end on its sentinel unsignalled.
         collector.faults.latency(1.0, count=2)
         done = run(
             collector,
             """
 import multiprocessing, signal
+ctx = multiprocessing.get_context("fork")
+both = ctx.Barrier(2)
 def handle(signum, frame):
     print("app handler ran", flush=True)
     sys.exit(0)
 def init():
     signal.signal(signal.SIGTERM, handle)
 def task(i):
+    if i < 2:
+        both.wait(20)  # the first two tasks side by side: each worker logs, and sends
     log.info("track", extra={"user_id": f"task-{i}", "event": "pooled"})
     return i
-with multiprocessing.get_context("fork").Pool(2, initializer=init) as pool:
-    assert sorted(pool.map(task, range(20))) == list(range(20))
+with ctx.Pool(2, initializer=init) as pool:
+    assert sorted(pool.map(task, range(20), chunksize=1)) == list(range(20))
 """,
         )
 
