@@ -83,6 +83,14 @@ MIN_REQUEST_SECONDS: Final = 0.05
 THREAD_RETRY_SECONDS: Final = 1.0
 
 
+def _host_words(host: str) -> str:
+    """The host as a network failure names it: the default one says how to set another,
+    for an app that meant a local collector but never told us (CDP_HOST unset)."""
+    if host == DEFAULT_HOST:
+        return f"{host} (the default host: host= or CDP_HOST sets another)"
+    return host
+
+
 class Sender:
     """Owns, per process, the queue, the sender thread and the delivery bookkeeping.
 
@@ -114,13 +122,6 @@ class Sender:
         self._carried = dict(carried or {})
         self._retry = options.retry
         self._max_retries = options.max_retries
-        # The host as a network failure names it: the default one says how to set another,
-        # for an app that meant a local collector but never told us (CDP_HOST unset).
-        self._where = options.host + (
-            " (the default host: host= or CDP_HOST sets another)"
-            if options.host == DEFAULT_HOST
-            else ""
-        )
         # The queue lengths at which a put wakes the sender (see submit).
         self._wake_sizes = frozenset((1, options.max_events_in_batch))
         self._high_water = options.max_queue_size // 2
@@ -395,7 +396,9 @@ class Sender:
                 return
             except TransportError as error:
                 outcome = Outcome.RETRY
-                reason = f"could not reach {self._where}: {self._scrub(str(error))}"
+                reason = (
+                    f"could not reach {_host_words(self._options.host)}: {self._scrub(str(error))}"
+                )
             except Exception as error:  # noqa: BLE001 - a custom transport's bug is a network error to us
                 outcome = Outcome.RETRY
                 reason = f"transport raised {type(error).__name__}: {self._scrub(str(error))}"
