@@ -158,38 +158,29 @@ log.info("track", extra={"user_id": "main", "event": "E"})
         assert "{}" == done.stdout.strip().splitlines()[-1]
         assert ["main"] == events(collector)
 
-    def test_while_the_main_thread_is_queuing(self, collector: Collector) -> None:
-        """The main thread is appending to the queue (its lock held) when the signal
-        arrives; the handler's message is queued too, and both are delivered."""
-        body = """
-class RingingList(list):
-    def append(self, item):
-        ring()  # inside the queue's locked region
-        super().append(item)
-queue = handler.client.buffer
-queue._items = RingingList(queue._items)
-log.info("track", extra={"user_id": "main", "event": "E"})
-"""
-        result = run(collector, "{}", VALID, body)
-
-        assert {} == result["errors"]
-        assert ["from-signal", "main"] == events(collector)
-
-    def test_while_the_main_thread_is_queuing_into_an_sqlite_buffer(
-        self, collector: Collector, tmp_path: Path
+    @pytest.mark.parametrize("buffer", ["memory", "sqlite"])
+    def test_while_the_main_thread_is_queuing(
+        self, collector: Collector, tmp_path: Path, buffer: str
     ) -> None:
-        """The same with ``buffer="sqlite:PATH"``: its put holds the buffer's memory
-        lock (a plain Lock), which the handler's put waited for in its own thread."""
-        body = """
+        """The main thread is appending to the queue (its lock held) when the signal
+        arrives; the handler's message is queued too, and both are delivered. With
+        ``buffer="sqlite:PATH"`` the put holds the buffer's memory lock, which was a
+        plain Lock that the handler's put waited for in its own thread."""
+        # Where each buffer's put appends, inside its locked region.
+        pending, options = (
+            ("_items", "{}")
+            if buffer == "memory"
+            else ("_pending", repr({"buffer": f"sqlite:{tmp_path / 'b.db'}"}))
+        )
+        body = f"""
 class RingingList(list):
     def append(self, item):
         ring()  # inside the queue's locked region
         super().append(item)
 queue = handler.client.buffer
-queue._pending = RingingList(queue._pending)
-log.info("track", extra={"user_id": "main", "event": "E"})
+queue.{pending} = RingingList(queue.{pending})
+log.info("track", extra={{"user_id": "main", "event": "E"}})
 """
-        options = repr({"buffer": f"sqlite:{tmp_path / 'b.db'}"})
         result = run(collector, options, VALID, body)
 
         assert {} == result["errors"]
